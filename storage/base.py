@@ -1,0 +1,308 @@
+"""The Storage protocol, its records and the order state machine.
+
+Storage does the exactly-once work with unique constraints and compare-and-set transitions:
+a state change, its audit row and the outbox rows it causes commit together or not at all.
+Amounts are integer minor units with an ISO currency code; storage never imports providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class OrderState(StrEnum):
+    CREATED = "created"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAID = "paid"
+    REFUND_PENDING = "refund_pending"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    NEEDS_REVIEW = "needs_review"
+
+
+S = OrderState
+
+# Which transitions are legal. Any state may go to NEEDS_REVIEW (amount mismatch, success after
+# expiry, an answer nobody understands); a person resolves NEEDS_REVIEW to paid or failed.
+TRANSITIONS: Mapping[OrderState, frozenset[OrderState]] = {
+    S.CREATED: frozenset({S.AWAITING_PAYMENT, S.FAILED, S.CANCELLED}),
+    S.AWAITING_PAYMENT: frozenset({S.PAID, S.FAILED, S.CANCELLED, S.EXPIRED}),
+    S.PAID: frozenset({S.REFUND_PENDING, S.REFUNDED, S.PARTIALLY_REFUNDED}),
+    S.REFUND_PENDING: frozenset({S.REFUNDED, S.PARTIALLY_REFUNDED, S.PAID}),
+    S.PARTIALLY_REFUNDED: frozenset({S.REFUND_PENDING, S.REFUNDED, S.PARTIALLY_REFUNDED}),
+    S.REFUNDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.NEEDS_REVIEW: frozenset({S.PAID, S.FAILED, S.REFUNDED}),
+}
+
+# States in which the customer may still pay.
+PAYABLE = frozenset({S.CREATED, S.AWAITING_PAYMENT})
+FINAL = frozenset({S.REFUNDED, S.FAILED, S.CANCELLED, S.EXPIRED})
+
+
+def can_transition(current: OrderState, target: OrderState) -> bool:
+    if target is S.NEEDS_REVIEW:
+        return current is not S.NEEDS_REVIEW
+    return target in TRANSITIONS[current]
+
+
+class IllegalTransition(ValueError):
+    """The state table forbids this change (a bug in the caller, not a race)."""
+
+
+class DuplicatePayment(ValueError):
+    """This provider payment id is already attached to another order."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderItem:
+    sku: str
+    title: str
+    quantity: int
+    unit_amount: int  # minor units, the order's currency
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    user_id: int
+    chat_id: int
+    provider: str
+    amount: int
+    currency: str
+    token: str  # unguessable, goes into return/callback URLs; unique
+    items: Sequence[OrderItem]
+    locale: str = "en"
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: int
+    user_id: int
+    chat_id: int
+    provider: str
+    amount: int
+    currency: str
+    state: OrderState
+    token: str
+    locale: str
+    description: str
+    created_at: datetime
+    updated_at: datetime
+    items: tuple[OrderItem, ...] = ()
+    provider_payment_id: str | None = None
+    pay_url: str | None = None
+    expires_at: datetime | None = None
+    paid_at: datetime | None = None
+    paid_amount: int | None = None
+    refunded_amount: int = 0
+    next_check_at: datetime | None = None
+    check_attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutbox:
+    """A message to deliver because of a transition; unique per (order_id, kind)."""
+
+    kind: str
+    chat_id: int
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: int
+    order_id: int | None
+    kind: str
+    chat_id: int
+    payload: Mapping[str, Any]
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    order_id: int
+    from_state: OrderState | None
+    to_state: OrderState
+    actor: str  # "return", "callback", "button", "sweep", "admin:<id>", ...
+    detail: str  # the provider's answer in short, never secrets
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    id: int
+    provider: str
+    event_key: str
+    order_id: int | None
+    body: bytes
+    received_at: datetime
+    processed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    id: int
+    order_id: int
+    amount: int
+    currency: str
+    idempotency_key: str
+    state: str  # "pending" | "done" | "rejected"
+    actor: str
+    provider_code: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SavedCard:
+    """A card the customer saved with a provider's wallet: masked name and the provider's id
+    only, never any other card data."""
+
+    id: int
+    user_id: int
+    provider: str
+    card_id: str
+    card_name: str  # masked, e.g. "411111xxxxxx1111"
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Counts and sums for the admins' /stats."""
+
+    orders_by_state: Mapping[str, int]
+    paid_by_currency: Mapping[str, int]  # minor units
+    refunded_by_currency: Mapping[str, int]
+
+
+class Storage(Protocol):
+    """Async storage. Every method is safe to call concurrently from one event loop."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """True when the database answers (for /readyz)."""
+
+    # orders
+    async def create_order(self, new: NewOrder) -> Order: ...
+
+    async def get_order(self, order_id: int) -> Order | None: ...
+
+    async def get_order_by_token(self, token: str) -> Order | None: ...
+
+    async def get_order_by_payment(self, provider: str, provider_payment_id: str) -> Order | None:
+        ...
+
+    async def orders_for_user(
+        self, user_id: int, *, limit: int = 10, offset: int = 0
+    ) -> list[Order]: ...
+
+    async def set_checkout(
+        self,
+        order_id: int,
+        *,
+        pay_url: str,
+        provider_payment_id: str | None,
+        expires_at: datetime | None,
+        next_check_at: datetime | None,
+    ) -> Order:
+        """Record the opened checkout and move CREATED -> AWAITING_PAYMENT (with audit)."""
+
+    async def attach_payment_id(self, order_id: int, provider_payment_id: str) -> Order:
+        """Set provider_payment_id once. The same id again is a no-op; a different id on an
+        order that has one, or an id that belongs to another order, raises DuplicatePayment."""
+
+    async def transition(
+        self,
+        order_id: int,
+        expected: Sequence[OrderState] | OrderState,
+        target: OrderState,
+        *,
+        actor: str,
+        detail: str = "",
+        outbox: Sequence[NewOutbox] = (),
+        paid_amount: int | None = None,
+        refunded_amount: int | None = None,
+    ) -> Order | None:
+        """Compare-and-set: move the order to `target` only if its state is in `expected`.
+
+        Writes the audit row and the outbox rows in the same transaction. Returns the updated
+        order, or None if the state was not in `expected` (someone else won the race).
+        Raises IllegalTransition when the state table forbids expected -> target.
+        `paid_at` is set when target is PAID.
+        """
+
+    async def schedule_check(
+        self, order_id: int, next_check_at: datetime | None, attempts: int
+    ) -> None: ...
+
+    async def due_for_check(self, now: datetime, limit: int = 100) -> list[Order]:
+        """Orders AWAITING_PAYMENT whose next_check_at <= now, oldest first."""
+
+    async def audit_trail(self, order_id: int) -> list[AuditEntry]: ...
+
+    # inbound events (callbacks), stored before we answer the provider
+    async def record_inbound(
+        self, provider: str, event_key: str, order_id: int | None, body: bytes
+    ) -> bool:
+        """Store an event once per (provider, event_key). True if it was new."""
+
+    async def unprocessed_inbound(self, limit: int = 100) -> list[InboundEvent]: ...
+
+    async def mark_inbound_processed(self, event_id: int) -> None: ...
+
+    # outbox
+    async def enqueue(self, order_id: int | None, message: NewOutbox) -> bool:
+        """Queue a message outside a transition (admin replies...). False if (order, kind)
+        was queued before."""
+
+    async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]: ...
+
+    async def mark_sent(self, message_id: int) -> None: ...
+
+    async def defer(self, message_id: int, until: datetime, error: str) -> None: ...
+
+    # refunds (idempotency_key unique)
+    async def create_refund(
+        self, order_id: int, amount: int, currency: str, idempotency_key: str, actor: str
+    ) -> tuple[Refund, bool]:
+        """Insert a pending refund, or return the existing one with that key (created=False)."""
+
+    async def finish_refund(self, refund_id: int, state: str, provider_code: str = "") -> Refund:
+        ...
+
+    async def refunds_for_order(self, order_id: int) -> list[Refund]: ...
+
+    # saved cards, unique per (user_id, provider, card_id)
+    async def save_card(
+        self, user_id: int, provider: str, card_id: str, card_name: str
+    ) -> SavedCard: ...
+
+    async def saved_cards(self, user_id: int, provider: str | None = None) -> list[SavedCard]: ...
+
+    async def forget_card(self, user_id: int, saved_card_id: int) -> bool:
+        """Delete the user's own card; False when it is not theirs or not there."""
+
+    # per-user preferences
+    async def get_user_locale(self, user_id: int) -> str | None: ...
+
+    async def set_user_locale(self, user_id: int, locale: str) -> None: ...
+
+    # figures
+    async def figures(self, since: datetime | None = None) -> Figures: ...
