@@ -1,0 +1,50 @@
+"""The base of every emulator: an aiohttp app on a free loopback port, like aiohttp's
+examples/fake_server.py. Scenario knobs live on the subclasses as plain attributes."""
+
+from __future__ import annotations
+
+import socket
+
+from aiohttp import web
+
+
+class FakeServer:
+    """An emulator: `await start()` binds 127.0.0.1 on a free port and returns its base URL."""
+
+    name = "fake"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.app = web.Application(client_max_size=4 * 1024 * 1024)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        if self._runner is not None:
+            return self.url
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise RuntimeError(
+                f"the {self.name} emulator cannot bind {self.host}:{self.port}: {exc.strerror}"
+            ) from exc
+        self.port = sock.getsockname()[1]
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.SockSite(self._runner, sock, shutdown_timeout=0.5)
+        await site.start()
+        self.url = f"http://{self.host}:{self.port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def json_error(status: int, payload: object) -> web.Response:
+    return web.json_response(payload, status=status)
