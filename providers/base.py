@@ -8,12 +8,13 @@ storage or chat. `bot/` builds `InboundRequest` from aiohttp and turns `Ack` int
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
+from urllib.parse import quote
 
 import httpx
 
@@ -151,6 +152,7 @@ class CheckoutRequest:
     locale: str = "en"
     customer_ip: str = "127.0.0.1"
     customer_ref: str = ""  # a stable per-customer reference for wallets, never shown
+    saved_card_id: str | None = None  # pay with a card the customer saved (SAVED_CARDS only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,10 +324,26 @@ async def send(
     return response
 
 
-def redact_url(url: str | httpx.URL, secrets: tuple[str, ...]) -> str:
-    """The URL with every secret replaced by '***', for logs."""
-    text = str(url)
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret (and its URL-encoded form) replaced by '***', for logs."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
     return text
+
+
+def logging_hooks(secrets: Iterable[str]) -> dict[str, list[Callable[..., Awaitable[None]]]]:
+    """httpx event hooks that log each provider call (method, redacted URL, status), never
+    bodies or headers. Pass to `httpx.AsyncClient(event_hooks=...)`."""
+    known = tuple(s for s in secrets if s)
+
+    async def on_request(request: httpx.Request) -> None:
+        log.debug("-> %s %s", request.method, redact(str(request.url), known))
+
+    async def on_response(response: httpx.Response) -> None:
+        request = response.request
+        log.info(
+            "<- %s %s %s", request.method, redact(str(request.url), known), response.status_code
+        )
+
+    return {"request": [on_request], "response": [on_response]}
