@@ -206,8 +206,9 @@ class Storage(Protocol):
 
     async def get_order_by_token(self, token: str) -> Order | None: ...
 
-    async def get_order_by_payment(self, provider: str, provider_payment_id: str) -> Order | None:
-        ...
+    async def get_order_by_payment(
+        self, provider: str, provider_payment_id: str
+    ) -> Order | None: ...
 
     async def orders_for_user(
         self, user_id: int, *, limit: int = 10, offset: int = 0
@@ -284,8 +285,9 @@ class Storage(Protocol):
     ) -> tuple[Refund, bool]:
         """Insert a pending refund, or return the existing one with that key (created=False)."""
 
-    async def finish_refund(self, refund_id: int, state: str, provider_code: str = "") -> Refund:
-        ...
+    async def finish_refund(
+        self, refund_id: int, state: str, provider_code: str = ""
+    ) -> Refund: ...
 
     async def refunds_for_order(self, order_id: int) -> list[Refund]: ...
 
