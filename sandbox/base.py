@@ -33,9 +33,11 @@ class FakeServer:
                 f"the {self.name} emulator cannot bind {self.host}:{self.port}: {exc.strerror}"
             ) from exc
         self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
-        site = web.SockSite(self._runner, sock, shutdown_timeout=0.5)
+        site = web.SockSite(self._runner, sock)
         await site.start()
         self.url = f"http://{self.host}:{self.port}"
         return self.url

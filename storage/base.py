@@ -261,8 +261,8 @@ class Storage(Protocol):
     # inbound events (callbacks), stored before we answer the provider
     async def record_inbound(
         self, provider: str, event_key: str, order_id: int | None, body: bytes
-    ) -> bool:
-        """Store an event once per (provider, event_key). True if it was new."""
+    ) -> int | None:
+        """Store an event once per (provider, event_key): its id if it was new, else None."""
 
     async def unprocessed_inbound(self, limit: int = 100) -> list[InboundEvent]: ...
 

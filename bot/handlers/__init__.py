@@ -1,0 +1,11 @@
+"""The routers in match order; the fallback router goes last."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from bot.handlers import admin, customer, fallback, merchant
+
+
+def get_routers() -> list[Router]:
+    return [m.create_router() for m in (merchant, admin, customer, fallback)]

@@ -1,0 +1,29 @@
+"""Our bot, started for real against the sandbox whose URLs come in the environment; prints
+'ready <rss_kib>' once it serves, then (with an order-filled database) 'loaded <rss_kib>' after
+a reconcile sweep, /orders-style reads and an outbox pass. Waits for stdin to close."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from bench.rss import rss_kib
+from bot.app import BotApp
+from bot.config import Settings
+
+
+async def main() -> None:
+    settings = Settings()  # type: ignore[call-arg]  # from the environment the runner sets
+    async with BotApp(settings) as parts:
+        print(f"ready {rss_kib()}", flush=True)
+        await parts.reconciler.run_once()
+        for user_id in range(1, 200):
+            await parts.storage.orders_for_user(user_id, limit=10)
+        await parts.notifier.flush()
+        await parts.storage.figures()
+        print(f"loaded {rss_kib()}", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

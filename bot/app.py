@@ -1,0 +1,380 @@
+"""The composition root: builds storage, providers, the bot and the web server from Settings,
+starts them in order and stops them in reverse.
+
+`BotApp` is used by `python -m bot run`, by the demo and by the tests, so all three run the
+same wiring. A failed start unwinds what was already started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import socket
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+from aiogram.types import BotCommand
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+from httpx_aiohttp import AiohttpTransport
+
+from bot import texts
+from bot.catalog import Catalog, load_catalog
+from bot.checkout import CheckoutService, CheckSchedule
+from bot.config import Settings
+from bot.handlers import get_routers
+from bot.handlers.fallback import on_error
+from bot.keyboards import OrderAction, OrderCb
+from bot.locale import SUPPORTED, LocaleMiddleware, build_i18n
+from bot.notify import Notifier, Rendered
+from bot.reconcile import Reconciler
+from bot.web import WebServices, create_web_app
+from providers.base import Capability, logging_hooks
+from providers.redoya import RedoyaProvider
+from providers.registry import Registry
+from storage import storage_from_url
+from storage.base import OutboxMessage, Storage
+
+log = logging.getLogger("bot.app")
+
+CUSTOMER_KINDS = ("paid", "failed", "expired", "review", "refunded:")
+
+
+class StartupError(RuntimeError):
+    """A setting or a dependency that stops the bot from starting; the message says which."""
+
+
+def build_providers(settings: Settings, client: httpx.AsyncClient) -> Registry:
+    """The adapters whose credentials are set."""
+    registry = Registry()
+    if settings.redoya_secret and settings.redoya_identifier:
+        registry.add(
+            RedoyaProvider(
+                client,
+                api_url=settings.redoya_api_url,
+                pay_url=settings.redoya_pay_url,
+                secret=settings.redoya_secret.get_secret_value(),
+                identifier=settings.redoya_identifier.get_secret_value(),
+                test_mode=settings.redoya_test_mode,
+                token_lifetime=timedelta(minutes=settings.redoya_token_minutes),
+                decimal_prices=settings.redoya_decimal_prices,
+            )
+        )
+    if settings.payture_key and settings.payture_password:
+        from providers.payture import PaytureProvider
+
+        wallet_key = settings.payture_wallet_key
+        registry.add(
+            PaytureProvider(
+                client,
+                base_url=settings.payture_url,
+                key=settings.payture_key.get_secret_value(),
+                password=settings.payture_password.get_secret_value(),
+                wallet_key=wallet_key.get_secret_value() if wallet_key else None,
+                wallet_password=_secret(settings.payture_wallet_password),
+                wallet_secret=_secret(settings.payture_wallet_secret),
+            )
+        )
+    return registry
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+def fsm_storage(settings: Settings) -> BaseStorage:
+    """Carts live in memory, or in Redis when several replicas run."""
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(settings.redis_url)
+    return MemoryStorage()
+
+
+@dataclass
+class Parts:
+    """What a running BotApp holds; tests reach in here."""
+
+    storage: Storage
+    http: httpx.AsyncClient
+    providers: Registry
+    catalog: Catalog
+    checkout: CheckoutService
+    bot: Bot
+    dp: Dispatcher
+    i18n: I18n
+    notifier: Notifier
+    reconciler: Reconciler
+    web_url: str
+    bot_username: str
+
+
+class BotApp:
+    def __init__(self, settings: Settings, *, background: bool = True) -> None:
+        self.settings = settings
+        self.background = background  # False: no notifier/sweep loops (tests drive them)
+        self._stack = AsyncExitStack()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._web_services: WebServices | None = None
+        self.parts: Parts | None = None
+
+    async def __aenter__(self) -> Parts:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> Parts:
+        s = self.settings
+        catalog = _load(lambda: load_catalog(s.catalog_path))
+        storage = storage_from_url(s.database_url)
+        await storage.open()
+        self._stack.push_async_callback(storage.close)
+
+        http = httpx.AsyncClient(
+            transport=AiohttpTransport(),
+            timeout=httpx.Timeout(s.http_timeout),
+            event_hooks=logging_hooks(s.secrets()),  # type: ignore[arg-type]
+        )
+        self._stack.push_async_callback(http.aclose)
+        providers = build_providers(s, http)
+        if not len(providers):
+            raise StartupError("no payment provider is configured: set REDOYA_* or PAYTURE_*")
+
+        sock = _bind(s.web_host, s.web_port)
+        web_url = s.public_url or f"http://{s.web_host}:{sock.getsockname()[1]}"
+
+        session = (
+            AiohttpSession(api=TelegramAPIServer.from_base(s.telegram_api_url))
+            if s.telegram_api_url
+            else AiohttpSession()
+        )
+        bot = Bot(
+            s.bot_token.get_secret_value(),
+            session=session,
+            default=DefaultBotProperties(parse_mode="HTML"),
+        )
+        self._stack.push_async_callback(bot.session.close)
+        try:
+            me = await bot.get_me()
+        except TelegramUnauthorizedError:
+            raise StartupError("Telegram refused BOT_TOKEN (401 Unauthorized)") from None
+        except Exception as exc:
+            raise StartupError(f"cannot reach the Telegram Bot API: {type(exc).__name__}") from None
+
+        i18n = build_i18n(s.default_locale)
+        notifier_ref: list[Notifier] = []
+        checkout = CheckoutService(
+            storage,
+            providers,
+            public_url=web_url,
+            merchant_chat_id=s.merchant_chat_id,
+            admin_ids=sorted(s.admin_ids),
+            schedule=CheckSchedule(
+                first=timedelta(seconds=s.first_check_after),
+                longest=timedelta(seconds=s.max_check_interval),
+            ),
+            on_outbox=lambda: notifier_ref[0].wake() if notifier_ref else None,
+        )
+        notifier = Notifier(
+            bot, storage, OutboxRenderer(storage, i18n, providers, s.default_locale)
+        )
+        notifier_ref.append(notifier)
+        reconciler = Reconciler(checkout, every=s.sweep_every)
+
+        dp = Dispatcher(
+            storage=fsm_storage(s),
+            events_isolation=SimpleEventIsolation(),  # one update per user at a time: carts
+            settings=s,
+            checkout=checkout,
+            catalog=catalog,
+            providers=providers,
+        )
+        dp.workflow_data["storage"] = storage  # "storage" is also the FSM's init argument
+        LocaleMiddleware(i18n, storage).setup(dp)
+        dp.include_routers(*get_routers())
+        dp.errors.register(on_error)
+        self._stack.push_async_callback(dp.storage.close)
+
+        self._web_services = WebServices(checkout, storage, me.username or "", i18n)
+        app = create_web_app(self._web_services)
+        if s.webhook_url:
+            assert s.webhook_secret is not None
+            secret = s.webhook_secret.get_secret_value()
+            SimpleRequestHandler(dp, bot, secret_token=secret).register(
+                app, path=f"/telegram/{_path_secret(secret)}"
+            )
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        await web.SockSite(runner, sock).start()
+
+        self.parts = Parts(
+            storage,
+            http,
+            providers,
+            catalog,
+            checkout,
+            bot,
+            dp,
+            i18n,
+            notifier,
+            reconciler,
+            web_url,
+            me.username or "",
+        )
+        await self._set_commands(bot, i18n)
+        await checkout.replay_inbound()  # events stored before a crash
+        if self.background:
+            self._tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
+            self._tasks.append(asyncio.create_task(reconciler.run(), name="reconciler"))
+        if s.webhook_url:
+            assert s.webhook_secret is not None
+            secret = s.webhook_secret.get_secret_value()
+            await bot.set_webhook(
+                f"{s.webhook_url}/telegram/{_path_secret(secret)}", secret_token=secret
+            )
+        else:
+            await bot.delete_webhook()
+            self._tasks.append(
+                asyncio.create_task(
+                    dp.start_polling(
+                        bot, handle_signals=False, close_bot_session=False, polling_timeout=10
+                    ),
+                    name="polling",
+                )
+            )
+        log.info(
+            "bot @%s up; web on %s; providers: %s",
+            me.username,
+            web_url,
+            ", ".join(providers.names()),
+        )
+        return self.parts
+
+    async def stop(self) -> None:
+        """Stop taking updates, finish in-flight callbacks, flush the outbox, close."""
+        parts, self.parts = self.parts, None
+        if parts is not None:
+            with contextlib.suppress(RuntimeError):
+                await parts.dp.stop_polling()
+            for task in self._tasks:
+                if task.get_name() != "notifier":
+                    task.cancel()
+            if self._web_services and self._web_services.background:
+                await asyncio.wait(self._web_services.background, timeout=5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(parts.notifier.flush(), timeout=3)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+        await self._stack.aclose()
+
+    async def _set_commands(self, bot: Bot, i18n: I18n) -> None:
+        """The command menu in every language; a failure is logged, not fatal."""
+        with i18n.context():
+            for code in (None, *SUPPORTED):
+                with i18n.use_locale(code or self.settings.default_locale):
+                    commands = [
+                        BotCommand(command="catalog", description=_("Browse the catalog")),
+                        BotCommand(command="cart", description=_("Your cart")),
+                        BotCommand(command="orders", description=_("Your orders")),
+                        BotCommand(command="language", description=_("Change the language")),
+                        BotCommand(command="help", description=_("Help")),
+                    ]
+                    try:
+                        await bot.set_my_commands(commands, language_code=code)
+                    except TelegramAPIError as exc:
+                        log.warning("setMyCommands(%s) failed: %s", code, exc)
+                        return
+
+
+class OutboxRenderer:
+    """Turns an outbox row into text in the right language: the customer's for their messages,
+    the merchant's default for the merchant's and admins'."""
+
+    def __init__(
+        self, storage: Storage, i18n: I18n, providers: Registry, default_locale: str
+    ) -> None:
+        self.storage = storage
+        self.i18n = i18n
+        self.providers = providers
+        self.default_locale = default_locale
+
+    async def __call__(self, message: OutboxMessage) -> Rendered | None:
+        if message.order_id is None:
+            return None
+        order = await self.storage.get_order(message.order_id)
+        if order is None:
+            return None
+        for_customer = message.kind.startswith(CUSTOMER_KINDS)
+        with (
+            self.i18n.context(),
+            self.i18n.use_locale(order.locale if for_customer else self.default_locale),
+        ):
+            text = texts.outbox_text(message.kind, order, dict(message.payload))
+            if text is None:
+                log.warning("outbox %s has unknown kind %r; dropped", message.id, message.kind)
+                return None
+            markup = None
+            if message.kind == "paid":
+                kb = InlineKeyboardBuilder()
+                kb.button(
+                    text=_("Receipt"), callback_data=OrderCb(action=OrderAction.SHOW, id=order.id)
+                )
+                provider = (
+                    self.providers.get(order.provider) if order.provider in self.providers else None
+                )
+                if provider and Capability.SAVED_CARDS in provider.capabilities:
+                    kb.button(
+                        text=_("Save this card"),
+                        callback_data=OrderCb(action=OrderAction.SAVE_CARD, id=order.id),
+                    )
+                kb.adjust(1)
+                markup = kb.as_markup()
+            return Rendered(text, markup)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(
+            f"cannot listen on {host}:{port}: {exc.strerror} (set WEB_HOST/WEB_PORT)"
+        ) from None
+    return sock
+
+
+def _path_secret(secret: str) -> str:
+    """The webhook path carries a hash of the secret, never the secret (paths get logged)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:32]
+
+
+def _load(loader: Any) -> Any:
+    try:
+        return loader()
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None

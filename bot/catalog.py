@@ -1,0 +1,171 @@
+"""The merchant's catalog from `catalog.toml`: categories and products with prices.
+
+Prices are written in major units as a string or an integer ("12.50", 150), never a TOML float,
+and become integer minor units here. An invalid file stops start-up with a message that names
+the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from providers.base import MINOR_UNITS, AmountNotRepresentable, Money
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
+
+
+class CatalogError(ValueError):
+    """The catalog file is invalid; the message says where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: str
+    name: str
+    price: Money
+    category: str = ""
+    description: str = ""
+    photo: str | None = None  # a path relative to the catalog file, or an https URL
+    providers: tuple[str, ...] = ()  # empty: every enabled provider that takes the currency
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    categories: tuple[Category, ...]
+    products: tuple[Product, ...]
+    source: Path | None = None
+
+    def product(self, product_id: str) -> Product | None:
+        return next((p for p in self.products if p.id == product_id), None)
+
+    def category(self, category_id: str) -> Category | None:
+        return next((c for c in self.categories if c.id == category_id), None)
+
+    def in_category(self, category_id: str) -> list[Product]:
+        return [p for p in self.products if p.category == category_id]
+
+    def photo_path(self, product: Product) -> Path | None:
+        """The photo as a local file, when it is one."""
+        if not product.photo or product.photo.startswith(("http://", "https://")):
+            return None
+        base = self.source.parent if self.source else Path()
+        return base / product.photo
+
+
+def load_catalog(path: Path) -> Catalog:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: file not found (set CATALOG_PATH)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+    return parse_catalog(data, path)
+
+
+def parse_catalog(data: dict[str, Any], path: Path | None = None) -> Catalog:
+    where = str(path) if path else "catalog"
+    categories = tuple(
+        _category(entry, f"{where}: categories[{i}]")
+        for i, entry in enumerate(_list(data, "categories", where))
+    )
+    category_ids = {c.id for c in categories}
+    _unique([c.id for c in categories], f"{where}: categories")
+    products = tuple(
+        _product(entry, f"{where}: products[{i}]", category_ids)
+        for i, entry in enumerate(_list(data, "products", where))
+    )
+    if not products:
+        raise CatalogError(f"{where}: no [[products]] entries")
+    _unique([p.id for p in products], f"{where}: products")
+    return Catalog(categories, products, path)
+
+
+def _list(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise CatalogError(f"{where}: '{key}' must be an array of tables ([[{key}]])")
+    return value
+
+
+def _unique(ids: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for item_id in ids:
+        if item_id in seen:
+            raise CatalogError(f"{where}: id {item_id!r} is used twice")
+        seen.add(item_id)
+
+
+def _text(entry: dict[str, Any], field: str, where: str, *, required: bool = True) -> str:
+    value = entry.get(field)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise CatalogError(f"{where}, field '{field}': must be a non-empty string")
+    return value.strip()
+
+
+def _id(entry: dict[str, Any], where: str) -> str:
+    value = _text(entry, "id", where)
+    if not _ID.match(value):
+        raise CatalogError(f"{where}, field 'id': use 1-24 letters, digits, '-' or '_'")
+    return value
+
+
+def _category(entry: dict[str, Any], where: str) -> Category:
+    return Category(id=_id(entry, where), title=_text(entry, "title", where))
+
+
+def _product(entry: dict[str, Any], where: str, category_ids: set[str]) -> Product:
+    product_id = _id(entry, where)
+    where = f"{where} ({product_id})"
+    category = _text(entry, "category", where, required=False)
+    if category and category not in category_ids:
+        raise CatalogError(f"{where}, field 'category': no category with id {category!r}")
+    currency = _text(entry, "currency", where).upper()
+    if currency not in MINOR_UNITS:
+        raise CatalogError(
+            f"{where}, field 'currency': {currency!r} is not one of {', '.join(MINOR_UNITS)}"
+        )
+    providers = entry.get("providers", [])
+    if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
+        raise CatalogError(f"{where}, field 'providers': must be a list of provider names")
+    photo = _text(entry, "photo", where, required=False) or None
+    return Product(
+        id=product_id,
+        name=_text(entry, "name", where),
+        price=_price(entry.get("price"), currency, where),
+        category=category,
+        description=_text(entry, "description", where, required=False),
+        photo=photo,
+        providers=tuple(providers),
+    )
+
+
+def _price(value: object, currency: str, where: str) -> Money:
+    if isinstance(value, float):
+        raise CatalogError(
+            f"{where}, field 'price': write it as a string (\"{value}\") so no rounding happens"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise CatalogError(f"{where}, field 'price': must be a string like \"12.50\" or an integer")
+    try:
+        money = Money.from_decimal(Decimal(str(value).strip()), currency)
+    except (InvalidOperation, AmountNotRepresentable) as exc:
+        raise CatalogError(
+            f"{where}, field 'price': {value!r} is not a valid {currency} amount "
+            f"({exc or 'not a number'})"
+        ) from None
+    if money.amount <= 0:
+        raise CatalogError(f"{where}, field 'price': must be above zero")
+    return money

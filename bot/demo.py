@@ -1,0 +1,127 @@
+"""`python -m bot demo`: the whole flow on loopback, with no Telegram or provider account.
+
+Starts the sandbox (Telegram Bot API, Redoya and Payture emulators), runs the real bot against
+it, and plays a customer: /start, two products into the cart, checkout, Pay on the emulated
+Redoya page, back to the bot. Prints the chat transcript and the order's final state.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.app import BotApp
+from bot.config import Settings
+from sandbox.botuser import BotUser, button_url, transcript
+from sandbox.redoya import RedoyaServer
+from sandbox.telegram import TelegramServer
+from storage.base import OrderState
+
+DEMO_CATALOG = Path(__file__).parent / "demo_catalog.toml"
+CUSTOMER_ID = 1001
+MERCHANT_CHAT_ID = -1000001
+
+
+def sandbox_settings(
+    telegram: TelegramServer,
+    redoya: RedoyaServer,
+    payture: Any = None,
+    **overrides: object,
+) -> Settings:
+    """Settings that point the bot at the emulators (shared with the tests)."""
+    values: dict[str, object] = {
+        "bot_token": telegram.token,
+        "telegram_api_url": telegram.url,
+        "web_host": "127.0.0.1",
+        "web_port": 0,
+        "database_url": "sqlite:///:memory:",
+        "catalog_path": DEMO_CATALOG,
+        "merchant_chat_id": MERCHANT_CHAT_ID,
+        "redoya_secret": redoya.secret,
+        "redoya_identifier": redoya.identifier,
+        "redoya_api_url": redoya.url,
+        "redoya_pay_url": redoya.url,
+        "redoya_test_mode": False,
+        "http_timeout": 5.0,
+    }
+    if payture is not None:
+        values |= {
+            "payture_url": payture.url,
+            "payture_key": payture.key,
+            "payture_password": payture.password,
+            "payture_wallet_key": payture.wallet_key,
+            "payture_wallet_password": payture.wallet_password,
+            "payture_wallet_secret": "demo-wallet-secret",
+        }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+async def run_demo() -> int:
+    telegram, redoya = TelegramServer(), RedoyaServer()
+    payture = None
+    servers = [telegram, redoya]
+    for server in servers:
+        await server.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = sandbox_settings(
+                telegram, redoya, payture, database_url=f"sqlite:///{tmp}/demo.db"
+            )
+            async with BotApp(settings) as parts, aiohttp.ClientSession() as http:
+                user = BotUser(telegram.url, CUSTOMER_ID, first_name="Ada", session=http)
+                await user.send("/start")
+                await user.wait_message("Catalog")
+                await user.press(text="Coffee")
+                await user.wait_message(predicate=lambda m: "Coffee" in m.get("text", ""))
+                await user.press(text="Turkish coffee")
+                await user.wait_message("Turkish coffee")
+                await user.press(text="Add to cart")
+                await user.press(text="« Back")
+                await user.wait_message(predicate=lambda m: "Coffee" in m.get("text", ""))
+                await user.press(text="Cezve")
+                await user.wait_message("Cezve")
+                await user.press(text="Add to cart")
+                await user.press(text="🛒 Cart")
+                await user.wait_message("Your cart")
+                await user.press(text="Checkout")
+                order_message = await user.wait_message("Order #")
+                pay_url = button_url(order_message, "Pay")
+
+                async with http.post(
+                    f"{redoya.url}/sandbox/pay", json={"url": pay_url, "outcome": "paid"}
+                ) as answer:
+                    redirect = (await answer.json())["redirect"]
+                async with http.get(redirect) as page:  # the customer's browser comes back
+                    page_text = await page.text()
+                await user.wait_message("Payment received")
+                await parts.notifier.flush()
+
+                order = (await parts.storage.orders_for_user(CUSTOMER_ID, limit=1))[0]
+                merchant = await BotUser(telegram.url, MERCHANT_CHAT_ID, session=http).messages()
+                print("=== chat with the customer ===")
+                print(transcript(await user.messages()))
+                print("=== merchant chat ===")
+                print(transcript(merchant))
+                print("=== return page ===")
+                print(("Payment received" in page_text and "Payment received") or page_text[:200])
+                print("=== order ===")
+                print(
+                    f"order #{order.id}: {order.state} · {order.amount} minor {order.currency} "
+                    f"· {order.provider} payment {order.provider_payment_id}"
+                )
+                return 0 if order.state is OrderState.PAID else 1
+    finally:
+        for server in servers:
+            await server.stop()
+    return 1
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    sys.exit(asyncio.run(run_demo()))

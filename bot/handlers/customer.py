@@ -1,0 +1,587 @@
+"""The customer's chat: catalog, cart, checkout, orders, language. Handlers stay thin: parse the
+input (CallbackData factories do it), call the cart or the checkout service, render."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, FSInputFile, Message
+from aiogram.utils.i18n import gettext as _
+
+from bot import cart as carts
+from bot import texts
+from bot.catalog import Catalog, Product
+from bot.checkout import CheckoutError, CheckoutService
+from bot.formatting import format_when
+from bot.keyboards import (
+    LANGUAGES,
+    CartAction,
+    CartCb,
+    CatalogCb,
+    LanguageCb,
+    OrderAction,
+    OrderCb,
+    OrdersPage,
+    PayWith,
+    ProductAction,
+    ProductCb,
+    cart_keyboard,
+    catalog_keyboard,
+    category_keyboard,
+    language_keyboard,
+    order_keyboard,
+    orders_keyboard,
+    product_keyboard,
+    provider_keyboard,
+)
+from bot.locale import LocaleMiddleware
+from providers.base import Money
+from storage.base import PAYABLE, Order, OrderState, Storage
+
+log = logging.getLogger("bot.customer")
+ORDERS_PAGE = 8
+
+
+class CartInput(StatesGroup):
+    quantity = State()
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+async def start_with_product(
+    message: Message, command: CommandObject, catalog: Catalog, state: FSMContext
+) -> None:
+    product = catalog.product((command.args or "")[2:])
+    if product is None:
+        await message.answer(_("That product is no longer in the catalog."))
+        await show_catalog(message, catalog, state)
+        return
+    await send_product(message, product, catalog, state)
+
+
+async def start(message: Message, catalog: Catalog, state: FSMContext) -> None:
+    await message.answer(
+        _(
+            "Welcome, {name}! Browse the catalog, add what you like to the cart and pay right here."
+        ).format(name=message.from_user.first_name if message.from_user else "")
+    )
+    await show_catalog(message, catalog, state)
+
+
+async def catalog_command(message: Message, catalog: Catalog, state: FSMContext) -> None:
+    await show_catalog(message, catalog, state)
+
+
+async def help_command(message: Message) -> None:
+    await message.answer(
+        _(
+            "/catalog — browse products\n/cart — your cart\n/orders — your orders and receipts\n"
+            "/language — change the language\n/help — this message\n\n"
+            "Pay with the Pay button under an order; you will get a message here once the "
+            "payment is confirmed."
+        )
+    )
+
+
+async def cart_command(message: Message, catalog: Catalog, state: FSMContext) -> None:
+    text, markup = await render_cart(catalog, state)
+    await message.answer(text, reply_markup=markup)
+
+
+async def orders_command(message: Message, storage: Storage) -> None:
+    text, markup = await render_orders(storage, message.chat.id, 0)
+    await message.answer(text, reply_markup=markup)
+
+
+async def language_command(message: Message) -> None:
+    await message.answer(_("Choose your language:"), reply_markup=language_keyboard())
+
+
+async def language_chosen(
+    query: CallbackQuery, callback_data: LanguageCb, locale_middleware: LocaleMiddleware
+) -> None:
+    await locale_middleware.set_locale(query.from_user.id, callback_data.code)
+    with locale_middleware.i18n.use_locale(callback_data.code):
+        await query.answer()
+        await edit(query, _("Language: {name}").format(name=LANGUAGES[callback_data.code]))
+
+
+# --- catalog ------------------------------------------------------------------------------
+
+
+async def show_catalog(message: Message, catalog: Catalog, state: FSMContext) -> None:
+    count = carts.count(carts.read(await state.get_data()))
+    await message.answer(_("Catalog:"), reply_markup=catalog_keyboard(catalog, count))
+
+
+async def catalog_page(
+    query: CallbackQuery, callback_data: CatalogCb, catalog: Catalog, state: FSMContext
+) -> None:
+    count = carts.count(carts.read(await state.get_data()))
+    await query.answer()
+    if callback_data.page < 0 or not callback_data.category:
+        await edit(query, _("Catalog:"), catalog_keyboard(catalog, count))
+        return
+    category = catalog.category(callback_data.category)
+    if category is None:
+        await edit(
+            query, _("That category is no longer in the catalog."), catalog_keyboard(catalog, count)
+        )
+        return
+    products = catalog.in_category(category.id)
+    prices = {p.id: texts.money(p.price) for p in products}
+    markup = category_keyboard(products, category.id, callback_data.page, count, prices)
+    await edit(query, f"<b>{category.title}</b>", markup)
+
+
+async def send_product(
+    message: Message, product: Product, catalog: Catalog, state: FSMContext
+) -> None:
+    in_cart = carts.read(await state.get_data()).get(product.id, 0)
+    markup = product_keyboard(product, in_cart)
+    photo = catalog.photo_path(product)
+    if photo is not None and photo.is_file():
+        await message.answer_photo(
+            FSInputFile(photo), caption=texts.product_card(product), reply_markup=markup
+        )
+    elif product.photo and photo is None:
+        await message.answer_photo(
+            product.photo, caption=texts.product_card(product), reply_markup=markup
+        )
+    else:
+        await message.answer(texts.product_card(product), reply_markup=markup)
+
+
+async def view_product(
+    query: CallbackQuery, callback_data: ProductCb, catalog: Catalog, state: FSMContext
+) -> None:
+    product = catalog.product(callback_data.id)
+    if product is None or not isinstance(query.message, Message):
+        await query.answer(_("That product is no longer in the catalog."), show_alert=True)
+        return
+    await query.answer()
+    await send_product(query.message, product, catalog, state)
+
+
+async def add_to_cart(
+    query: CallbackQuery, callback_data: ProductCb, catalog: Catalog, state: FSMContext
+) -> None:
+    cart = carts.read(await state.get_data())
+    try:
+        cart = carts.add(cart, catalog, callback_data.id)
+    except carts.CartError as exc:
+        await query.answer(cart_error(exc.reason), show_alert=True)
+        return
+    await state.update_data(cart=cart)
+    product = catalog.product(callback_data.id)
+    await query.answer(_("Added to the cart."))
+    if product is not None and isinstance(query.message, Message):
+        with contextlib.suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(
+                reply_markup=product_keyboard(product, cart[product.id])
+            )
+
+
+async def buy_now(
+    query: CallbackQuery,
+    callback_data: ProductCb,
+    catalog: Catalog,
+    checkout: CheckoutService,
+    storage: Storage,
+) -> None:
+    product = catalog.product(callback_data.id)
+    if product is None:
+        await query.answer(_("That product is no longer in the catalog."), show_alert=True)
+        return
+    await choose_provider(query, [(product, 1)], checkout, storage, product_id=product.id)
+
+
+# --- cart ---------------------------------------------------------------------------------
+
+
+def cart_error(reason: str) -> str:
+    messages = {
+        "gone": _("That product is no longer in the catalog."),
+        "quantity_range": _("The quantity must be a whole number from 1 to {max}.").format(
+            max=carts.MAX_QUANTITY
+        ),
+        "mixed_currencies": _("A cart holds one currency. Check out or clear the cart first."),
+        "too_many_lines": _("The cart is full. Check out first."),
+    }
+    return messages.get(reason, _("That did not work. Please try again."))
+
+
+async def render_cart(catalog: Catalog, state: FSMContext) -> tuple[str, object]:
+    items = carts.lines(carts.read(await state.get_data()), catalog)
+    if not items:
+        return _("Your cart is empty."), cart_keyboard([])
+    rows = [f"• {p.name} × {q} — {texts.money(p.price * q)}" for p, q in items]
+    total = carts.total(items)
+    assert total is not None
+    rows.append(_("Total: {total}").format(total=f"<b>{texts.money(total)}</b>"))
+    rows.append(_("To set a quantity, send it as a number after pressing the product."))
+    return "\n".join([f"<b>{_('Your cart')}</b>", *rows]), cart_keyboard(items)
+
+
+async def cart_show(query: CallbackQuery, catalog: Catalog, state: FSMContext) -> None:
+    await query.answer()
+    text, markup = await render_cart(catalog, state)
+    if isinstance(query.message, Message) and query.message.photo:
+        await query.message.answer(text, reply_markup=markup)  # a photo card cannot become text
+    else:
+        await edit(query, text, markup)
+
+
+async def cart_change(
+    query: CallbackQuery, callback_data: CartCb, catalog: Catalog, state: FSMContext
+) -> None:
+    cart = carts.read(await state.get_data())
+    try:
+        if callback_data.action is CartAction.CLEAR:
+            cart = {}
+        elif callback_data.id not in cart:
+            raise carts.CartError("gone")
+        elif callback_data.action is CartAction.REMOVE:
+            cart = carts.set_quantity(cart, catalog, callback_data.id, 0)
+        else:
+            delta = 1 if callback_data.action is CartAction.INC else -1
+            cart = carts.add(cart, catalog, callback_data.id, delta)
+    except carts.CartError as exc:
+        await query.answer(cart_error(exc.reason), show_alert=True)
+        return
+    await state.update_data(cart=cart)
+    await query.answer()
+    text, markup = await render_cart(catalog, state)
+    await edit(query, text, markup)
+
+
+async def cart_checkout(
+    query: CallbackQuery,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
+    storage: Storage,
+) -> None:
+    items = carts.lines(carts.read(await state.get_data()), catalog)
+    if not items:
+        await query.answer(_("Your cart is empty."), show_alert=True)
+        return
+    await choose_provider(query, items, checkout, storage)
+
+
+async def cart_quantity(
+    query: CallbackQuery, callback_data: CartCb, catalog: Catalog, state: FSMContext
+) -> None:
+    product = catalog.product(callback_data.id)
+    if product is None:
+        await query.answer(cart_error("gone"), show_alert=True)
+        return
+    await state.set_state(CartInput.quantity)
+    await state.update_data(qty_for=product.id)
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(
+            _("How many of {name}? Send a number from 0 to {max} (0 removes it).").format(
+                name=product.name, max=carts.MAX_QUANTITY
+            )
+        )
+
+
+async def quantity_entered(message: Message, catalog: Catalog, state: FSMContext) -> None:
+    data = await state.get_data()
+    product_id = str(data.get("qty_for", ""))
+    text = (message.text or "").strip()
+    if not text.isdigit() or not 0 <= int(text) <= carts.MAX_QUANTITY:
+        await message.answer(cart_error("quantity_range"))
+        return
+    try:
+        cart = carts.set_quantity(carts.read(data), catalog, product_id, int(text))
+    except carts.CartError as exc:
+        await state.set_state(None)
+        await message.answer(cart_error(exc.reason))
+        return
+    await state.set_state(None)
+    await state.update_data(cart=cart, qty_for=None)
+    reply, markup = await render_cart(catalog, state)
+    await message.answer(reply, reply_markup=markup)
+
+
+# --- paying -------------------------------------------------------------------------------
+
+
+async def choose_provider(
+    query: CallbackQuery,
+    items: list[tuple[Product, int]],
+    checkout: CheckoutService,
+    storage: Storage,
+    *,
+    product_id: str = "",
+) -> None:
+    total = carts.total(items)
+    assert total is not None
+    fitting = []
+    for provider in checkout.providers_for(total.currency, carts.allowed_providers(items)):
+        try:
+            provider.check_amount(total)
+        except ValueError:
+            continue
+        fitting.append(provider)
+    if not fitting:
+        await query.answer(
+            _("Sorry, no payment method here can take {total}.").format(total=texts.money(total)),
+            show_alert=True,
+        )
+        return
+    choices: list[tuple[str, PayWith]] = []
+    for provider in fitting:
+        for card in await storage.saved_cards(query.from_user.id, provider.name):
+            label = _("Pay with {card}").format(card=mask(card.card_name))
+            choices.append(
+                (label, PayWith(provider=provider.name, product=product_id, card=card.id))
+            )
+        choices.append(
+            (provider_title(provider.name), PayWith(provider=provider.name, product=product_id))
+        )
+    if len(choices) == 1:
+        await place(query, choices[0][1], items, checkout, storage)
+        return
+    await query.answer()
+    text = (
+        _("Total: {total}").format(total=texts.money(total))
+        + "\n"
+        + _("How would you like to pay?")
+    )
+    if isinstance(query.message, Message):
+        await query.message.answer(text, reply_markup=provider_keyboard(choices))
+
+
+async def pay_with(
+    query: CallbackQuery,
+    callback_data: PayWith,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
+    storage: Storage,
+) -> None:
+    if callback_data.product:
+        product = catalog.product(callback_data.product)
+        items = [(product, 1)] if product else []
+    else:
+        items = carts.lines(carts.read(await state.get_data()), catalog)
+    if not items:
+        await query.answer(
+            _("This choice is out of date. Please start again from the catalog."), show_alert=True
+        )
+        return
+    await place(query, callback_data, items, checkout, storage)
+    if not callback_data.product:
+        await state.update_data(cart={})
+
+
+async def place(
+    query: CallbackQuery,
+    choice: PayWith,
+    items: list[tuple[Product, int]],
+    checkout: CheckoutService,
+    storage: Storage,
+) -> None:
+    card_id = None
+    if choice.card:
+        cards = {c.id: c for c in await storage.saved_cards(query.from_user.id, choice.provider)}
+        if choice.card not in cards:
+            await query.answer(_("That saved card is no longer available."), show_alert=True)
+            return
+        card_id = cards[choice.card].card_id
+    try:
+        order = await checkout.place_order(
+            user_id=query.from_user.id,
+            chat_id=query.message.chat.id if query.message else query.from_user.id,
+            lines=carts.checkout_lines(items),
+            provider_name=choice.provider,
+            locale=texts.locale(),
+            saved_card_id=card_id,
+        )
+    except CheckoutError as exc:
+        await query.answer(checkout_error(exc.reason), show_alert=True)
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(texts.order_card(order), reply_markup=order_keyboard(order))
+
+
+def checkout_error(reason: str) -> str:
+    messages = {
+        "empty_cart": _("Your cart is empty."),
+        "mixed_currencies": _("A cart holds one currency. Check out or clear the cart first."),
+        "amount_not_accepted": _(
+            "This payment method cannot take that amount. Please change the cart."
+        ),
+        "provider_unavailable": _(
+            "The payment service is not answering right now. Please try again in a minute."
+        ),
+        "provider_rejected": _("The payment service refused this order. The shop has been told."),
+        "unknown_provider": _("This payment method is no longer available."),
+    }
+    return messages.get(reason, _("That did not work. Please try again."))
+
+
+def provider_title(name: str) -> str:
+    titles = {"redoya": "Redoya", "payture": _("Bank card (Payture)"), "stars": "Telegram Stars"}
+    return titles.get(name, name.title())
+
+
+def mask(card_name: str) -> str:
+    """'411111xxxxxx1111' -> '4111 11** **** 1111'."""
+    digits = card_name.replace("x", "*").replace("X", "*")
+    return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+
+
+# --- orders -------------------------------------------------------------------------------
+
+
+async def render_orders(storage: Storage, user_id: int, page: int) -> tuple[str, object]:
+    orders = await storage.orders_for_user(
+        user_id, limit=ORDERS_PAGE + 1, offset=page * ORDERS_PAGE
+    )
+    more = len(orders) > ORDERS_PAGE
+    orders = orders[:ORDERS_PAGE]
+    if not orders:
+        return _("You have no orders yet. /catalog"), None
+    rows = [f"<b>{_('Your orders')}</b>"]
+    for order in orders:
+        total = texts.money(Money(order.amount, order.currency))
+        when = format_when(order.created_at, texts.locale())
+        rows.append(f"#{order.id} · {when} · {total} · {texts.state_name(order.state)}")
+    return "\n".join(rows), orders_keyboard(orders, page, more)
+
+
+async def orders_page(query: CallbackQuery, callback_data: OrdersPage, storage: Storage) -> None:
+    await query.answer()
+    text, markup = await render_orders(storage, query.from_user.id, callback_data.page)
+    await edit(query, text, markup)
+
+
+async def own_order(query: CallbackQuery, order_id: int, storage: Storage) -> Order | None:
+    order = await storage.get_order(order_id)
+    if order is None or order.user_id != query.from_user.id:
+        await query.answer(_("That order was not found."), show_alert=True)
+        return None
+    return order
+
+
+async def order_show(query: CallbackQuery, callback_data: OrderCb, storage: Storage) -> None:
+    order = await own_order(query, callback_data.id, storage)
+    if order is None:
+        return
+    await query.answer()
+    paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
+    text = texts.receipt(order) if paid else texts.order_card(order)
+    if isinstance(query.message, Message):
+        await query.message.answer(text, reply_markup=order_keyboard(order))
+
+
+async def order_check(
+    query: CallbackQuery, callback_data: OrderCb, storage: Storage, checkout: CheckoutService
+) -> None:
+    order = await own_order(query, callback_data.id, storage)
+    if order is None:
+        return
+    confirmation = await checkout.confirm(order.id, actor="button")
+    order = confirmation.order
+    if order.state is OrderState.PAID:
+        await query.answer(_("Paid. Thank you!"))
+    elif not confirmation.answered:
+        await query.answer(
+            _("The payment service is not answering right now; we will keep checking."),
+            show_alert=True,
+        )
+    elif order.state is OrderState.AWAITING_PAYMENT:
+        await query.answer(
+            _("No payment yet. Press Pay to open the payment page."), show_alert=True
+        )
+    else:
+        await query.answer(texts.state_name(order.state), show_alert=True)
+    await edit(query, texts.order_card(order), order_keyboard(order))
+
+
+async def order_cancel(
+    query: CallbackQuery, callback_data: OrderCb, storage: Storage, checkout: CheckoutService
+) -> None:
+    order = await own_order(query, callback_data.id, storage)
+    if order is None:
+        return
+    if order.state not in PAYABLE:
+        await query.answer(
+            _("This order can no longer be cancelled: it is {state}.").format(
+                state=texts.state_name(order.state)
+            ),
+            show_alert=True,
+        )
+        return
+    cancelled = await checkout.cancel(order.id, query.from_user.id)
+    current = cancelled or await storage.get_order(order.id) or order
+    await query.answer(_("Order cancelled.") if cancelled else texts.state_name(current.state))
+    await edit(query, texts.order_card(current), order_keyboard(current))
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+async def edit(query: CallbackQuery, text: str, markup: object = None) -> None:
+    """Edit the message the button was on; a photo card or an unchanged text gets a new
+    message or nothing, never an error for the customer."""
+    message = query.message
+    if not isinstance(message, Message):
+        return
+    try:
+        if message.photo:
+            await message.answer(text, reply_markup=markup)  # type: ignore[arg-type]
+        else:
+            await message.edit_text(text, reply_markup=markup)  # type: ignore[arg-type]
+    except TelegramBadRequest as exc:
+        if "not modified" not in str(exc):
+            log.warning("edit failed: %s", exc)
+
+
+def create_router() -> Router:
+    """A fresh Router with this module's handlers (a Router can join one Dispatcher only)."""
+    router = Router(name=__name__)
+    router.message.filter(F.chat.type == "private")
+    router.message.register(
+        start_with_product,
+        CommandStart(deep_link=True, magic=F.args.regexp(r"^p_[A-Za-z0-9_-]{1,24}$")),
+    )
+    router.message.register(start, CommandStart())
+    router.message.register(catalog_command, Command("catalog"))
+    router.message.register(help_command, Command("help"))
+    router.message.register(cart_command, Command("cart"))
+    router.message.register(orders_command, Command("orders"))
+    router.message.register(language_command, Command("language"))
+    router.callback_query.register(language_chosen, LanguageCb.filter(F.code.in_(LANGUAGES)))
+    router.callback_query.register(catalog_page, CatalogCb.filter())
+    router.callback_query.register(view_product, ProductCb.filter(F.action == ProductAction.VIEW))
+    router.callback_query.register(add_to_cart, ProductCb.filter(F.action == ProductAction.ADD))
+    router.callback_query.register(buy_now, ProductCb.filter(F.action == ProductAction.BUY))
+    router.callback_query.register(cart_show, CartCb.filter(F.action == CartAction.SHOW))
+    router.callback_query.register(
+        cart_change,
+        CartCb.filter(
+            F.action.in_({CartAction.INC, CartAction.DEC, CartAction.REMOVE, CartAction.CLEAR})
+        ),
+    )
+    router.callback_query.register(cart_checkout, CartCb.filter(F.action == CartAction.CHECKOUT))
+    router.callback_query.register(cart_quantity, CartCb.filter(F.action == CartAction.QTY))
+    router.message.register(quantity_entered, StateFilter(CartInput.quantity), F.text)
+    router.callback_query.register(pay_with, PayWith.filter())
+    router.callback_query.register(orders_page, OrdersPage.filter(F.page >= 0))
+    router.callback_query.register(order_show, OrderCb.filter(F.action == OrderAction.SHOW))
+    router.callback_query.register(order_check, OrderCb.filter(F.action == OrderAction.CHECK))
+    router.callback_query.register(order_cancel, OrderCb.filter(F.action == OrderAction.CANCEL))
+    return router

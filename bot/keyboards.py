@@ -1,0 +1,230 @@
+"""Every inline button: CallbackData factories (short prefixes, enum actions, small ids) and the
+keyboard builders. Payloads are parsed only by these factories, never split by hand; a payload
+edited by a client fails to unpack and lands in the stale-button handler."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.catalog import Catalog, Product
+from storage.base import PAYABLE, Order, OrderState
+
+PAGE_SIZE = 6
+LANGUAGES = {
+    "en": "English",
+    "ru": "Русский",
+    "tr": "Türkçe",
+    "mn": "Монгол",
+    "kk": "Қазақша",
+    "tk": "Türkmençe",
+}
+
+
+class CatalogCb(CallbackData, prefix="c"):
+    category: str  # "" = all products
+    page: int = 0
+
+
+class ProductAction(StrEnum):
+    VIEW = "v"
+    ADD = "a"
+    BUY = "b"
+
+
+class ProductCb(CallbackData, prefix="p"):
+    action: ProductAction
+    id: str
+
+
+class CartAction(StrEnum):
+    SHOW = "s"
+    INC = "i"
+    DEC = "d"
+    REMOVE = "r"
+    CLEAR = "c"
+    CHECKOUT = "k"
+    QTY = "q"
+
+
+class CartCb(CallbackData, prefix="k"):
+    action: CartAction
+    id: str = ""
+
+
+class PayWith(CallbackData, prefix="w"):
+    """Choose a provider (and a saved card) for the cart or a 'buy now' product."""
+
+    provider: str
+    product: str = ""  # set for 'buy now'; empty for the cart
+    card: int = 0  # our saved-card id; 0 = a new card / the provider's own page
+
+
+class OrderAction(StrEnum):
+    SHOW = "s"
+    CHECK = "c"
+    CANCEL = "x"
+    SAVE_CARD = "v"
+
+
+class OrderCb(CallbackData, prefix="o"):
+    action: OrderAction
+    id: int
+
+
+class OrdersPage(CallbackData, prefix="op"):
+    page: int
+
+
+class LanguageCb(CallbackData, prefix="l"):
+    code: str
+
+
+def catalog_keyboard(catalog: Catalog, cart_count: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    if catalog.categories:
+        for category in catalog.categories:
+            kb.button(text=category.title, callback_data=CatalogCb(category=category.id))
+    else:
+        for product in catalog.products[:PAGE_SIZE]:
+            kb.button(
+                text=product.name, callback_data=ProductCb(action=ProductAction.VIEW, id=product.id)
+            )
+    kb.adjust(1)
+    kb.row(*_cart_button(cart_count).buttons)
+    return kb.as_markup()
+
+
+def category_keyboard(
+    products: list[Product], category: str, page: int, cart_count: int, price: dict[str, str]
+) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    pages = max(1, -(-len(products) // PAGE_SIZE))
+    page = min(max(page, 0), pages - 1)
+    for product in products[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]:
+        kb.button(
+            text=f"{product.name} · {price[product.id]}",
+            callback_data=ProductCb(action=ProductAction.VIEW, id=product.id),
+        )
+    kb.adjust(1)
+    if pages > 1:
+        nav = InlineKeyboardBuilder()
+        if page > 0:
+            nav.button(text="◀", callback_data=CatalogCb(category=category, page=page - 1))
+        nav.button(
+            text=f"{page + 1}/{pages}", callback_data=CatalogCb(category=category, page=page)
+        )
+        if page < pages - 1:
+            nav.button(text="▶", callback_data=CatalogCb(category=category, page=page + 1))
+        kb.row(*nav.buttons)
+    kb.row(*_cart_button(cart_count).buttons)
+    kb.button(text=_("« Catalog"), callback_data=CatalogCb(category="", page=-1))
+    return kb.as_markup()
+
+
+def product_keyboard(product: Product, in_cart: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=_("Buy now"), callback_data=ProductCb(action=ProductAction.BUY, id=product.id))
+    label = (
+        _("Add to cart")
+        if not in_cart
+        else _("Add one more ({count} in cart)").format(count=in_cart)
+    )
+    kb.button(text=label, callback_data=ProductCb(action=ProductAction.ADD, id=product.id))
+    kb.adjust(1)
+    kb.row(*_cart_button(in_cart and -1).buttons)
+    back = (
+        CatalogCb(category=product.category, page=0)
+        if product.category
+        else CatalogCb(category="", page=-1)
+    )
+    kb.button(text=_("« Back"), callback_data=back)
+    return kb.as_markup()
+
+
+def _cart_button(count: int) -> InlineKeyboardBuilder:
+    kb = InlineKeyboardBuilder()
+    text = _("🛒 Cart") if count <= 0 else _("🛒 Cart ({count})").format(count=count)
+    kb.button(text=text, callback_data=CartCb(action=CartAction.SHOW))
+    return kb
+
+
+def cart_keyboard(lines: list[tuple[Product, int]]) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for product, quantity in lines:
+        kb.button(
+            text=f"{product.name} ×{quantity}",
+            callback_data=CartCb(action=CartAction.QTY, id=product.id),
+        )
+        kb.button(text="−", callback_data=CartCb(action=CartAction.DEC, id=product.id))
+        kb.button(text="+", callback_data=CartCb(action=CartAction.INC, id=product.id))
+        kb.button(text="✖", callback_data=CartCb(action=CartAction.REMOVE, id=product.id))
+    kb.adjust(*([1, 3] * len(lines)))
+    if lines:
+        kb.row(
+            *InlineKeyboardBuilder()
+            .button(text=_("Clear cart"), callback_data=CartCb(action=CartAction.CLEAR))
+            .button(text=_("Checkout"), callback_data=CartCb(action=CartAction.CHECKOUT))
+            .buttons
+        )
+    kb.row(
+        *InlineKeyboardBuilder()
+        .button(text=_("« Catalog"), callback_data=CatalogCb(category="", page=-1))
+        .buttons
+    )
+    return kb.as_markup()
+
+
+def provider_keyboard(choices: list[tuple[str, PayWith]]) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for text, data in choices:
+        kb.button(text=text, callback_data=data)
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def order_keyboard(order: Order, *, can_save_card: bool = False) -> InlineKeyboardMarkup | None:
+    kb = InlineKeyboardBuilder()
+    if order.state is OrderState.AWAITING_PAYMENT and order.pay_url:
+        kb.button(text=_("Pay"), url=order.pay_url)
+        kb.button(
+            text=_("Check payment"), callback_data=OrderCb(action=OrderAction.CHECK, id=order.id)
+        )
+    if order.state in PAYABLE:
+        kb.button(
+            text=_("Cancel order"), callback_data=OrderCb(action=OrderAction.CANCEL, id=order.id)
+        )
+    if can_save_card:
+        kb.button(
+            text=_("Save this card"),
+            callback_data=OrderCb(action=OrderAction.SAVE_CARD, id=order.id),
+        )
+    kb.adjust(1)
+    return kb.as_markup() if kb.buttons else None
+
+
+def orders_keyboard(orders: list[Order], page: int, more: bool) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for order in orders:
+        kb.button(text=f"#{order.id}", callback_data=OrderCb(action=OrderAction.SHOW, id=order.id))
+    kb.adjust(4)
+    nav = InlineKeyboardBuilder()
+    if page > 0:
+        nav.button(text="◀", callback_data=OrdersPage(page=page - 1))
+    if more:
+        nav.button(text="▶", callback_data=OrdersPage(page=page + 1))
+    if nav.buttons:
+        kb.row(*nav.buttons)
+    return kb.as_markup()
+
+
+def language_keyboard() -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for code, name in LANGUAGES.items():
+        kb.button(text=name, callback_data=LanguageCb(code=code))
+    kb.adjust(2)
+    return kb.as_markup()

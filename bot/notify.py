@@ -1,0 +1,131 @@
+"""The outbox sender: delivers queued messages within Telegram's flood limits.
+
+Rows are written by storage transitions and stay until sent, so a restart between "paid" and
+"message sent" still delivers the message - once, because a row is marked sent right after
+Telegram accepts it. Limits: about one message per second per chat and 30 per second overall;
+a 429 pauses all sending for its `retry_after`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import InlineKeyboardMarkup
+
+from storage.base import OutboxMessage, Storage
+
+log = logging.getLogger("bot.notify")
+
+MAX_ATTEMPTS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    text: str
+    reply_markup: InlineKeyboardMarkup | None = None
+
+
+Renderer = Callable[[OutboxMessage], Awaitable[Rendered | None]]
+
+
+class Notifier:
+    def __init__(
+        self,
+        bot: Bot,
+        storage: Storage,
+        render: Renderer,
+        *,
+        per_chat_gap: float = 1.0,
+        per_second: int = 30,
+        idle_poll: float = 1.0,
+    ) -> None:
+        self.bot = bot
+        self.storage = storage
+        self.render = render
+        self.per_chat_gap = per_chat_gap
+        self.per_second = per_second
+        self.idle_poll = idle_poll
+        self._wake = asyncio.Event()
+        self._last_to_chat: dict[int, float] = {}
+        self._window: list[float] = []
+        self._paused_until = 0.0
+
+    def wake(self) -> None:
+        """New rows were queued: look now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                more = await self.flush()
+            except Exception:
+                log.exception("outbox pass failed; retrying")
+                more = False
+            if not more:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+            else:
+                await asyncio.sleep(0.05)
+            self._wake.clear()
+
+    async def flush(self) -> bool:
+        """Send what is due now within the limits. True when some rows had to wait."""
+        now = time.monotonic()
+        if now < self._paused_until:
+            return True
+        waiting = False
+        for message in await self.storage.due_outbox(datetime.now(UTC)):
+            now = time.monotonic()
+            self._window = [t for t in self._window if now - t < 1.0]
+            if len(self._window) >= self.per_second or now < self._paused_until:
+                return True
+            if now - self._last_to_chat.get(message.chat_id, -1e9) < self.per_chat_gap:
+                waiting = True
+                continue
+            await self._deliver(message)
+            self._last_to_chat[message.chat_id] = time.monotonic()
+            self._window.append(time.monotonic())
+        return waiting
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        rendered = await self.render(message)
+        if rendered is None:
+            await self.storage.mark_sent(message.id)
+            return
+        try:
+            await self.bot.send_message(
+                message.chat_id, rendered.text, reply_markup=rendered.reply_markup
+            )
+        except TelegramRetryAfter as exc:
+            self._paused_until = time.monotonic() + exc.retry_after
+            await self._defer(message, exc.retry_after, "429 retry after")
+        except (TelegramForbiddenError, TelegramBadRequest) as exc:
+            # the user blocked the bot or the chat is gone: retrying will not help
+            log.warning("outbox %s to chat %s dropped: %s", message.id, message.chat_id, exc)
+            await self.storage.mark_sent(message.id)
+        except (TelegramNetworkError, TelegramServerError, TimeoutError) as exc:
+            if message.attempts + 1 >= MAX_ATTEMPTS:
+                log.error("outbox %s given up after %s attempts", message.id, MAX_ATTEMPTS)
+                await self.storage.mark_sent(message.id)
+                return
+            await self._defer(message, min(2 ** (message.attempts + 1), 300), type(exc).__name__)
+        else:
+            await self.storage.mark_sent(message.id)
+
+    async def _defer(self, message: OutboxMessage, seconds: float, why: str) -> None:
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        await self.storage.defer(message.id, until, why)

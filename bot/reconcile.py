@@ -1,0 +1,51 @@
+"""The reconcile sweep: re-asks providers about orders still awaiting payment.
+
+Covers every lost signal: a customer who never came back, a callback that never arrived, a
+provider that was down when the customer returned, a crash between "stored" and "confirmed".
+Each order is re-checked on a growing interval (CheckSchedule) and expires after its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from bot.checkout import CheckoutService
+
+log = logging.getLogger("bot.reconcile")
+
+
+class Reconciler:
+    def __init__(
+        self, checkout: CheckoutService, *, every: float = 5.0, batch: int = 100, parallel: int = 8
+    ) -> None:
+        self.checkout = checkout
+        self.every = every
+        self.batch = batch
+        self._parallel = asyncio.Semaphore(parallel)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("sweep failed; next one in %ss", self.every)
+            await asyncio.sleep(self.every)
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """One pass: replay stored events, then check every order that is due. Returns how
+        many orders were checked."""
+        await self.checkout.replay_inbound(self.batch)
+        now = now or self.checkout.clock()
+        due = await self.checkout.storage.due_for_check(now, self.batch)
+
+        async def check(order_id: int) -> None:
+            async with self._parallel:
+                await self.checkout.confirm(order_id, actor="sweep", now=now)
+
+        results = await asyncio.gather(*(check(o.id) for o in due), return_exceptions=True)
+        for order, result in zip(due, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("sweep of order %s failed: %r", order.id, result)
+        return len(due)

@@ -1,0 +1,37 @@
+"""POST /callbacks/{provider}: authenticate, identify, store, answer; then confirm off the
+request path, so a slow provider never holds a callback open."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from bot.web.inbound import to_inbound, to_response
+from bot.web.keys import SERVICES_KEY
+from providers.base import BadCallback
+
+log = logging.getLogger("bot.web")
+routes = web.RouteTableDef()
+
+
+@routes.post("/callbacks/{provider}")
+async def provider_callback(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    provider = request.match_info["provider"]
+    try:
+        ack, follow_up = await services.checkout.accept_callback(
+            provider, await to_inbound(request)
+        )
+    except BadCallback as exc:
+        log.warning("callback refused: %s", exc)
+        status = exc.http_status if exc.http_status and 400 <= exc.http_status < 500 else 400
+        return web.json_response(
+            {"error": str(exc.args[0]) if exc.args else "bad callback"}, status=status
+        )
+    if follow_up is not None:
+        task = asyncio.create_task(follow_up())
+        services.background.add(task)
+        task.add_done_callback(services.background.discard)
+    return to_response(ack)

@@ -1,0 +1,24 @@
+"""aiohttp request -> the framework-free InboundRequest the providers parse; Ack -> response."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from providers.base import Ack, InboundRequest
+
+
+async def to_inbound(request: web.Request) -> InboundRequest:
+    body = await request.read() if request.can_read_body else b""
+    return InboundRequest(
+        method=request.method,
+        path=request.path,
+        query=dict(request.query.items()),
+        headers={k.lower(): v for k, v in request.headers.items() if k.lower() != "cookie"},
+        body=body,
+    )
+
+
+def to_response(ack: Ack) -> web.Response:
+    return web.Response(
+        status=ack.status, body=ack.body, content_type=ack.content_type.split(";")[0]
+    )

@@ -1,0 +1,653 @@
+"""SQLite storage through aiosqlite: one file, WAL, numbered SQL migrations applied at open.
+
+One connection serves the event loop; an asyncio.Lock keeps write transactions
+(`BEGIN IMMEDIATE`) from interleaving, which is what makes compare-and-set transitions and the
+"state + audit + outbox in one transaction" rule hold under concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from storage.base import (
+    AuditEntry,
+    DuplicatePayment,
+    Figures,
+    IllegalTransition,
+    InboundEvent,
+    NewOrder,
+    NewOutbox,
+    Order,
+    OrderItem,
+    OrderState,
+    OutboxMessage,
+    Refund,
+    SavedCard,
+    can_transition,
+)
+from storage.errors import StorageUnavailable
+
+ORDER_COLUMNS = (
+    "id, user_id, chat_id, provider, amount, currency, state, token, locale, description, "
+    "created_at, updated_at, provider_payment_id, pay_url, expires_at, paid_at, paid_amount, "
+    "refunded_amount, next_check_at, check_attempts"
+)
+
+
+def ts(moment: datetime | None) -> str | None:
+    """Fixed-width UTC text, so comparisons in SQL are plain string comparisons."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: storage takes timezone-aware UTC times")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def now_ts() -> str:
+    return ts(datetime.now(UTC))  # type: ignore[return-value]
+
+
+def migrations(dialect: str) -> list[tuple[int, str]]:
+    """The numbered SQL files of a dialect, in order: (version, sql)."""
+    folder = resources.files("storage.migrations").joinpath(dialect)
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class SQLiteStorage:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageUnavailable(
+                    f"cannot create the folder of {self.path}: {exc.strerror}"
+                ) from None
+        try:
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageUnavailable(f"cannot open the SQLite file {self.path}: {exc}") from None
+        db.row_factory = aiosqlite.Row
+        self._db = db
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            "busy_timeout=5000",
+        ):
+            await db.execute(f"PRAGMA {pragma}")
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            done = {
+                row[0] for row in await db.execute_fetchall("SELECT version FROM schema_migrations")
+            }
+            for version, sql in migrations("sqlite"):
+                if version in done:
+                    continue
+                for statement in _statements(sql):
+                    await db.execute(statement)
+                await db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_ts()))
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> bool:
+        try:
+            await self._conn.execute_fetchall("SELECT 1")
+        except (sqlite3.Error, StorageUnavailable):
+            return False
+        return True
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageUnavailable("storage is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            db = self._conn
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    # --- orders -------------------------------------------------------------------------
+
+    async def create_order(self, new: NewOrder) -> Order:
+        stamp = now_ts()
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT INTO orders (user_id, chat_id, provider, amount, currency, state, token, "
+                "locale, description, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    new.user_id,
+                    new.chat_id,
+                    new.provider,
+                    new.amount,
+                    new.currency,
+                    OrderState.CREATED.value,
+                    new.token,
+                    new.locale,
+                    new.description,
+                    stamp,
+                    stamp,
+                ),
+            )
+            order_id = cursor.lastrowid
+            await db.executemany(
+                "INSERT INTO order_items VALUES (?,?,?,?,?,?)",
+                [
+                    (order_id, i, it.sku, it.title, it.quantity, it.unit_amount)
+                    for i, it in enumerate(new.items)
+                ],
+            )
+            await self._audit(db, order_id, None, OrderState.CREATED, "checkout", "", stamp)  # type: ignore[arg-type]
+        return await self._must_get(order_id)  # type: ignore[arg-type]
+
+    async def get_order(self, order_id: int) -> Order | None:
+        return await self._one("WHERE id = ?", (order_id,))
+
+    async def get_order_by_token(self, token: str) -> Order | None:
+        return await self._one("WHERE token = ?", (token,))
+
+    async def get_order_by_payment(self, provider: str, provider_payment_id: str) -> Order | None:
+        return await self._one(
+            "WHERE provider = ? AND provider_payment_id = ?", (provider, provider_payment_id)
+        )
+
+    async def orders_for_user(
+        self, user_id: int, *, limit: int = 10, offset: int = 0
+    ) -> list[Order]:
+        rows = await self._rows(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            (user_id, limit, offset),
+        )
+        return await self._with_items(rows)
+
+    async def _one(self, where: str, params: Sequence[Any]) -> Order | None:
+        rows = await self._rows(f"SELECT {ORDER_COLUMNS} FROM orders {where}", params)
+        orders = await self._with_items(rows)
+        return orders[0] if orders else None
+
+    async def _must_get(self, order_id: int) -> Order:
+        order = await self.get_order(order_id)
+        if order is None:
+            raise KeyError(order_id)
+        return order
+
+    async def _with_items(self, rows: list[aiosqlite.Row]) -> list[Order]:
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        marks = ",".join("?" * len(ids))
+        items: dict[int, list[OrderItem]] = {i: [] for i in ids}
+        for it in await self._rows(
+            f"SELECT order_id, sku, title, quantity, unit_amount FROM order_items "
+            f"WHERE order_id IN ({marks}) ORDER BY order_id, position",
+            ids,
+        ):
+            items[it["order_id"]].append(
+                OrderItem(it["sku"], it["title"], it["quantity"], it["unit_amount"])
+            )
+        return [_order(row, tuple(items[row["id"]])) for row in rows]
+
+    async def set_checkout(
+        self,
+        order_id: int,
+        *,
+        pay_url: str,
+        provider_payment_id: str | None,
+        expires_at: datetime | None,
+        next_check_at: datetime | None,
+    ) -> Order:
+        stamp = now_ts()
+        try:
+            async with self._tx() as db:
+                cursor = await db.execute(
+                    "UPDATE orders SET state = ?, pay_url = ?, provider_payment_id = ?, "
+                    "expires_at = ?, "
+                    "next_check_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+                    (
+                        OrderState.AWAITING_PAYMENT.value,
+                        pay_url,
+                        provider_payment_id,
+                        ts(expires_at),
+                        ts(next_check_at),
+                        stamp,
+                        order_id,
+                        OrderState.CREATED.value,
+                    ),
+                )
+                if cursor.rowcount != 1:
+                    raise IllegalTransition(f"order {order_id} is not in state created")
+                await self._audit(
+                    db,
+                    order_id,
+                    OrderState.CREATED,
+                    OrderState.AWAITING_PAYMENT,
+                    "checkout",
+                    "",
+                    stamp,
+                )
+        except sqlite3.IntegrityError:
+            raise DuplicatePayment(
+                f"payment id already belongs to another order (order {order_id})"
+            ) from None
+        return await self._must_get(order_id)
+
+    async def attach_payment_id(self, order_id: int, provider_payment_id: str) -> Order:
+        try:
+            async with self._tx() as db:
+                rows = list(
+                    await db.execute_fetchall(
+                        "SELECT provider_payment_id FROM orders WHERE id = ?", (order_id,)
+                    )
+                )
+                if not rows:
+                    raise KeyError(order_id)
+                current = rows[0][0]
+                if current not in (None, provider_payment_id):
+                    raise DuplicatePayment(f"order {order_id} already has another payment id")
+                if current is None:
+                    await db.execute(
+                        "UPDATE orders SET provider_payment_id = ?, updated_at = ? WHERE id = ?",
+                        (provider_payment_id, now_ts(), order_id),
+                    )
+        except sqlite3.IntegrityError:
+            raise DuplicatePayment("this payment id belongs to another order") from None
+        return await self._must_get(order_id)
+
+    async def transition(
+        self,
+        order_id: int,
+        expected: Sequence[OrderState] | OrderState,
+        target: OrderState,
+        *,
+        actor: str,
+        detail: str = "",
+        outbox: Sequence[NewOutbox] = (),
+        paid_amount: int | None = None,
+        refunded_amount: int | None = None,
+    ) -> Order | None:
+        states = [expected] if isinstance(expected, OrderState) else list(expected)
+        for state in states:
+            if not can_transition(state, target):
+                raise IllegalTransition(f"{state} -> {target} is not allowed")
+        stamp = now_ts()
+        sets = ["state = ?", "updated_at = ?"]
+        params: list[Any] = [target.value, stamp]
+        if target is OrderState.PAID:
+            sets.append("paid_at = ?")
+            params.append(stamp)
+        if paid_amount is not None:
+            sets.append("paid_amount = ?")
+            params.append(paid_amount)
+        if refunded_amount is not None:
+            sets.append("refunded_amount = ?")
+            params.append(refunded_amount)
+        if target is not OrderState.AWAITING_PAYMENT:
+            sets.append("next_check_at = NULL")
+        marks = ",".join("?" * len(states))
+        async with self._tx() as db:
+            rows = list(
+                await db.execute_fetchall(
+                    f"SELECT state FROM orders WHERE id = ? AND state IN ({marks})",
+                    (order_id, *[s.value for s in states]),
+                )
+            )
+            if not rows:
+                return None
+            before = OrderState(rows[0][0])
+            await db.execute(
+                f"UPDATE orders SET {', '.join(sets)} WHERE id = ?", (*params, order_id)
+            )
+            await self._audit(db, order_id, before, target, actor, detail, stamp)
+            for message in outbox:
+                await self._enqueue(db, order_id, message, stamp)
+        return await self._must_get(order_id)
+
+    async def _audit(
+        self,
+        db: aiosqlite.Connection,
+        order_id: int,
+        before: OrderState | None,
+        after: OrderState,
+        actor: str,
+        detail: str,
+        stamp: str,
+    ) -> None:
+        await db.execute(
+            "INSERT INTO audit (order_id, from_state, to_state, actor, detail, created_at) "
+            "VALUES (?,?,?,?,?,?)",
+            (order_id, before.value if before else None, after.value, actor, detail, stamp),
+        )
+
+    async def schedule_check(
+        self, order_id: int, next_check_at: datetime | None, attempts: int
+    ) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE orders SET next_check_at = ?, check_attempts = ? WHERE id = ?",
+                (ts(next_check_at), attempts, order_id),
+            )
+
+    async def due_for_check(self, now: datetime, limit: int = 100) -> list[Order]:
+        rows = await self._rows(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE state = ? AND next_check_at IS NOT NULL "
+            "AND next_check_at <= ? ORDER BY next_check_at LIMIT ?",
+            (OrderState.AWAITING_PAYMENT.value, ts(now), limit),
+        )
+        return await self._with_items(rows)
+
+    async def audit_trail(self, order_id: int) -> list[AuditEntry]:
+        rows = await self._rows("SELECT * FROM audit WHERE order_id = ? ORDER BY id", (order_id,))
+        return [
+            AuditEntry(
+                id=r["id"],
+                order_id=r["order_id"],
+                from_state=OrderState(r["from_state"]) if r["from_state"] else None,
+                to_state=OrderState(r["to_state"]),
+                actor=r["actor"],
+                detail=r["detail"],
+                created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
+            )
+            for r in rows
+        ]
+
+    # --- inbound events -----------------------------------------------------------------
+
+    async def record_inbound(
+        self, provider: str, event_key: str, order_id: int | None, body: bytes
+    ) -> int | None:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT INTO inbound_events (provider, event_key, order_id, body, received_at) "
+                "VALUES (?,?,?,?,?) ON CONFLICT (provider, event_key) DO NOTHING",
+                (provider, event_key, order_id, body, now_ts()),
+            )
+            return cursor.lastrowid if cursor.rowcount == 1 else None
+
+    async def unprocessed_inbound(self, limit: int = 100) -> list[InboundEvent]:
+        rows = await self._rows(
+            "SELECT * FROM inbound_events WHERE processed_at IS NULL ORDER BY id LIMIT ?", (limit,)
+        )
+        return [
+            InboundEvent(
+                id=r["id"],
+                provider=r["provider"],
+                event_key=r["event_key"],
+                order_id=r["order_id"],
+                body=bytes(r["body"]),
+                received_at=parse_ts(r["received_at"]),  # type: ignore[arg-type]
+                processed_at=parse_ts(r["processed_at"]),
+            )
+            for r in rows
+        ]
+
+    async def mark_inbound_processed(self, event_id: int) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE inbound_events SET processed_at = ? WHERE id = ?", (now_ts(), event_id)
+            )
+
+    # --- outbox -------------------------------------------------------------------------
+
+    async def _enqueue(
+        self, db: aiosqlite.Connection, order_id: int | None, message: NewOutbox, stamp: str
+    ) -> bool:
+        cursor = await db.execute(
+            "INSERT INTO outbox (order_id, kind, chat_id, payload, next_attempt_at, created_at) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (order_id, kind) DO NOTHING",
+            (
+                order_id,
+                message.kind,
+                message.chat_id,
+                json.dumps(dict(message.payload)),
+                stamp,
+                stamp,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    async def enqueue(self, order_id: int | None, message: NewOutbox) -> bool:
+        async with self._tx() as db:
+            return await self._enqueue(db, order_id, message, now_ts())
+
+    async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]:
+        rows = await self._rows(
+            "SELECT * FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ? "
+            "ORDER BY id LIMIT ?",
+            (ts(now), limit),
+        )
+        return [
+            OutboxMessage(
+                id=r["id"],
+                order_id=r["order_id"],
+                kind=r["kind"],
+                chat_id=r["chat_id"],
+                payload=json.loads(r["payload"]),
+                attempts=r["attempts"],
+                next_attempt_at=parse_ts(r["next_attempt_at"]),  # type: ignore[arg-type]
+                created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
+            )
+            for r in rows
+        ]
+
+    async def mark_sent(self, message_id: int) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (now_ts(), message_id))
+
+    async def defer(self, message_id: int, until: datetime, error: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+                "WHERE id = ?",
+                (ts(until), error[:500], message_id),
+            )
+
+    # --- refunds ------------------------------------------------------------------------
+
+    async def create_refund(
+        self, order_id: int, amount: int, currency: str, idempotency_key: str, actor: str
+    ) -> tuple[Refund, bool]:
+        stamp = now_ts()
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT INTO refunds (order_id, amount, currency, idempotency_key, state, actor, "
+                "created_at, "
+                "updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING",
+                (order_id, amount, currency, idempotency_key, "pending", actor, stamp, stamp),
+            )
+            created = cursor.rowcount == 1
+        rows = await self._rows(
+            "SELECT * FROM refunds WHERE idempotency_key = ?", (idempotency_key,)
+        )
+        return _refund(rows[0]), created
+
+    async def finish_refund(self, refund_id: int, state: str, provider_code: str = "") -> Refund:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE refunds SET state = ?, provider_code = ?, updated_at = ? WHERE id = ?",
+                (state, provider_code, now_ts(), refund_id),
+            )
+        return _refund((await self._rows("SELECT * FROM refunds WHERE id = ?", (refund_id,)))[0])
+
+    async def refunds_for_order(self, order_id: int) -> list[Refund]:
+        return [
+            _refund(r)
+            for r in await self._rows(
+                "SELECT * FROM refunds WHERE order_id = ? ORDER BY id", (order_id,)
+            )
+        ]
+
+    # --- saved cards and preferences ----------------------------------------------------
+
+    async def save_card(
+        self, user_id: int, provider: str, card_id: str, card_name: str
+    ) -> SavedCard:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO saved_cards (user_id, provider, card_id, card_name, created_at) "
+                "VALUES (?,?,?,?,?) "
+                "ON CONFLICT (user_id, provider, card_id) "
+                "DO UPDATE SET card_name = excluded.card_name",
+                (user_id, provider, card_id, card_name, now_ts()),
+            )
+        rows = await self._rows(
+            "SELECT * FROM saved_cards WHERE user_id = ? AND provider = ? AND card_id = ?",
+            (user_id, provider, card_id),
+        )
+        return _card(rows[0])
+
+    async def saved_cards(self, user_id: int, provider: str | None = None) -> list[SavedCard]:
+        if provider is None:
+            rows = await self._rows(
+                "SELECT * FROM saved_cards WHERE user_id = ? ORDER BY id", (user_id,)
+            )
+        else:
+            rows = await self._rows(
+                "SELECT * FROM saved_cards WHERE user_id = ? AND provider = ? ORDER BY id",
+                (user_id, provider),
+            )
+        return [_card(r) for r in rows]
+
+    async def forget_card(self, user_id: int, saved_card_id: int) -> bool:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "DELETE FROM saved_cards WHERE id = ? AND user_id = ?", (saved_card_id, user_id)
+            )
+            return cursor.rowcount == 1
+
+    async def get_user_locale(self, user_id: int) -> str | None:
+        rows = await self._rows("SELECT locale FROM user_prefs WHERE user_id = ?", (user_id,))
+        return rows[0][0] if rows else None
+
+    async def set_user_locale(self, user_id: int, locale: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO user_prefs (user_id, locale) VALUES (?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET locale = excluded.locale",
+                (user_id, locale),
+            )
+
+    # --- figures ------------------------------------------------------------------------
+
+    async def figures(self, since: datetime | None = None) -> Figures:
+        start = ts(since) or ""
+        by_state = await self._rows(
+            "SELECT state, COUNT(*) FROM orders WHERE created_at >= ? GROUP BY state", (start,)
+        )
+        paid = await self._rows(
+            "SELECT currency, SUM(COALESCE(paid_amount, amount)) FROM orders "
+            "WHERE paid_at IS NOT NULL AND paid_at >= ? GROUP BY currency",
+            (start,),
+        )
+        refunded = await self._rows(
+            "SELECT currency, SUM(amount) FROM refunds WHERE state = 'done' AND updated_at >= ? "
+            "GROUP BY currency",
+            (start,),
+        )
+        return Figures(
+            orders_by_state={r[0]: r[1] for r in by_state},
+            paid_by_currency={r[0]: r[1] for r in paid},
+            refunded_by_currency={r[0]: r[1] for r in refunded},
+        )
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _order(row: aiosqlite.Row, items: tuple[OrderItem, ...]) -> Order:
+    return Order(
+        id=row["id"],
+        user_id=row["user_id"],
+        chat_id=row["chat_id"],
+        provider=row["provider"],
+        amount=row["amount"],
+        currency=row["currency"],
+        state=OrderState(row["state"]),
+        token=row["token"],
+        locale=row["locale"],
+        description=row["description"],
+        created_at=parse_ts(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=parse_ts(row["updated_at"]),  # type: ignore[arg-type]
+        items=items,
+        provider_payment_id=row["provider_payment_id"],
+        pay_url=row["pay_url"],
+        expires_at=parse_ts(row["expires_at"]),
+        paid_at=parse_ts(row["paid_at"]),
+        paid_amount=row["paid_amount"],
+        refunded_amount=row["refunded_amount"],
+        next_check_at=parse_ts(row["next_check_at"]),
+        check_attempts=row["check_attempts"],
+    )
+
+
+def _refund(row: aiosqlite.Row) -> Refund:
+    return Refund(
+        id=row["id"],
+        order_id=row["order_id"],
+        amount=row["amount"],
+        currency=row["currency"],
+        idempotency_key=row["idempotency_key"],
+        state=row["state"],
+        actor=row["actor"],
+        provider_code=row["provider_code"],
+        created_at=parse_ts(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=parse_ts(row["updated_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _card(row: aiosqlite.Row) -> SavedCard:
+    return SavedCard(
+        id=row["id"],
+        user_id=row["user_id"],
+        provider=row["provider"],
+        card_id=row["card_id"],
+        card_name=row["card_name"],
+        created_at=parse_ts(row["created_at"]),  # type: ignore[arg-type]
+    )
