@@ -1,0 +1,222 @@
+"""The Storage contract on a real SQLite file: state table, compare-and-set, atomic outbox,
+exactly-once constraints, persistence across reopen."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storage import storage_from_url
+from storage.base import (
+    DuplicatePayment,
+    IllegalTransition,
+    NewOrder,
+    NewOutbox,
+    OrderItem,
+    OrderState,
+    Storage,
+)
+
+S = OrderState
+
+
+def new_order(n: int = 1, user_id: int = 7) -> NewOrder:
+    return NewOrder(
+        user_id=user_id,
+        chat_id=user_id,
+        provider="redoya",
+        amount=23500,
+        currency="TRY",
+        token=f"token-{n}",
+        items=[
+            OrderItem("turkish-coffee", "Turkish coffee", 1, 15000),
+            OrderItem("cezve", "Cezve", 1, 8500),
+        ],
+    )
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
+    store = storage_from_url(f"sqlite:///{tmp_path}/store.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def awaiting(storage: Storage, n: int = 1, user_id: int = 7) -> int:
+    order = await storage.create_order(new_order(n, user_id))
+    await storage.set_checkout(
+        order.id,
+        pay_url="https://pay.example/x",
+        provider_payment_id=None,
+        expires_at=datetime.now(UTC) + timedelta(minutes=30),
+        next_check_at=datetime.now(UTC) + timedelta(seconds=15),
+    )
+    return order.id
+
+
+async def test_orders_round_trip_with_items(storage: Storage) -> None:
+    order = await storage.create_order(new_order())
+    assert order.state is S.CREATED
+    assert [i.sku for i in order.items] == ["turkish-coffee", "cezve"]
+    assert order.created_at.tzinfo is not None
+    assert await storage.get_order_by_token("token-1") == order
+    assert await storage.get_order(999) is None
+
+
+async def test_set_checkout_and_attach_payment_id(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    order = await storage.attach_payment_id(order_id, "P1")
+    assert order.state is S.AWAITING_PAYMENT
+    assert await storage.attach_payment_id(order_id, "P1") == order  # idempotent
+    with pytest.raises(DuplicatePayment):
+        await storage.attach_payment_id(order_id, "P2")
+    other = await awaiting(storage, 2)
+    with pytest.raises(DuplicatePayment):
+        await storage.attach_payment_id(other, "P1")
+    assert (await storage.get_order_by_payment("redoya", "P1")).id == order_id  # type: ignore[union-attr]
+
+
+async def test_transition_is_compare_and_set_with_audit_and_outbox(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    paid = await storage.transition(
+        order_id,
+        S.AWAITING_PAYMENT,
+        S.PAID,
+        actor="return",
+        detail="success",
+        outbox=[NewOutbox("paid", 7), NewOutbox("merchant_paid", -1)],
+        paid_amount=23500,
+    )
+    assert paid is not None
+    assert paid.state is S.PAID
+    assert paid.paid_at is not None
+    assert paid.next_check_at is None
+    assert await storage.transition(order_id, S.AWAITING_PAYMENT, S.PAID, actor="x") is None
+    trail = await storage.audit_trail(order_id)
+    assert [(e.from_state, e.to_state) for e in trail][-1] == (S.AWAITING_PAYMENT, S.PAID)
+    due = await storage.due_outbox(datetime.now(UTC) + timedelta(seconds=1))
+    assert sorted(m.kind for m in due) == ["merchant_paid", "paid"]
+
+
+async def test_illegal_transitions_are_refused(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    with pytest.raises(IllegalTransition):
+        await storage.transition(order_id, S.AWAITING_PAYMENT, S.REFUNDED, actor="x")
+    for state in (S.PAID, S.EXPIRED):
+        other = await awaiting(storage, state is S.PAID and 2 or 3)
+        assert await storage.transition(other, S.AWAITING_PAYMENT, state, actor="x")
+        assert await storage.transition(other, state, S.NEEDS_REVIEW, actor="x")
+
+
+async def test_twenty_concurrent_transitions_have_one_winner(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    results = await asyncio.gather(
+        *(
+            storage.transition(
+                order_id, S.AWAITING_PAYMENT, S.PAID, actor=f"r{n}", outbox=[NewOutbox("paid", 7)]
+            )
+            for n in range(20)
+        )
+    )
+    assert sum(r is not None for r in results) == 1
+    assert [e.to_state for e in await storage.audit_trail(order_id)].count(S.PAID) == 1
+    outbox = await storage.due_outbox(datetime.now(UTC) + timedelta(seconds=1))
+    assert len(outbox) == 1
+
+
+async def test_outbox_defer_send_and_dedupe(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    assert await storage.enqueue(order_id, NewOutbox("note", 7, {"a": 1}))
+    assert not await storage.enqueue(order_id, NewOutbox("note", 7))
+    assert await storage.enqueue(None, NewOutbox("note", 7))
+    assert await storage.enqueue(None, NewOutbox("note", 7))  # not tied to an order: no dedupe
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    due = await storage.due_outbox(now)
+    assert len(due) == 3
+    assert due[0].payload == {"a": 1}
+    await storage.defer(due[0].id, now + timedelta(minutes=1), "429")
+    await storage.mark_sent(due[1].id)
+    left = await storage.due_outbox(now)
+    assert [m.id for m in left] == [due[2].id]
+    later = await storage.due_outbox(now + timedelta(minutes=2))
+    assert {m.id for m in later} == {due[0].id, due[2].id}
+    assert next(m for m in later if m.id == due[0].id).attempts == 1
+
+
+async def test_inbound_events_are_stored_once(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    first = await storage.record_inbound("redoya", "return:X", order_id, b"body")
+    assert first is not None
+    assert await storage.record_inbound("redoya", "return:X", order_id, b"body") is None
+    assert [e.id for e in await storage.unprocessed_inbound()] == [first]
+    await storage.mark_inbound_processed(first)
+    assert await storage.unprocessed_inbound() == []
+
+
+async def test_refunds_are_idempotent_by_key(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    refund, created = await storage.create_refund(order_id, 500, "TRY", "k1", "admin:1")
+    again, created_again = await storage.create_refund(order_id, 500, "TRY", "k1", "admin:1")
+    assert created
+    assert not created_again
+    assert again.id == refund.id
+    done = await storage.finish_refund(refund.id, "done", "OK")
+    assert done.state == "done"
+    assert [r.id for r in await storage.refunds_for_order(order_id)] == [refund.id]
+
+
+async def test_saved_cards_and_locale(storage: Storage) -> None:
+    card = await storage.save_card(7, "payture", "c-1", "411111xxxxxx1111")
+    assert (await storage.save_card(7, "payture", "c-1", "411111xxxxxx1111")).id == card.id
+    assert [c.card_name for c in await storage.saved_cards(7, "payture")] == ["411111xxxxxx1111"]
+    assert not await storage.forget_card(8, card.id)  # not theirs
+    assert await storage.forget_card(7, card.id)
+    assert await storage.saved_cards(7) == []
+    assert await storage.get_user_locale(7) is None
+    await storage.set_user_locale(7, "ru")
+    await storage.set_user_locale(7, "tr")
+    assert await storage.get_user_locale(7) == "tr"
+
+
+async def test_due_for_check_orders_and_paging(storage: Storage) -> None:
+    ids = [await awaiting(storage, n, user_id=5) for n in range(1, 6)]
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert [o.id for o in await storage.due_for_check(later, limit=3)] == ids[:3]
+    assert await storage.due_for_check(datetime.now(UTC) - timedelta(minutes=1)) == []
+    page = await storage.orders_for_user(5, limit=2, offset=1)
+    assert [o.id for o in page] == [ids[3], ids[2]]
+
+
+async def test_figures(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    await storage.transition(order_id, S.AWAITING_PAYMENT, S.PAID, actor="x", paid_amount=23500)
+    await awaiting(storage, 2)
+    figures = await storage.figures(datetime.now(UTC) - timedelta(days=1))
+    assert figures.orders_by_state == {"paid": 1, "awaiting_payment": 1}
+    assert figures.paid_by_currency == {"TRY": 23500}
+
+
+async def test_data_and_migrations_survive_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/deep/er/store.db"
+    first = storage_from_url(url)
+    await first.open()
+    order = await first.create_order(new_order())
+    await first.close()
+    second = storage_from_url(url)
+    await second.open()
+    assert (await second.get_order(order.id)) == order
+    assert await second.ping()
+    await second.close()
+
+
+def test_storage_urls_are_checked_without_leaking_passwords() -> None:
+    with pytest.raises(ValueError, match="sqlite") as caught:
+        storage_from_url("mysql://root:hunter2@db.example/shop")
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ValueError, match="sqlite:///"):
+        storage_from_url("sqlite://relative.db")
