@@ -107,8 +107,8 @@ async def test_illegal_transitions_are_refused(storage: Storage) -> None:
     order_id = await awaiting(storage)
     with pytest.raises(IllegalTransition):
         await storage.transition(order_id, S.AWAITING_PAYMENT, S.REFUNDED, actor="x")
-    for state in (S.PAID, S.EXPIRED):
-        other = await awaiting(storage, state is S.PAID and 2 or 3)
+    for n, state in ((2, S.PAID), (3, S.EXPIRED)):
+        other = await awaiting(storage, n)
         assert await storage.transition(other, S.AWAITING_PAYMENT, state, actor="x")
         assert await storage.transition(other, state, S.NEEDS_REVIEW, actor="x")
 
