@@ -34,6 +34,7 @@ from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
 from bot import texts
+from bot.cards import CardService
 from bot.catalog import Catalog, load_catalog
 from bot.checkout import CheckoutService, CheckSchedule
 from bot.config import Settings
@@ -195,6 +196,14 @@ class BotApp:
             ),
             on_outbox=lambda: notifier_ref[0].wake() if notifier_ref else None,
         )
+        cards = None
+        if any(Capability.SAVED_CARDS in p.capabilities for p in providers):
+            cards = CardService(
+                storage,
+                providers,
+                public_url=web_url,
+                secret=_secret(s.payture_wallet_secret) or "",
+            )
         notifier = Notifier(
             bot, storage, OutboxRenderer(storage, i18n, providers, s.default_locale)
         )
@@ -206,6 +215,7 @@ class BotApp:
             events_isolation=SimpleEventIsolation(),  # one update per user at a time: carts
             settings=s,
             checkout=checkout,
+            cards=cards,
             catalog=catalog,
             providers=providers,
         )
@@ -215,7 +225,7 @@ class BotApp:
         dp.errors.register(on_error)
         self._stack.push_async_callback(dp.storage.close)
 
-        self._web_services = WebServices(checkout, storage, me.username or "", i18n)
+        self._web_services = WebServices(checkout, storage, me.username or "", i18n, cards=cards)
         app = create_web_app(self._web_services)
         if s.webhook_url:
             assert s.webhook_secret is not None
@@ -323,7 +333,7 @@ class OutboxRenderer:
 
     async def __call__(self, message: OutboxMessage) -> Rendered | None:
         if message.order_id is None:
-            return None
+            return await self._about_user(message)
         order = await self.storage.get_order(message.order_id)
         if order is None:
             return None
@@ -353,6 +363,21 @@ class OutboxRenderer:
                 kb.adjust(1)
                 markup = kb.as_markup()
             return Rendered(text, markup)
+
+    async def _about_user(self, message: OutboxMessage) -> Rendered | None:
+        """Messages not tied to an order (saved cards), in the user's language."""
+        locale = await self.storage.get_user_locale(message.chat_id) or self.default_locale
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            if message.kind == "card_saved":
+                card = texts.escape(str(message.payload.get("card", "")))
+                return Rendered(
+                    _(
+                        "💳 Card {card} saved. It will be offered at checkout; /cards to manage."
+                    ).format(card=card)
+                )
+            if message.kind == "card_failed":
+                return Rendered(_("The card was not saved. You can try again from a paid order."))
+        return None
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -35,6 +35,7 @@ from providers.base import (
     ProviderRejected,
     ProviderUnavailable,
     RefundOutcome,
+    RefundResult,
 )
 from providers.registry import Registry, UnknownProvider
 from storage.base import (
@@ -478,6 +479,32 @@ class CheckoutService:
 
     # --- refunds ------------------------------------------------------------------------
 
+    async def _refund_outcome_after_outage(
+        self, order: Order, amount: int, left: int
+    ) -> RefundResult | None:
+        """The refund call failed in transit: ask the provider how much is left on the payment."""
+        provider = self.providers.get(order.provider)
+        try:
+            status = await provider.fetch_status(
+                PaymentRef(order.provider_payment_id), Money(order.amount, order.currency)
+            )
+        except ProviderError:
+            return None
+        now_left = status.amount.amount if status.amount else None
+        if status.state is PaymentState.REFUNDED:
+            now_left = 0
+        if now_left == left - amount:
+            return RefundResult(RefundOutcome.DONE, Money(amount, order.currency))
+        if now_left == left:
+            return RefundResult(
+                RefundOutcome.REJECTED,
+                Money(0, order.currency),
+                None,
+                "UNAVAILABLE",
+                "the provider did not answer; nothing was refunded",
+            )
+        return None
+
     async def refund(
         self, order_id: int, amount: int | None, *, actor: str, key: str | None = None
     ) -> Order:
@@ -520,12 +547,19 @@ class CheckoutService:
             result = await provider.refund(
                 order.provider_payment_id, Money(amount, order.currency), key
             )
-        except ProviderError as exc:
-            await self.storage.finish_refund(refund.id, "rejected", exc.code or "UNAVAILABLE")
-            await self.storage.transition(
-                order.id, S.REFUND_PENDING, order.state, actor=actor, detail=str(exc)
+        except ProviderUnavailable as exc:
+            result = await self._refund_outcome_after_outage(order, amount, left)
+            if result is None:  # cannot tell whether the money moved: a person must look
+                await self._review(
+                    pending, actor, f"refund of {amount} has an unknown outcome: {exc}"
+                )
+                raise RefundError(
+                    "provider_error", f"{exc}; the order is left for review"
+                ) from None
+        except ProviderRejected as exc:
+            result = RefundResult(
+                RefundOutcome.REJECTED, Money(0, order.currency), None, exc.code, str(exc)
             )
-            raise RefundError("provider_error", str(exc)) from None
         if result.outcome is not RefundOutcome.DONE:
             await self.storage.finish_refund(refund.id, "rejected", result.provider_code)
             await self.storage.transition(

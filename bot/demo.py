@@ -10,13 +10,13 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from bot.app import BotApp
 from bot.config import Settings
 from sandbox.botuser import BotUser, button_url, transcript
+from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage.base import OrderState
@@ -29,7 +29,7 @@ MERCHANT_CHAT_ID = -1000001
 def sandbox_settings(
     telegram: TelegramServer,
     redoya: RedoyaServer,
-    payture: Any = None,
+    payture: PaytureServer | None = None,
     **overrides: object,
 ) -> Settings:
     """Settings that point the bot at the emulators (shared with the tests)."""
@@ -62,9 +62,8 @@ def sandbox_settings(
 
 
 async def run_demo() -> int:
-    telegram, redoya = TelegramServer(), RedoyaServer()
-    payture = None
-    servers = [telegram, redoya]
+    telegram, redoya, payture = TelegramServer(), RedoyaServer(), PaytureServer()
+    servers = [telegram, redoya, payture]
     for server in servers:
         await server.start()
     try:

@@ -76,6 +76,12 @@ class OrderCb(CallbackData, prefix="o"):
     id: int
 
 
+class CardCb(CallbackData, prefix="cd"):
+    """Forget a saved card (our saved-card id)."""
+
+    id: int
+
+
 class OrdersPage(CallbackData, prefix="op"):
     page: int
 
@@ -227,4 +233,18 @@ def language_keyboard() -> InlineKeyboardMarkup:
     for code, name in LANGUAGES.items():
         kb.button(text=name, callback_data=LanguageCb(code=code))
     kb.adjust(2)
+    return kb.as_markup()
+
+
+def cards_keyboard(cards: list[tuple[int, str]]) -> InlineKeyboardMarkup | None:
+    kb = InlineKeyboardBuilder()
+    for card_id, label in cards:
+        kb.button(text=_("Forget {card}").format(card=label), callback_data=CardCb(id=card_id))
+    kb.adjust(1)
+    return kb.as_markup() if cards else None
+
+
+def link_keyboard(text: str, url: str) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=text, url=url)
     return kb.as_markup()

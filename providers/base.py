@@ -294,6 +294,26 @@ class Provider(Protocol):
     def ack(self, ok: bool) -> Ack: ...
 
 
+@dataclass(frozen=True, slots=True)
+class SavedCardInfo:
+    """All that leaves an adapter of a saved card: the provider's id and the masked number."""
+
+    card_id: str
+    card_name: str
+
+
+@runtime_checkable
+class SavedCards(Protocol):
+    """Providers with Capability.SAVED_CARDS: a page where the customer adds a card, and the
+    list of cards kept for a customer reference."""
+
+    async def open_card_session(
+        self, customer_ref: str, *, ip: str, return_url: str
+    ) -> Checkout: ...
+
+    async def list_cards(self, customer_ref: str) -> list[SavedCardInfo]: ...
+
+
 # --- the shared send ----------------------------------------------------------------------
 
 log = logging.getLogger("providers")

@@ -16,6 +16,7 @@ from bot.app import BotApp, Parts
 from bot.config import Settings
 from bot.demo import sandbox_settings
 from sandbox.botuser import BotUser
+from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 
@@ -41,8 +42,16 @@ async def redoya() -> AsyncIterator[RedoyaServer]:
 
 
 @pytest.fixture
+async def payture() -> AsyncIterator[PaytureServer]:
+    server = PaytureServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
 def make_settings(
-    tmp_path: Path, telegram: TelegramServer, redoya: RedoyaServer
+    tmp_path: Path, telegram: TelegramServer, redoya: RedoyaServer, payture: PaytureServer
 ) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -52,7 +61,7 @@ def make_settings(
             "sweep_every": 3600,  # tests run the sweep themselves
         }
         values.update(overrides)
-        return sandbox_settings(telegram, redoya, None, **values)
+        return sandbox_settings(telegram, redoya, payture, **values)
 
     return make
 

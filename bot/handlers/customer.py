@@ -16,11 +16,13 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import cart as carts
 from bot import texts
+from bot.cards import CardError, CardService
 from bot.catalog import Catalog, Product
 from bot.checkout import CheckoutError, CheckoutService
 from bot.formatting import format_when
 from bot.keyboards import (
     LANGUAGES,
+    CardCb,
     CartAction,
     CartCb,
     CatalogCb,
@@ -31,10 +33,12 @@ from bot.keyboards import (
     PayWith,
     ProductAction,
     ProductCb,
+    cards_keyboard,
     cart_keyboard,
     catalog_keyboard,
     category_keyboard,
     language_keyboard,
+    link_keyboard,
     order_keyboard,
     orders_keyboard,
     product_keyboard,
@@ -83,7 +87,7 @@ async def help_command(message: Message) -> None:
     await message.answer(
         _(
             "/catalog — browse products\n/cart — your cart\n/orders — your orders and receipts\n"
-            "/language — change the language\n/help — this message\n\n"
+            "/cards — your saved cards\n/language — change the language\n/help — this message\n\n"
             "Pay with the Pay button under an order; you will get a message here once the "
             "payment is confirmed."
         )
@@ -531,6 +535,53 @@ async def order_cancel(
     await edit(query, texts.order_card(current), order_keyboard(current))
 
 
+async def order_save_card(
+    query: CallbackQuery, callback_data: OrderCb, storage: Storage, cards: CardService | None
+) -> None:
+    order = await own_order(query, callback_data.id, storage)
+    if order is None:
+        return
+    if cards is None or order.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
+        await query.answer(_("Saving a card is not available for this order."), show_alert=True)
+        return
+    try:
+        url = await cards.open_session(order.provider, query.from_user.id)
+    except CardError:
+        await query.answer(
+            _("The payment service is not answering right now. Please try again in a minute."),
+            show_alert=True,
+        )
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(
+            _("Open the page to save your card. We keep only its masked number."),
+            reply_markup=link_keyboard(_("Save a card"), url),
+        )
+
+
+async def render_cards(storage: Storage, user_id: int) -> tuple[str, object]:
+    saved = await storage.saved_cards(user_id)
+    if not saved:
+        return _("You have no saved cards."), None
+    rows = [f"<b>{_('Your saved cards')}</b>"] + [f"• {mask(c.card_name)}" for c in saved]
+    return "\n".join(rows), cards_keyboard([(c.id, mask(c.card_name)) for c in saved])
+
+
+async def cards_command(message: Message, storage: Storage) -> None:
+    text, markup = await render_cards(storage, message.chat.id)
+    await message.answer(text, reply_markup=markup)
+
+
+async def card_forget(query: CallbackQuery, callback_data: CardCb, storage: Storage) -> None:
+    if not await storage.forget_card(query.from_user.id, callback_data.id):
+        await query.answer(_("That saved card is no longer available."), show_alert=True)
+        return
+    await query.answer(_("Card forgotten."))
+    text, markup = await render_cards(storage, query.from_user.id)
+    await edit(query, text, markup)
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -584,4 +635,9 @@ def create_router() -> Router:
     router.callback_query.register(order_show, OrderCb.filter(F.action == OrderAction.SHOW))
     router.callback_query.register(order_check, OrderCb.filter(F.action == OrderAction.CHECK))
     router.callback_query.register(order_cancel, OrderCb.filter(F.action == OrderAction.CANCEL))
+    router.callback_query.register(
+        order_save_card, OrderCb.filter(F.action == OrderAction.SAVE_CARD)
+    )
+    router.message.register(cards_command, Command("cards"))
+    router.callback_query.register(card_forget, CardCb.filter())
     return router

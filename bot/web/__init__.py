@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.web import callbacks, health, returns
+from bot.web import callbacks, cards, health, returns
 from bot.web.keys import SERVICES_KEY, WebServices
 
 MAX_BODY = 256 * 1024  # provider callbacks are small; anything bigger is refused with 413
@@ -18,4 +18,5 @@ def create_web_app(services: WebServices) -> web.Application:
     app.add_routes(returns.routes)
     app.add_routes(callbacks.routes)
     app.add_routes(health.routes)
+    app.add_routes(cards.routes)
     return app

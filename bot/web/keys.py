@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiogram.utils.i18n import I18n
 from aiohttp import web
 
+from bot.cards import CardService
 from bot.checkout import CheckoutService
 from storage.base import Storage
 
@@ -18,6 +19,7 @@ class WebServices:
     storage: Storage
     bot_username: str
     i18n: I18n
+    cards: CardService | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
 

@@ -1,0 +1,342 @@
+"""Payture (Russia, RUB in kopecks): InPay one-off payments, GetState as the only truth, API
+refunds, and saved cards through EWallet (seed 004 and PROVIDERS.md).
+
+Every command is a form POST to `{host}/{apim|vwapi}/{Command}` answered with one XML element
+`<Command Success="True|False|3DS" .../>`, parsed with defusedxml. The `{success}` flag in the
+return URL and the unsigned notifications only say which order to look at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, quote
+from xml.etree.ElementTree import Element, ParseError
+
+import httpx
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+from providers.base import (
+    Ack,
+    AmountFormat,
+    BadCallback,
+    Capability,
+    Checkout,
+    CheckoutRequest,
+    InboundRequest,
+    Money,
+    PaymentRef,
+    PaymentState,
+    PaymentStatus,
+    ProviderRejected,
+    ProviderUnavailable,
+    RefundOutcome,
+    RefundResult,
+    SavedCardInfo,
+    send,
+)
+
+NAME = "payture"
+SESSION_LIFETIME = timedelta(minutes=60)
+# GetState's State, per Payture's current reference; anything else stays pending.
+STATUS_MAP: dict[str, PaymentState] = {
+    "Charged": PaymentState.PAID,
+    "Refunded": PaymentState.REFUNDED,
+    "Voided": PaymentState.FAILED,
+    "Rejected": PaymentState.FAILED,
+    "Error": PaymentState.FAILED,
+    "Chargeback": PaymentState.NEEDS_REVIEW,
+    "New": PaymentState.PENDING,
+    "PreAuthorized3DS": PaymentState.PENDING,
+    "PreAuthorizedAF": PaymentState.PENDING,
+    "Authorized": PaymentState.PENDING,  # blocked, not charged: a Pay session charges next
+    "Forwarded": PaymentState.PENDING,
+    "Obsolete": PaymentState.PENDING,  # session ended unpaid; our deadline expires the order
+    "AuthorizationClosed": PaymentState.PENDING,
+}
+REFUND_ERRORS = {
+    "ILLEGAL_ORDER_STATE": "the order is not charged (nothing to refund)",
+    "AMOUNT_ERROR": "the amount exceeds what is left on the order",
+    "ORDER_NOT_FOUND": "Payture does not know this order",
+    "ORDER_TIME_OUT": "the order is too old to refund",
+    "ACCESS_DENIED": "Payture refused our terminal credentials",
+    "WRONG_PARAMS": "Payture refused the request parameters",
+}
+WALLET_MARK = "w"  # OrderIds of EWallet payments start with it, so status and refund stay stateless
+
+
+class PaytureProvider:
+    name = NAME
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str,
+        key: str,
+        password: str,
+        wallet_key: str | None = None,
+        wallet_password: str | None = None,
+        wallet_secret: str | None = None,
+        session_type: str = "Pay",
+        order_prefix: str = "tg",
+    ) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._key = key
+        self._password = password
+        self._wallet_key = wallet_key
+        self._wallet_password = wallet_password or ""
+        self._wallet_secret = wallet_secret
+        self._session_type = session_type
+        self._prefix = order_prefix
+        caps = {
+            Capability.CALLBACKS,
+            Capability.RETURN,
+            Capability.POLLING,
+            Capability.REFUND,
+            Capability.PARTIAL_REFUND,
+        }
+        if self.wallet_enabled:
+            caps.add(Capability.SAVED_CARDS)
+        self.capabilities = frozenset(caps)
+        self.amount_format = AmountFormat(currencies=frozenset({"RUB"}), decimals=2, minimum=100)
+
+    @property
+    def wallet_enabled(self) -> bool:
+        return bool(self._wallet_key and self._wallet_secret)
+
+    def check_amount(self, amount: Money) -> None:
+        self.amount_format.check(amount)
+
+    # --- checkout -----------------------------------------------------------------------
+
+    async def create_checkout(self, request: CheckoutRequest) -> Checkout:
+        self.check_amount(request.amount)
+        wallet = request.saved_card_id is not None
+        if wallet:
+            self._need_wallet()
+        mark = WALLET_MARK if wallet else ""
+        order_id = f"{mark}{self._prefix}-{request.order_id}-{secrets.token_hex(4)}"
+        data = {
+            "SessionType": self._session_type,
+            "OrderId": order_id,
+            "Amount": str(request.amount.amount),
+            "IP": request.customer_ip,
+            "Url": _with_query(request.return_url, "orderid={orderid}&success={success}"),
+            "Language": "RU" if request.locale == "ru" else "EN",
+        }
+        if wallet:
+            data |= {
+                **self._wallet_user(request.customer_ref),
+                "CardId": str(request.saved_card_id),
+            }
+            answer = await self._call("vwapi", "Init", VWID=self._wallet_key, DATA=_data(data))
+            page = f"{self._base}/vwapi/Pay?SessionId="
+        else:
+            data |= {
+                "Product": request.description[:50],
+                "Total": str(request.amount.to_decimal()),
+                "Description": request.description[:250],
+            }
+            answer = await self._call("apim", "Init", Key=self._key, Data=_data(data))
+            page = f"{self._base}/apim/Pay?SessionId="
+        self._require_success(answer, "Init")
+        session = answer.get("sessionid", "")
+        if not session:
+            raise ProviderUnavailable("Init answered without a SessionId", provider=NAME)
+        return Checkout(page + quote(session), order_id, datetime.now(UTC) + SESSION_LIFETIME)
+
+    async def parse_return(self, request: InboundRequest) -> PaymentRef:
+        order_id = request.query.get("orderid", "")
+        if not order_id or len(order_id) > 50:
+            raise BadCallback("the return carries no Payture orderid", provider=NAME)
+        return PaymentRef(order_id, hint=f"success={request.query.get('success', '')[:10]}")
+
+    async def parse_callback(self, request: InboundRequest) -> PaymentRef:
+        try:
+            fields = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise BadCallback("notification is not UTF-8 form data", provider=NAME) from None
+        notification, order_id = fields.get("Notification", ""), fields.get("OrderId", "")
+        if not notification or not order_id or len(order_id) > 50:
+            raise BadCallback("not a Payture notification", provider=NAME)
+        when = fields.get("TransactionDate", "")
+        key = f"{notification}:{order_id}:{fields.get('Amount', '')}:{when}"
+        return PaymentRef(order_id, event_key=key[:200], hint=notification)
+
+    def ack(self, ok: bool) -> Ack:
+        return Ack(200, "text/plain", b"OK")
+
+    # --- status and refunds -------------------------------------------------------------
+
+    async def fetch_status(self, ref: PaymentRef, expected: Money) -> PaymentStatus:
+        """GetState. After a partial refund the State stays Charged with the reduced Amount:
+        the caller compares with what was paid minus what was refunded."""
+        order_id = ref.provider_payment_id or ""
+        if order_id.startswith(WALLET_MARK) and self.wallet_enabled:
+            answer = await self._call("vwapi", "GetState", VWID=self._wallet_key, OrderId=order_id)
+        else:
+            answer = await self._call("apim", "GetState", Key=self._key, OrderId=order_id)
+        if answer.get("success", "").lower() != "true":
+            code = answer.get("errcode", "")
+            if code in ("", "NONE"):  # seen for orders still being paid
+                return PaymentStatus(PaymentState.PENDING, order_id, None, "NONE")
+            if code == "ORDER_NOT_FOUND":
+                raise ProviderRejected("Payture does not know this order", provider=NAME, code=code)
+            raise ProviderUnavailable("GetState failed", provider=NAME, code=code)
+        state = answer.get("state", "")
+        mapped = STATUS_MAP.get(state, PaymentState.PENDING)
+        amount = _kopecks(answer.get("amount"))
+        return PaymentStatus(
+            mapped, order_id, Money(amount, "RUB") if amount is not None else None, state
+        )
+
+    async def refund(self, payment_id: str, amount: Money, key: str) -> RefundResult:
+        if payment_id.startswith(WALLET_MARK) and self.wallet_enabled:
+            data = _data(
+                {
+                    "OrderId": payment_id,
+                    "Amount": str(amount.amount),
+                    "Password": self._wallet_password,
+                }
+            )
+            answer = await self._call("vwapi", "Refund", VWID=self._wallet_key, DATA=data)
+        else:
+            answer = await self._call(
+                "apim",
+                "Refund",
+                Key=self._key,
+                Password=self._password,
+                OrderId=payment_id,
+                Amount=str(amount.amount),
+            )
+        if answer.get("success", "").lower() == "true":
+            left = _kopecks(answer.get("newamount"))
+            remaining = Money(left, "RUB") if left is not None else None
+            return RefundResult(RefundOutcome.DONE, amount, remaining, "NONE")
+        code = answer.get("errcode", "UNKNOWN")
+        return RefundResult(
+            RefundOutcome.REJECTED,
+            Money(0, "RUB"),
+            None,
+            code,
+            REFUND_ERRORS.get(code, f"Payture refused the refund ({code})"),
+        )
+
+    # --- saved cards (EWallet) ----------------------------------------------------------
+
+    async def open_card_session(self, customer_ref: str, *, ip: str, return_url: str) -> Checkout:
+        """An EWallet `Add` session: the customer enters a card on Payture's page, which sends
+        the browser back to `return_url` with `result=True|False`."""
+        self._need_wallet()
+        data = {
+            "SessionType": "Add",
+            **self._wallet_user(customer_ref),
+            "IP": ip,
+            "Url": _with_query(return_url, "result={success}"),
+        }
+        answer = await self._call("vwapi", "Init", VWID=self._wallet_key, DATA=_data(data))
+        self._require_success(answer, "Init")
+        session = answer.get("sessionid", "")
+        return Checkout(
+            f"{self._base}/vwapi/Add?SessionId={quote(session)}",
+            None,
+            datetime.now(UTC) + SESSION_LIFETIME,
+        )
+
+    async def list_cards(self, customer_ref: str) -> list[SavedCardInfo]:
+        self._need_wallet()
+        element = await self._element(
+            "vwapi", "GetList", VWID=self._wallet_key, DATA=_data(self._wallet_user(customer_ref))
+        )
+        attrs = _attrs(element)
+        if attrs.get("success", "").lower() != "true":
+            code = attrs.get("errcode", "")
+            if code == "USER_NOT_FOUND":
+                return []
+            raise ProviderUnavailable("GetList failed", provider=NAME, code=code)
+        cards = []
+        for item in element:
+            card = _attrs(item)
+            usable = (
+                card.get("status", "IsActive") == "IsActive"
+                and card.get("expired", "false").lower() != "true"
+            )
+            if usable and card.get("cardid") and card.get("cardname"):
+                cards.append(SavedCardInfo(card["cardid"], card["cardname"]))
+        return cards
+
+    def _wallet_user(self, customer_ref: str) -> dict[str, str]:
+        """The customer's wallet login and password, derived from our secret: never stored,
+        never shown."""
+        assert self._wallet_secret is not None
+        digest = hmac.new(self._wallet_secret.encode(), customer_ref.encode(), hashlib.sha256)
+        return {
+            "VWUserLgn": f"{self._prefix}{digest.hexdigest()[:24]}",
+            "VWUserPsw": digest.hexdigest()[24:56],
+        }
+
+    def _need_wallet(self) -> None:
+        if not self.wallet_enabled:
+            raise ProviderRejected(
+                "saved cards need the EWallet terminal", provider=NAME, code="NO_WALLET"
+            )
+
+    # --- wire ---------------------------------------------------------------------------
+
+    async def _call(self, api: str, command: str, **fields: str | None) -> dict[str, str]:
+        return _attrs(await self._element(api, command, **fields))
+
+    async def _element(self, api: str, command: str, **fields: str | None) -> Element:
+        response = await send(
+            self._client,
+            NAME,
+            "POST",
+            f"{self._base}/{api}/{command}",
+            data={k: v for k, v in fields.items() if v is not None},
+        )
+        if response.status_code >= 500:
+            raise ProviderUnavailable(
+                f"{command} failed", provider=NAME, http_status=response.status_code
+            )
+        try:
+            element = fromstring(response.content)
+        except (ParseError, DefusedXmlException, ValueError):
+            raise ProviderUnavailable(
+                f"malformed answer to {command} from Payture",
+                provider=NAME,
+                http_status=response.status_code,
+            ) from None
+        if element.tag.lower() != command.lower():
+            raise ProviderUnavailable(
+                f"unexpected answer <{element.tag}> to {command}", provider=NAME
+            )
+        return element
+
+    @staticmethod
+    def _require_success(answer: dict[str, str], command: str) -> None:
+        if answer.get("success", "").lower() != "true":
+            raise ProviderRejected(
+                f"{command} refused", provider=NAME, code=answer.get("errcode", "")
+            )
+
+
+def _attrs(element: Element) -> dict[str, str]:
+    return {k.lower(): v for k, v in element.attrib.items()}
+
+
+def _data(fields: dict[str, str]) -> str:
+    """Payture's `k=v;k=v` with each value percent-encoded (safe when a value has ; or =)."""
+    return ";".join(f"{k}={quote(v, safe='')}" for k, v in fields.items())
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def _kopecks(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
