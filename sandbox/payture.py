@@ -106,6 +106,7 @@ class PaytureServer(FakeServer):
     def reset_knobs(self) -> None:
         self.getstate_status_override: int | None = None
         self.malformed_xml = False
+        self.raw_answer: str | None = None  # answer every command with exactly this body
         self.delay = 0.0
         self.notify_url: str | None = None
         self.duplicate_notifications = False
@@ -123,6 +124,8 @@ class PaytureServer(FakeServer):
             )
         if command == "GetState" and self.getstate_status_override:
             return web.Response(status=self.getstate_status_override, text="Service Unavailable")
+        if self.raw_answer is not None:
+            return web.Response(text=self.raw_answer, content_type="application/xml")
         if self.malformed_xml:
             return web.Response(text=f"<{command} Success=", content_type="application/xml")
         handler = {
