@@ -43,7 +43,8 @@ async def test_happy_path_via_the_chat(app: Parts, user: BotUser, payture, http)
 async def test_forged_success_flag_on_an_unpaid_order_pays_nothing(app: Parts, user, http) -> None:
     await order_product(user, "Tea", "Ivan-chai")
     order = await latest(app)
-    forged = f"{app.web_url}/return/payture/{order.token}?orderid={order.provider_payment_id}&success=True"
+    query = f"orderid={order.provider_payment_id}&success=True"
+    forged = f"{app.web_url}/return/payture/{order.token}?{query}"
     _, page = await browse(http, forged)
     assert "Checking your payment" in page
     assert (await latest(app)).state is S.AWAITING_PAYMENT
