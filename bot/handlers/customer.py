@@ -231,7 +231,8 @@ async def render_cart(catalog: Catalog, state: FSMContext) -> tuple[str, object]
     assert total is not None
     rows.append(_("Total: {total}").format(total=f"<b>{texts.money(total)}</b>"))
     rows.append(_("To set a quantity, send it as a number after pressing the product."))
-    return "\n".join([f"<b>{_('Your cart')}</b>", *rows]), cart_keyboard(items)
+    title = _("Your cart")
+    return "\n".join([f"<b>{title}</b>", *rows]), cart_keyboard(items)
 
 
 async def cart_show(query: CallbackQuery, catalog: Catalog, state: FSMContext) -> None:
@@ -277,7 +278,7 @@ async def cart_checkout(
     if not items:
         await query.answer(_("Your cart is empty."), show_alert=True)
         return
-    await choose_provider(query, items, checkout, storage)
+    await choose_provider(query, items, checkout, storage, state=state)
 
 
 async def cart_quantity(
@@ -327,6 +328,7 @@ async def choose_provider(
     storage: Storage,
     *,
     product_id: str = "",
+    state: FSMContext | None = None,
 ) -> None:
     total = carts.total(items)
     assert total is not None
@@ -354,7 +356,7 @@ async def choose_provider(
             (provider_title(provider.name), PayWith(provider=provider.name, product=product_id))
         )
     if len(choices) == 1:
-        await place(query, choices[0][1], items, checkout, storage)
+        await place(query, choices[0][1], items, checkout, storage, state)
         return
     await query.answer()
     text = (
@@ -384,9 +386,7 @@ async def pay_with(
             _("This choice is out of date. Please start again from the catalog."), show_alert=True
         )
         return
-    await place(query, callback_data, items, checkout, storage)
-    if not callback_data.product:
-        await state.update_data(cart={})
+    await place(query, callback_data, items, checkout, storage, state)
 
 
 async def place(
@@ -395,7 +395,9 @@ async def place(
     items: list[tuple[Product, int]],
     checkout: CheckoutService,
     storage: Storage,
+    state: FSMContext | None = None,
 ) -> None:
+    """Create the order and show it with its Pay button; a cart that became an order empties."""
     card_id = None
     if choice.card:
         cards = {c.id: c for c in await storage.saved_cards(query.from_user.id, choice.provider)}
@@ -415,6 +417,8 @@ async def place(
     except CheckoutError as exc:
         await query.answer(checkout_error(exc.reason), show_alert=True)
         return
+    if not choice.product and state is not None:
+        await state.update_data(cart={})
     await query.answer()
     if isinstance(query.message, Message):
         await query.message.answer(texts.order_card(order), reply_markup=order_keyboard(order))
@@ -458,7 +462,8 @@ async def render_orders(storage: Storage, user_id: int, page: int) -> tuple[str,
     orders = orders[:ORDERS_PAGE]
     if not orders:
         return _("You have no orders yet. /catalog"), None
-    rows = [f"<b>{_('Your orders')}</b>"]
+    title = _("Your orders")
+    rows = [f"<b>{title}</b>"]
     for order in orders:
         total = texts.money(Money(order.amount, order.currency))
         when = format_when(order.created_at, texts.locale())
@@ -564,7 +569,8 @@ async def render_cards(storage: Storage, user_id: int) -> tuple[str, object]:
     saved = await storage.saved_cards(user_id)
     if not saved:
         return _("You have no saved cards."), None
-    rows = [f"<b>{_('Your saved cards')}</b>"] + [f"• {mask(c.card_name)}" for c in saved]
+    title = _("Your saved cards")
+    rows = [f"<b>{title}</b>"] + [f"• {mask(c.card_name)}" for c in saved]
     return "\n".join(rows), cards_keyboard([(c.id, mask(c.card_name)) for c in saved])
 
 
