@@ -162,6 +162,7 @@ class BotApp:
             raise StartupError("no payment provider is configured: set REDOYA_* or PAYTURE_*")
 
         sock = _bind(s.web_host, s.web_port)
+        self._stack.callback(sock.close)  # if start-up fails before the server owns it
         web_url = s.public_url or f"http://{s.web_host}:{sock.getsockname()[1]}"
 
         session = (

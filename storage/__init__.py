@@ -1,4 +1,4 @@
-"""Storage: the protocol and records in `storage.base`, SQLite and PostgreSQL behind it."""
+"""Storage: the protocol and records in `storage.base`, SQLite behind it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ __all__ = ["Storage", "StorageUnavailable", "storage_from_url"]
 
 
 def storage_from_url(url: str) -> Storage:
-    """`sqlite:///relative.db`, `sqlite:////abs/path.db`, `sqlite:///:memory:` or
-    `postgresql://user@host:port/db[?schema=name]`. Not opened yet."""
+    """`sqlite:///relative.db`, `sqlite:////abs/path.db` or `sqlite:///:memory:`. Not opened
+    yet."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
         from storage.sqlite import SQLiteStorage

@@ -220,3 +220,6 @@ def test_storage_urls_are_checked_without_leaking_passwords() -> None:
     assert "hunter2" not in str(caught.value)
     with pytest.raises(ValueError, match="sqlite:///"):
         storage_from_url("sqlite://relative.db")
+    with pytest.raises(ValueError, match="not available yet") as caught:
+        storage_from_url("postgresql://shop:hunter2@127.0.0.1/shop")
+    assert "hunter2" not in str(caught.value)

@@ -1,0 +1,78 @@
+"""How the bot runs: webhook mode with Telegram's secret header, carts in Redis, settings and
+start-up errors that say what is wrong without showing secrets."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from pydantic import ValidationError
+
+from bot.app import BotApp, StartupError
+from bot.config import Settings
+from sandbox.botuser import BotUser
+from sandbox.telegram import TelegramServer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_webhook_mode_receives_updates_with_the_secret(make_settings, telegram, http) -> None:
+    port = free_port()
+    settings = make_settings(
+        web_port=port, webhook_url=f"http://127.0.0.1:{port}", webhook_secret="hook-secret-123"
+    )
+    async with BotApp(settings):
+        assert telegram.webhook is not None
+        assert telegram.webhook["secret_token"] == "hook-secret-123"
+        assert "hook-secret-123" not in telegram.webhook["url"]
+        user = BotUser(telegram.url, 1001, session=http)
+        await user.send("/start")
+        await user.wait_message("Catalog")
+        path = telegram.webhook["url"].split(str(port), 1)[1]
+        async with http.post(f"http://127.0.0.1:{port}{path}", json={"update_id": 1}) as forged:
+            assert forged.status == 401  # no secret header: refused
+
+
+async def test_carts_live_in_redis_when_configured(make_settings, telegram, http) -> None:
+    settings = make_settings(redis_url="redis://127.0.0.1:6379/15")
+    user = BotUser(telegram.url, 4004, session=http)
+    async with BotApp(settings):
+        await user.send("/start p_cezve")
+        await user.wait_message("Cezve")
+        await user.press(text="Add to cart")
+    async with BotApp(settings):  # a restart (or another replica) sees the same cart
+        await user.send("/cart")
+        cart = await user.wait_message("Your cart")
+        assert "Cezve, copper × 1" in cart["text"]
+        await user.press(text="Clear cart")
+
+
+def test_settings_errors_never_show_secrets() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, bot_token="123:super-secret", webhook_url="http://x")  # type: ignore[call-arg]
+    assert "WEBHOOK_SECRET" in str(caught.value)
+    assert "super-secret" not in str(caught.value)
+    settings = Settings(_env_file=None, bot_token="123:super-secret", redoya_secret="r-secret")  # type: ignore[call-arg]
+    assert "super-secret" not in repr(settings)
+    assert set(settings.secrets()) == {"123:super-secret", "r-secret"}
+
+
+async def test_a_refused_token_stops_start_up_clearly(
+    make_settings, telegram: TelegramServer
+) -> None:
+    with pytest.raises(StartupError, match="refused BOT_TOKEN") as caught:
+        async with BotApp(make_settings(bot_token="999:wrong-token-value")):
+            pass
+    assert "wrong-token-value" not in str(caught.value)
+
+
+async def test_an_invalid_catalog_stops_start_up(make_settings, tmp_path) -> None:
+    bad = tmp_path / "catalog.toml"
+    bad.write_text('[[products]]\nid = "x"\nname = "X"\nprice = 2.5\ncurrency = "TRY"\n')
+    with pytest.raises(StartupError, match=r"products\[0\] \(x\), field 'price'"):
+        async with BotApp(make_settings(catalog_path=bad)):
+            pass
