@@ -21,12 +21,8 @@ def storage_from_url(url: str) -> Storage:
         if not path:
             raise ValueError("DATABASE_URL: write SQLite as sqlite:///path/to/file.db")
         return SQLiteStorage(path)
-    if scheme in ("postgresql", "postgres"):
-        from storage.postgres import PostgresStorage
-
-        return PostgresStorage(url)
     parts = urlsplit(url)
-    shown = (
-        f"{parts.scheme}://{parts.hostname or ''}{parts.path}" if parts.scheme else "(no scheme)"
-    )
-    raise ValueError(f"DATABASE_URL {shown}: use sqlite:///... or postgresql://...")
+    shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}" if parts.scheme else "(none)"
+    if scheme in ("postgresql", "postgres"):
+        raise ValueError(f"DATABASE_URL {shown}: the PostgreSQL backend is not available yet")
+    raise ValueError(f"DATABASE_URL {shown}: use sqlite:///path/to/file.db")
