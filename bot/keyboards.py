@@ -193,7 +193,7 @@ def provider_keyboard(choices: list[tuple[str, PayWith]]) -> InlineKeyboardMarku
     return kb.as_markup()
 
 
-def order_keyboard(order: Order, *, can_save_card: bool = False) -> InlineKeyboardMarkup | None:
+def order_keyboard(order: Order) -> InlineKeyboardMarkup | None:
     kb = InlineKeyboardBuilder()
     if order.state is OrderState.AWAITING_PAYMENT and order.pay_url:
         kb.button(text=_("Pay"), url=order.pay_url)
@@ -204,13 +204,8 @@ def order_keyboard(order: Order, *, can_save_card: bool = False) -> InlineKeyboa
         kb.button(
             text=_("Cancel order"), callback_data=OrderCb(action=OrderAction.CANCEL, id=order.id)
         )
-    if can_save_card:
-        kb.button(
-            text=_("Save this card"),
-            callback_data=OrderCb(action=OrderAction.SAVE_CARD, id=order.id),
-        )
     kb.adjust(1)
-    return kb.as_markup() if kb.buttons else None
+    return kb.as_markup() if list(kb.buttons) else None
 
 
 def orders_keyboard(orders: list[Order], page: int, more: bool) -> InlineKeyboardMarkup:
