@@ -26,9 +26,9 @@ from pathlib import Path
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from sandbox.payture import PaytureServer
 
 from bot.demo import sandbox_settings
+from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage import storage_from_url
