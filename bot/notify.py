@@ -115,12 +115,12 @@ class Notifier:
             await self._defer(message, exc.retry_after, "429 retry after")
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
             # the user blocked the bot or the chat is gone: retrying will not help
-            log.warning("outbox %s to chat %s dropped: %s", message.id, message.chat_id, exc)
-            await self.storage.mark_sent(message.id)
+            log.warning("outbox %s to chat %s failed: %s", message.id, message.chat_id, exc)
+            await self.storage.mark_failed(message.id, f"{type(exc).__name__}: {exc.message}")
         except (TelegramNetworkError, TelegramServerError, TimeoutError) as exc:
             if message.attempts + 1 >= MAX_ATTEMPTS:
                 log.error("outbox %s given up after %s attempts", message.id, MAX_ATTEMPTS)
-                await self.storage.mark_sent(message.id)
+                await self.storage.mark_failed(message.id, f"{MAX_ATTEMPTS} attempts")
                 return
             await self._defer(message, min(2 ** (message.attempts + 1), 300), type(exc).__name__)
         else:

@@ -186,6 +186,7 @@ class Figures:
     orders_by_state: Mapping[str, int]
     paid_by_currency: Mapping[str, int]  # minor units
     refunded_by_currency: Mapping[str, int]
+    undelivered_messages: int = 0  # outbox rows Telegram refused for good
 
 
 class Storage(Protocol):
@@ -278,6 +279,10 @@ class Storage(Protocol):
     async def mark_sent(self, message_id: int) -> None: ...
 
     async def defer(self, message_id: int, until: datetime, error: str) -> None: ...
+
+    async def mark_failed(self, message_id: int, error: str) -> None:
+        """Telegram will never take this message (bot blocked, chat gone, retries spent): keep
+        the row with its reason, stop trying."""
 
     # refunds (idempotency_key unique)
     async def create_refund(

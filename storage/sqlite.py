@@ -13,7 +13,6 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,16 @@ from storage.base import (
     can_transition,
 )
 from storage.errors import StorageUnavailable
-
-ORDER_COLUMNS = (
-    "id, user_id, chat_id, provider, amount, currency, state, token, locale, description, "
-    "created_at, updated_at, provider_payment_id, pay_url, expires_at, paid_at, paid_amount, "
-    "refunded_amount, next_check_at, check_attempts"
+from storage.migrations import migrations, statements
+from storage.rows import (
+    ORDER_COLUMNS,
+    to_audit,
+    to_card,
+    to_inbound,
+    to_item,
+    to_order,
+    to_outbox,
+    to_refund,
 )
 
 
@@ -59,17 +63,6 @@ def parse_ts(value: str | None) -> datetime | None:
 
 def now_ts() -> str:
     return ts(datetime.now(UTC))  # type: ignore[return-value]
-
-
-def migrations(dialect: str) -> list[tuple[int, str]]:
-    """The numbered SQL files of a dialect, in order: (version, sql)."""
-    folder = resources.files("storage.migrations").joinpath(dialect)
-    found = []
-    for entry in folder.iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
 
 
 class SQLiteStorage:
@@ -115,7 +108,7 @@ class SQLiteStorage:
             for version, sql in migrations("sqlite"):
                 if version in done:
                     continue
-                for statement in _statements(sql):
+                for statement in statements(sql):
                     await db.execute(statement)
                 await db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_ts()))
 
@@ -228,10 +221,8 @@ class SQLiteStorage:
             f"WHERE order_id IN ({marks}) ORDER BY order_id, position",
             ids,
         ):
-            items[it["order_id"]].append(
-                OrderItem(it["sku"], it["title"], it["quantity"], it["unit_amount"])
-            )
-        return [_order(row, tuple(items[row["id"]])) for row in rows]
+            items[it["order_id"]].append(to_item(it))
+        return [to_order(row, tuple(items[row["id"]]), parse_ts) for row in rows]
 
     async def set_checkout(
         self,
@@ -383,18 +374,7 @@ class SQLiteStorage:
 
     async def audit_trail(self, order_id: int) -> list[AuditEntry]:
         rows = await self._rows("SELECT * FROM audit WHERE order_id = ? ORDER BY id", (order_id,))
-        return [
-            AuditEntry(
-                id=r["id"],
-                order_id=r["order_id"],
-                from_state=OrderState(r["from_state"]) if r["from_state"] else None,
-                to_state=OrderState(r["to_state"]),
-                actor=r["actor"],
-                detail=r["detail"],
-                created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
-            )
-            for r in rows
-        ]
+        return [to_audit(r, parse_ts) for r in rows]
 
     # --- inbound events -----------------------------------------------------------------
 
@@ -413,18 +393,7 @@ class SQLiteStorage:
         rows = await self._rows(
             "SELECT * FROM inbound_events WHERE processed_at IS NULL ORDER BY id LIMIT ?", (limit,)
         )
-        return [
-            InboundEvent(
-                id=r["id"],
-                provider=r["provider"],
-                event_key=r["event_key"],
-                order_id=r["order_id"],
-                body=bytes(r["body"]),
-                received_at=parse_ts(r["received_at"]),  # type: ignore[arg-type]
-                processed_at=parse_ts(r["processed_at"]),
-            )
-            for r in rows
-        ]
+        return [to_inbound(r, parse_ts) for r in rows]
 
     async def mark_inbound_processed(self, event_id: int) -> None:
         async with self._tx() as db:
@@ -457,23 +426,11 @@ class SQLiteStorage:
 
     async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]:
         rows = await self._rows(
-            "SELECT * FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ? "
-            "ORDER BY id LIMIT ?",
+            "SELECT * FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL "
+            "AND next_attempt_at <= ? ORDER BY id LIMIT ?",
             (ts(now), limit),
         )
-        return [
-            OutboxMessage(
-                id=r["id"],
-                order_id=r["order_id"],
-                kind=r["kind"],
-                chat_id=r["chat_id"],
-                payload=json.loads(r["payload"]),
-                attempts=r["attempts"],
-                next_attempt_at=parse_ts(r["next_attempt_at"]),  # type: ignore[arg-type]
-                created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
-            )
-            for r in rows
-        ]
+        return [to_outbox(r, parse_ts) for r in rows]
 
     async def mark_sent(self, message_id: int) -> None:
         async with self._tx() as db:
@@ -485,6 +442,13 @@ class SQLiteStorage:
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
                 "WHERE id = ?",
                 (ts(until), error[:500], message_id),
+            )
+
+    async def mark_failed(self, message_id: int, error: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE outbox SET failed_at = ?, last_error = ? WHERE id = ?",
+                (now_ts(), error[:500], message_id),
             )
 
     # --- refunds ------------------------------------------------------------------------
@@ -504,7 +468,7 @@ class SQLiteStorage:
         rows = await self._rows(
             "SELECT * FROM refunds WHERE idempotency_key = ?", (idempotency_key,)
         )
-        return _refund(rows[0]), created
+        return to_refund(rows[0], parse_ts), created
 
     async def finish_refund(self, refund_id: int, state: str, provider_code: str = "") -> Refund:
         async with self._tx() as db:
@@ -512,11 +476,13 @@ class SQLiteStorage:
                 "UPDATE refunds SET state = ?, provider_code = ?, updated_at = ? WHERE id = ?",
                 (state, provider_code, now_ts(), refund_id),
             )
-        return _refund((await self._rows("SELECT * FROM refunds WHERE id = ?", (refund_id,)))[0])
+        return to_refund(
+            (await self._rows("SELECT * FROM refunds WHERE id = ?", (refund_id,)))[0], parse_ts
+        )
 
     async def refunds_for_order(self, order_id: int) -> list[Refund]:
         return [
-            _refund(r)
+            to_refund(r, parse_ts)
             for r in await self._rows(
                 "SELECT * FROM refunds WHERE order_id = ? ORDER BY id", (order_id,)
             )
@@ -539,7 +505,7 @@ class SQLiteStorage:
             "SELECT * FROM saved_cards WHERE user_id = ? AND provider = ? AND card_id = ?",
             (user_id, provider, card_id),
         )
-        return _card(rows[0])
+        return to_card(rows[0], parse_ts)
 
     async def saved_cards(self, user_id: int, provider: str | None = None) -> list[SavedCard]:
         if provider is None:
@@ -551,7 +517,7 @@ class SQLiteStorage:
                 "SELECT * FROM saved_cards WHERE user_id = ? AND provider = ? ORDER BY id",
                 (user_id, provider),
             )
-        return [_card(r) for r in rows]
+        return [to_card(r, parse_ts) for r in rows]
 
     async def forget_card(self, user_id: int, saved_card_id: int) -> bool:
         async with self._tx() as db:
@@ -589,65 +555,12 @@ class SQLiteStorage:
             "GROUP BY currency",
             (start,),
         )
+        failed = await self._rows(
+            "SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL AND failed_at >= ?", (start,)
+        )
         return Figures(
             orders_by_state={r[0]: r[1] for r in by_state},
             paid_by_currency={r[0]: r[1] for r in paid},
             refunded_by_currency={r[0]: r[1] for r in refunded},
+            undelivered_messages=failed[0][0],
         )
-
-
-def _statements(sql: str) -> list[str]:
-    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-def _order(row: aiosqlite.Row, items: tuple[OrderItem, ...]) -> Order:
-    return Order(
-        id=row["id"],
-        user_id=row["user_id"],
-        chat_id=row["chat_id"],
-        provider=row["provider"],
-        amount=row["amount"],
-        currency=row["currency"],
-        state=OrderState(row["state"]),
-        token=row["token"],
-        locale=row["locale"],
-        description=row["description"],
-        created_at=parse_ts(row["created_at"]),  # type: ignore[arg-type]
-        updated_at=parse_ts(row["updated_at"]),  # type: ignore[arg-type]
-        items=items,
-        provider_payment_id=row["provider_payment_id"],
-        pay_url=row["pay_url"],
-        expires_at=parse_ts(row["expires_at"]),
-        paid_at=parse_ts(row["paid_at"]),
-        paid_amount=row["paid_amount"],
-        refunded_amount=row["refunded_amount"],
-        next_check_at=parse_ts(row["next_check_at"]),
-        check_attempts=row["check_attempts"],
-    )
-
-
-def _refund(row: aiosqlite.Row) -> Refund:
-    return Refund(
-        id=row["id"],
-        order_id=row["order_id"],
-        amount=row["amount"],
-        currency=row["currency"],
-        idempotency_key=row["idempotency_key"],
-        state=row["state"],
-        actor=row["actor"],
-        provider_code=row["provider_code"],
-        created_at=parse_ts(row["created_at"]),  # type: ignore[arg-type]
-        updated_at=parse_ts(row["updated_at"]),  # type: ignore[arg-type]
-    )
-
-
-def _card(row: aiosqlite.Row) -> SavedCard:
-    return SavedCard(
-        id=row["id"],
-        user_id=row["user_id"],
-        provider=row["provider"],
-        card_id=row["card_id"],
-        card_name=row["card_name"],
-        created_at=parse_ts(row["created_at"]),  # type: ignore[arg-type]
-    )

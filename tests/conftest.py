@@ -1,15 +1,19 @@
-"""Shared fixtures: the sandbox emulators on loopback ports, a real SQLite file, the bot itself.
+"""Shared fixtures: the sandbox emulators on loopback ports, a real database, the bot itself.
 
-Every test gets fresh emulators and a fresh database, so tests never see each other's chats.
+Every test gets fresh emulators and a fresh database (a SQLite file, or its own schema in the
+machine's PostgreSQL), so tests never see each other's chats.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from bot.app import BotApp, Parts
@@ -23,6 +27,40 @@ from sandbox.telegram import TelegramServer
 CUSTOMER = 1001
 ADMIN = 42
 MERCHANT_CHAT = -1000001
+
+# The PostgreSQL every machine of this project runs (trust auth on loopback).
+TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A URL to a fresh schema of the test database, dropped after the test."""
+    schema = f"t_{secrets.token_hex(6)}"
+    try:
+        server = await asyncpg.connect(TEST_POSTGRES_URL)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL at {TEST_POSTGRES_URL} does not answer ({exc}); start it with "
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        )
+    await server.execute(f"CREATE SCHEMA {schema}")
+    joiner = "&" if "?" in TEST_POSTGRES_URL else "?"
+    try:
+        yield f"{TEST_POSTGRES_URL}{joiner}search_path={schema}"
+    finally:
+        await server.execute(f"DROP SCHEMA {schema} CASCADE")
+        await server.close()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite by default; parametrize indirectly with "postgres" to run a test on both."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path}/bot.db"
+
+
+both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 
 @pytest.fixture
@@ -51,11 +89,11 @@ async def payture() -> AsyncIterator[PaytureServer]:
 
 @pytest.fixture
 def make_settings(
-    tmp_path: Path, telegram: TelegramServer, redoya: RedoyaServer, payture: PaytureServer
+    database_url: str, telegram: TelegramServer, redoya: RedoyaServer, payture: PaytureServer
 ) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "database_url": f"sqlite:///{tmp_path}/bot.db",
+            "database_url": database_url,
             "admin_ids": frozenset({ADMIN}),
             "merchant_chat_id": MERCHANT_CHAT,
             "sweep_every": 3600,  # tests run the sweep themselves

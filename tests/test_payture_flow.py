@@ -13,7 +13,7 @@ from sandbox.botuser import BotUser, button_url
 from sandbox.payture import PaytureServer
 from sandbox.telegram import TelegramServer
 from storage.base import OrderState
-from tests.conftest import ADMIN, CUSTOMER
+from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import browse, order_product, pay
 
 S = OrderState
@@ -62,6 +62,7 @@ async def test_getstate_outage_then_recovery_by_the_sweep(app: Parts, user, payt
     assert (await latest(app)).state is S.PAID
 
 
+@both_databases
 async def test_duplicate_notifications_pay_once(app: Parts, user, payture, http) -> None:
     payture.notify_url = f"{app.web_url}/callbacks/payture"
     payture.duplicate_notifications = True
@@ -90,6 +91,7 @@ async def test_forged_callbacks_change_nothing(app: Parts, user, http) -> None:
     assert (await latest(app)).state is S.AWAITING_PAYMENT
 
 
+@both_databases
 async def test_partial_then_full_refund_by_an_admin(
     app: Parts, user, payture, telegram: TelegramServer, http
 ) -> None:
@@ -112,6 +114,7 @@ async def test_partial_then_full_refund_by_an_admin(
     await admin.wait_message("Audit")
 
 
+@both_databases
 async def test_save_a_card_pay_with_it_and_forget_it(app: Parts, user, payture, http) -> None:
     await paid_order(app, user, payture, http)
     await user.press(text="Save this card")

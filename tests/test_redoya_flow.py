@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
@@ -12,7 +12,7 @@ from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage.base import OrderState
-from tests.conftest import ADMIN, CUSTOMER
+from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import browse, order_product, pay
 
 S = OrderState
@@ -26,6 +26,7 @@ def texts_of(messages: list[dict]) -> list[str]:
     return [m.get("text") or m.get("caption") or "" for m in messages]
 
 
+@both_databases
 async def test_happy_path_from_start_to_paid_notification(
     app: Parts, user: BotUser, merchant: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
 ) -> None:
@@ -108,6 +109,7 @@ async def test_an_unpaid_order_expires_after_its_deadline(
     await user.wait_message("expired before it was paid")
 
 
+@both_databases
 async def test_the_same_return_twenty_times_at_once_pays_and_notifies_once(
     app: Parts,
     user: BotUser,
@@ -206,6 +208,7 @@ async def test_provider_timeout_leaves_the_order_awaiting_and_it_is_recovered(
         assert (await latest_order(app)).state is S.PAID
 
 
+@both_databases
 async def test_restart_between_paid_and_sent_delivers_exactly_once(
     make_settings,
     user: BotUser,
@@ -229,3 +232,26 @@ async def test_restart_between_paid_and_sent_delivers_exactly_once(
         await app.notifier.flush()
         await asyncio.sleep(0.5)
     assert sum("Payment received" in t for t in texts_of(await user.bot_messages())) == 1
+
+
+async def test_a_customer_who_blocked_the_bot_is_not_retried_and_the_merchant_still_hears(
+    app: Parts,
+    user: BotUser,
+    merchant: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    message = await order_product(user, "Coffee", "Cezve")
+    redirect = await pay(http, redoya.url, message, "paid")
+    telegram.fail_next(
+        "sendMessage", error_code=403, description="Forbidden: bot was blocked by the user"
+    )
+    await browse(http, redirect)
+    await merchant.wait_message("Order #1 paid")
+    await app.notifier.flush()
+    assert await app.storage.due_outbox(datetime.now(UTC) + timedelta(hours=1)) == []
+    assert not any("Payment received" in t for t in texts_of(await user.bot_messages()))
+    await admin.send("/stats")
+    await admin.wait_message("messages Telegram refused: 1")

@@ -1,5 +1,5 @@
-"""The Storage contract on a real SQLite file: state table, compare-and-set, atomic outbox,
-exactly-once constraints, persistence across reopen."""
+"""The Storage contract on both backends, a real SQLite file and the machine's PostgreSQL: state
+table, compare-and-set, atomic outbox, exactly-once constraints, persistence across reopen."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import storage_from_url
+from storage import StorageUnavailable, storage_from_url
 from storage.base import (
     DuplicatePayment,
     IllegalTransition,
@@ -39,9 +39,16 @@ def new_order(n: int = 1, user_id: int = 7) -> NewOrder:
     )
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path}/deep/er/store.db"
+
+
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    store = storage_from_url(f"sqlite:///{tmp_path}/store.db")
+async def storage(url: str) -> AsyncIterator[Storage]:
+    store = storage_from_url(url)
     await store.open()
     yield store
     await store.close()
@@ -146,6 +153,9 @@ async def test_outbox_defer_send_and_dedupe(storage: Storage) -> None:
     later = await storage.due_outbox(now + timedelta(minutes=2))
     assert {m.id for m in later} == {due[0].id, due[2].id}
     assert next(m for m in later if m.id == due[0].id).attempts == 1
+    await storage.mark_failed(due[2].id, "TelegramForbiddenError: bot was blocked by the user")
+    assert [m.id for m in await storage.due_outbox(now + timedelta(minutes=2))] == [due[0].id]
+    assert (await storage.figures()).undelivered_messages == 1
 
 
 async def test_inbound_events_are_stored_once(storage: Storage) -> None:
@@ -201,8 +211,7 @@ async def test_figures(storage: Storage) -> None:
     assert figures.paid_by_currency == {"TRY": 23500}
 
 
-async def test_data_and_migrations_survive_reopen(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/deep/er/store.db"
+async def test_data_and_migrations_survive_reopen(url: str) -> None:
     first = storage_from_url(url)
     await first.open()
     order = await first.create_order(new_order())
@@ -220,6 +229,20 @@ def test_storage_urls_are_checked_without_leaking_passwords() -> None:
     assert "hunter2" not in str(caught.value)
     with pytest.raises(ValueError, match="sqlite:///"):
         storage_from_url("sqlite://relative.db")
-    with pytest.raises(ValueError, match="not available yet") as caught:
-        storage_from_url("postgresql://shop:hunter2@127.0.0.1/shop")
+
+
+async def test_an_unreachable_postgres_is_a_clear_error_without_the_password() -> None:
+    store = storage_from_url("postgresql://shop:hunter2@127.0.0.1:1/shop")
+    with pytest.raises(StorageUnavailable, match=r"127\.0\.0\.1:1/shop") as caught:
+        await store.open()
     assert "hunter2" not in str(caught.value)
+    assert not await store.ping()
+
+
+async def test_replicas_opening_together_migrate_once(postgres_url: str) -> None:
+    stores = [storage_from_url(postgres_url) for _ in range(4)]
+    await asyncio.gather(*(store.open() for store in stores))
+    order = await stores[0].create_order(new_order())
+    assert await stores[3].get_order(order.id) == order
+    for store in stores:
+        await store.close()

@@ -12,7 +12,7 @@ from bot.catalog import CatalogError, load_catalog
 from sandbox.botuser import BotUser, buttons
 from sandbox.telegram import TelegramServer
 from storage.base import OrderState
-from tests.conftest import CUSTOMER
+from tests.conftest import CUSTOMER, both_databases
 
 S = OrderState
 
@@ -106,6 +106,7 @@ async def test_a_cart_never_mixes_currencies(app: Parts, user: BotUser) -> None:
     assert "Ivan-chai" not in cart["text"]
 
 
+@both_databases
 async def test_orders_reopen_and_cancel(app: Parts, user: BotUser) -> None:
     await open_category(user)
     await user.press(text="Cezve")

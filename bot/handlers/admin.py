@@ -98,6 +98,8 @@ async def stats(
         f"refunded: {texts.money(Money(v, c))}"
         for c, v in sorted(figures.refunded_by_currency.items())
     ]
+    if figures.undelivered_messages:
+        rows.append(f"messages Telegram refused: {figures.undelivered_messages}")
     await message.answer("\n".join(rows))
 
 

@@ -1,0 +1,579 @@
+"""PostgreSQL storage through asyncpg, for several bot replicas sharing one database.
+
+The contract and schema are SQLite's. Concurrency is the database's here: a transition locks its
+order row (`SELECT ... FOR UPDATE`), so of two replicas confirming one order only one finds the
+expected state; unique constraints with `ON CONFLICT DO NOTHING` do the exactly-once inserts.
+Migrations run under an advisory lock, so replicas starting together apply each file once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from storage.base import (
+    AuditEntry,
+    DuplicatePayment,
+    Figures,
+    IllegalTransition,
+    InboundEvent,
+    NewOrder,
+    NewOutbox,
+    Order,
+    OrderItem,
+    OrderState,
+    OutboxMessage,
+    Refund,
+    SavedCard,
+    can_transition,
+)
+from storage.errors import StorageUnavailable
+from storage.migrations import migrations
+from storage.rows import (
+    ORDER_COLUMNS,
+    to_audit,
+    to_card,
+    to_inbound,
+    to_item,
+    to_order,
+    to_outbox,
+    to_refund,
+)
+
+# Key of the advisory lock held while migrating; any constant unique to this application.
+MIGRATION_LOCK = 0x0C4EC0_0001
+
+# What a broken connection or server raises; `ping` answers False on these.
+CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """Storage takes timezone-aware times only; a naive one is a bug in the caller."""
+    if moment is not None and moment.tzinfo is None:
+        raise ValueError("naive datetime: storage takes timezone-aware UTC times")
+    return moment
+
+
+def same(value: datetime | None) -> datetime | None:
+    """timestamptz columns already arrive as aware datetimes."""
+    return value
+
+
+def describe(dsn: str) -> str:
+    """host:port/database of a URL, for messages: never the user's password."""
+    parts = urlsplit(dsn)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
+class PostgresStorage:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=self.min_size, max_size=self.max_size, command_timeout=30
+            )
+        except (*CONNECTION_ERRORS, ValueError) as exc:
+            reason = str(exc) or type(exc).__name__
+            password = urlsplit(self.dsn).password
+            if password:
+                reason = reason.replace(password, "***")
+            raise StorageUnavailable(
+                f"cannot connect to PostgreSQL at {describe(self.dsn)}: {reason}"
+            ) from None
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        async with self._tx() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in migrations("postgres"):
+                if version in done:
+                    continue
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations VALUES ($1, $2)", version, datetime.now(UTC)
+                )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except TimeoutError:
+                pool.terminate()
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(5):
+                await self._db.fetchval("SELECT 1")
+        except (*CONNECTION_ERRORS, StorageUnavailable):
+            return False
+        return True
+
+    @property
+    def _db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageUnavailable("storage is not open")
+        return self._pool
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._db.acquire() as conn, conn.transaction():
+            yield conn
+
+    # --- orders -------------------------------------------------------------------------
+
+    async def create_order(self, new: NewOrder) -> Order:
+        stamp = datetime.now(UTC)
+        async with self._tx() as conn:
+            order_id = await conn.fetchval(
+                "INSERT INTO orders (user_id, chat_id, provider, amount, currency, state, token, "
+                "locale, description, created_at, updated_at) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10) RETURNING id",
+                new.user_id,
+                new.chat_id,
+                new.provider,
+                new.amount,
+                new.currency,
+                OrderState.CREATED.value,
+                new.token,
+                new.locale,
+                new.description,
+                stamp,
+            )
+            await conn.executemany(
+                "INSERT INTO order_items VALUES ($1,$2,$3,$4,$5,$6)",
+                [
+                    (order_id, i, it.sku, it.title, it.quantity, it.unit_amount)
+                    for i, it in enumerate(new.items)
+                ],
+            )
+            await _audit(conn, order_id, None, OrderState.CREATED, "checkout", "", stamp)
+            return await _must_get(conn, order_id)
+
+    async def get_order(self, order_id: int) -> Order | None:
+        return await self._one("WHERE id = $1", order_id)
+
+    async def get_order_by_token(self, token: str) -> Order | None:
+        return await self._one("WHERE token = $1", token)
+
+    async def get_order_by_payment(self, provider: str, provider_payment_id: str) -> Order | None:
+        return await self._one(
+            "WHERE provider = $1 AND provider_payment_id = $2", provider, provider_payment_id
+        )
+
+    async def orders_for_user(
+        self, user_id: int, *, limit: int = 10, offset: int = 0
+    ) -> list[Order]:
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 "
+                "ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+                user_id,
+                limit,
+                offset,
+            )
+            return await _with_items(conn, rows)
+
+    async def _one(self, where: str, *params: Any) -> Order | None:
+        async with self._db.acquire() as conn:
+            return await _one(conn, where, *params)
+
+    async def set_checkout(
+        self,
+        order_id: int,
+        *,
+        pay_url: str,
+        provider_payment_id: str | None,
+        expires_at: datetime | None,
+        next_check_at: datetime | None,
+    ) -> Order:
+        stamp = datetime.now(UTC)
+        try:
+            async with self._tx() as conn:
+                updated = await conn.fetchval(
+                    "UPDATE orders SET state = $1, pay_url = $2, provider_payment_id = $3, "
+                    "expires_at = $4, next_check_at = $5, updated_at = $6 "
+                    "WHERE id = $7 AND state = $8 RETURNING id",
+                    OrderState.AWAITING_PAYMENT.value,
+                    pay_url,
+                    provider_payment_id,
+                    aware(expires_at),
+                    aware(next_check_at),
+                    stamp,
+                    order_id,
+                    OrderState.CREATED.value,
+                )
+                if updated is None:
+                    raise IllegalTransition(f"order {order_id} is not in state created")
+                await _audit(
+                    conn,
+                    order_id,
+                    OrderState.CREATED,
+                    OrderState.AWAITING_PAYMENT,
+                    "checkout",
+                    "",
+                    stamp,
+                )
+                return await _must_get(conn, order_id)
+        except asyncpg.UniqueViolationError:
+            raise DuplicatePayment(
+                f"payment id already belongs to another order (order {order_id})"
+            ) from None
+
+    async def attach_payment_id(self, order_id: int, provider_payment_id: str) -> Order:
+        try:
+            async with self._tx() as conn:
+                row = await conn.fetchrow(
+                    "SELECT provider_payment_id FROM orders WHERE id = $1 FOR UPDATE", order_id
+                )
+                if row is None:
+                    raise KeyError(order_id)
+                current = row[0]
+                if current not in (None, provider_payment_id):
+                    raise DuplicatePayment(f"order {order_id} already has another payment id")
+                if current is None:
+                    await conn.execute(
+                        "UPDATE orders SET provider_payment_id = $1, updated_at = $2 WHERE id = $3",
+                        provider_payment_id,
+                        datetime.now(UTC),
+                        order_id,
+                    )
+                return await _must_get(conn, order_id)
+        except asyncpg.UniqueViolationError:
+            raise DuplicatePayment("this payment id belongs to another order") from None
+
+    async def transition(
+        self,
+        order_id: int,
+        expected: Sequence[OrderState] | OrderState,
+        target: OrderState,
+        *,
+        actor: str,
+        detail: str = "",
+        outbox: Sequence[NewOutbox] = (),
+        paid_amount: int | None = None,
+        refunded_amount: int | None = None,
+    ) -> Order | None:
+        states = [expected] if isinstance(expected, OrderState) else list(expected)
+        for state in states:
+            if not can_transition(state, target):
+                raise IllegalTransition(f"{state} -> {target} is not allowed")
+        stamp = datetime.now(UTC)
+        changes: dict[str, Any] = {"state": target.value, "updated_at": stamp}
+        if target is OrderState.PAID:
+            changes["paid_at"] = stamp
+        if paid_amount is not None:
+            changes["paid_amount"] = paid_amount
+        if refunded_amount is not None:
+            changes["refunded_amount"] = refunded_amount
+        if target is not OrderState.AWAITING_PAYMENT:
+            changes["next_check_at"] = None
+        sets = ", ".join(f"{column} = ${n}" for n, column in enumerate(changes, start=2))
+        async with self._tx() as conn:
+            current = await conn.fetchval(
+                "SELECT state FROM orders WHERE id = $1 FOR UPDATE", order_id
+            )
+            if current is None or OrderState(current) not in states:
+                return None
+            await conn.execute(
+                f"UPDATE orders SET {sets} WHERE id = $1", order_id, *changes.values()
+            )
+            await _audit(conn, order_id, OrderState(current), target, actor, detail, stamp)
+            for message in outbox:
+                await _enqueue(conn, order_id, message, stamp)
+            return await _must_get(conn, order_id)
+
+    async def schedule_check(
+        self, order_id: int, next_check_at: datetime | None, attempts: int
+    ) -> None:
+        await self._db.execute(
+            "UPDATE orders SET next_check_at = $1, check_attempts = $2 WHERE id = $3",
+            aware(next_check_at),
+            attempts,
+            order_id,
+        )
+
+    async def due_for_check(self, now: datetime, limit: int = 100) -> list[Order]:
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE state = $1 "
+                "AND next_check_at <= $2 ORDER BY next_check_at LIMIT $3",
+                OrderState.AWAITING_PAYMENT.value,
+                aware(now),
+                limit,
+            )
+            return await _with_items(conn, rows)
+
+    async def audit_trail(self, order_id: int) -> list[AuditEntry]:
+        rows = await self._db.fetch("SELECT * FROM audit WHERE order_id = $1 ORDER BY id", order_id)
+        return [to_audit(r, same) for r in rows]
+
+    # --- inbound events -----------------------------------------------------------------
+
+    async def record_inbound(
+        self, provider: str, event_key: str, order_id: int | None, body: bytes
+    ) -> int | None:
+        return await self._db.fetchval(
+            "INSERT INTO inbound_events (provider, event_key, order_id, body, received_at) "
+            "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (provider, event_key) DO NOTHING RETURNING id",
+            provider,
+            event_key,
+            order_id,
+            body,
+            datetime.now(UTC),
+        )
+
+    async def unprocessed_inbound(self, limit: int = 100) -> list[InboundEvent]:
+        rows = await self._db.fetch(
+            "SELECT * FROM inbound_events WHERE processed_at IS NULL ORDER BY id LIMIT $1", limit
+        )
+        return [to_inbound(r, same) for r in rows]
+
+    async def mark_inbound_processed(self, event_id: int) -> None:
+        await self._db.execute(
+            "UPDATE inbound_events SET processed_at = $1 WHERE id = $2", datetime.now(UTC), event_id
+        )
+
+    # --- outbox -------------------------------------------------------------------------
+
+    async def enqueue(self, order_id: int | None, message: NewOutbox) -> bool:
+        async with self._db.acquire() as conn:
+            return await _enqueue(conn, order_id, message, datetime.now(UTC))
+
+    async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]:
+        rows = await self._db.fetch(
+            "SELECT * FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL "
+            "AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+            aware(now),
+            limit,
+        )
+        return [to_outbox(r, same) for r in rows]
+
+    async def mark_sent(self, message_id: int) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET sent_at = $1 WHERE id = $2", datetime.now(UTC), message_id
+        )
+
+    async def defer(self, message_id: int, until: datetime, error: str) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 "
+            "WHERE id = $3",
+            aware(until),
+            error[:500],
+            message_id,
+        )
+
+    async def mark_failed(self, message_id: int, error: str) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET failed_at = $1, last_error = $2 WHERE id = $3",
+            datetime.now(UTC),
+            error[:500],
+            message_id,
+        )
+
+    # --- refunds ------------------------------------------------------------------------
+
+    async def create_refund(
+        self, order_id: int, amount: int, currency: str, idempotency_key: str, actor: str
+    ) -> tuple[Refund, bool]:
+        stamp = datetime.now(UTC)
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO refunds (order_id, amount, currency, idempotency_key, state, actor, "
+                "created_at, updated_at) VALUES ($1,$2,$3,$4,'pending',$5,$6,$6) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+                order_id,
+                amount,
+                currency,
+                idempotency_key,
+                actor,
+                stamp,
+            )
+            if row is not None:
+                return to_refund(row, same), True
+            row = await conn.fetchrow(
+                "SELECT * FROM refunds WHERE idempotency_key = $1", idempotency_key
+            )
+            return to_refund(row, same), False
+
+    async def finish_refund(self, refund_id: int, state: str, provider_code: str = "") -> Refund:
+        row = await self._db.fetchrow(
+            "UPDATE refunds SET state = $1, provider_code = $2, updated_at = $3 WHERE id = $4 "
+            "RETURNING *",
+            state,
+            provider_code,
+            datetime.now(UTC),
+            refund_id,
+        )
+        if row is None:
+            raise KeyError(refund_id)
+        return to_refund(row, same)
+
+    async def refunds_for_order(self, order_id: int) -> list[Refund]:
+        rows = await self._db.fetch(
+            "SELECT * FROM refunds WHERE order_id = $1 ORDER BY id", order_id
+        )
+        return [to_refund(r, same) for r in rows]
+
+    # --- saved cards and preferences ----------------------------------------------------
+
+    async def save_card(
+        self, user_id: int, provider: str, card_id: str, card_name: str
+    ) -> SavedCard:
+        row = await self._db.fetchrow(
+            "INSERT INTO saved_cards (user_id, provider, card_id, card_name, created_at) "
+            "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (user_id, provider, card_id) "
+            "DO UPDATE SET card_name = excluded.card_name RETURNING *",
+            user_id,
+            provider,
+            card_id,
+            card_name,
+            datetime.now(UTC),
+        )
+        return to_card(row, same)
+
+    async def saved_cards(self, user_id: int, provider: str | None = None) -> list[SavedCard]:
+        rows = await self._db.fetch(
+            "SELECT * FROM saved_cards WHERE user_id = $1 "
+            "AND ($2::text IS NULL OR provider = $2) ORDER BY id",
+            user_id,
+            provider,
+        )
+        return [to_card(r, same) for r in rows]
+
+    async def forget_card(self, user_id: int, saved_card_id: int) -> bool:
+        deleted = await self._db.fetchval(
+            "DELETE FROM saved_cards WHERE id = $1 AND user_id = $2 RETURNING id",
+            saved_card_id,
+            user_id,
+        )
+        return deleted is not None
+
+    async def get_user_locale(self, user_id: int) -> str | None:
+        return await self._db.fetchval("SELECT locale FROM user_prefs WHERE user_id = $1", user_id)
+
+    async def set_user_locale(self, user_id: int, locale: str) -> None:
+        await self._db.execute(
+            "INSERT INTO user_prefs (user_id, locale) VALUES ($1, $2) "
+            "ON CONFLICT (user_id) DO UPDATE SET locale = excluded.locale",
+            user_id,
+            locale,
+        )
+
+    # --- figures ------------------------------------------------------------------------
+
+    async def figures(self, since: datetime | None = None) -> Figures:
+        start = aware(since)
+        async with self._db.acquire() as conn:
+            by_state = await conn.fetch(
+                "SELECT state, COUNT(*) FROM orders "
+                "WHERE $1::timestamptz IS NULL OR created_at >= $1 GROUP BY state",
+                start,
+            )
+            paid = await conn.fetch(
+                "SELECT currency, SUM(COALESCE(paid_amount, amount))::bigint FROM orders "
+                "WHERE paid_at IS NOT NULL AND ($1::timestamptz IS NULL OR paid_at >= $1) "
+                "GROUP BY currency",
+                start,
+            )
+            refunded = await conn.fetch(
+                "SELECT currency, SUM(amount)::bigint FROM refunds WHERE state = 'done' "
+                "AND ($1::timestamptz IS NULL OR updated_at >= $1) GROUP BY currency",
+                start,
+            )
+            failed = await conn.fetchval(
+                "SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL "
+                "AND ($1::timestamptz IS NULL OR failed_at >= $1)",
+                start,
+            )
+        return Figures(
+            orders_by_state={r[0]: r[1] for r in by_state},
+            paid_by_currency={r[0]: r[1] for r in paid},
+            refunded_by_currency={r[0]: r[1] for r in refunded},
+            undelivered_messages=failed,
+        )
+
+
+# --- helpers that run on a given connection, inside or outside a transaction ----------------
+
+
+async def _one(conn: asyncpg.Connection, where: str, *params: Any) -> Order | None:
+    rows = await conn.fetch(f"SELECT {ORDER_COLUMNS} FROM orders {where}", *params)
+    orders = await _with_items(conn, rows)
+    return orders[0] if orders else None
+
+
+async def _must_get(conn: asyncpg.Connection, order_id: int) -> Order:
+    order = await _one(conn, "WHERE id = $1", order_id)
+    if order is None:
+        raise KeyError(order_id)
+    return order
+
+
+async def _with_items(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[Order]:
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    items: dict[int, list[OrderItem]] = {i: [] for i in ids}
+    for it in await conn.fetch(
+        "SELECT order_id, sku, title, quantity, unit_amount FROM order_items "
+        "WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, position",
+        ids,
+    ):
+        items[it["order_id"]].append(to_item(it))
+    return [to_order(row, tuple(items[row["id"]]), same) for row in rows]
+
+
+async def _audit(
+    conn: asyncpg.Connection,
+    order_id: int,
+    before: OrderState | None,
+    after: OrderState,
+    actor: str,
+    detail: str,
+    stamp: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit (order_id, from_state, to_state, actor, detail, created_at) "
+        "VALUES ($1,$2,$3,$4,$5,$6)",
+        order_id,
+        before.value if before else None,
+        after.value,
+        actor,
+        detail,
+        stamp,
+    )
+
+
+async def _enqueue(
+    conn: asyncpg.Connection, order_id: int | None, message: NewOutbox, stamp: datetime
+) -> bool:
+    queued = await conn.fetchval(
+        "INSERT INTO outbox (order_id, kind, chat_id, payload, next_attempt_at, created_at) "
+        "VALUES ($1,$2,$3,$4::jsonb,$5,$5) ON CONFLICT (order_id, kind) DO NOTHING RETURNING id",
+        order_id,
+        message.kind,
+        message.chat_id,
+        json.dumps(dict(message.payload)),
+        stamp,
+    )
+    return queued is not None

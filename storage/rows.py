@@ -1,0 +1,125 @@
+"""Database rows to records, shared by the SQLite and PostgreSQL backends.
+
+A row is anything indexable by column name (aiosqlite.Row, asyncpg.Record). `when` turns a
+stored time into an aware datetime: SQLite keeps ISO text, PostgreSQL hands back timestamptz.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from storage.base import (
+    AuditEntry,
+    InboundEvent,
+    Order,
+    OrderItem,
+    OrderState,
+    OutboxMessage,
+    Refund,
+    SavedCard,
+)
+
+Row = Mapping[str, Any]
+TimeReader = Callable[[Any], datetime | None]
+
+ORDER_COLUMNS = (
+    "id, user_id, chat_id, provider, amount, currency, state, token, locale, description, "
+    "created_at, updated_at, provider_payment_id, pay_url, expires_at, paid_at, paid_amount, "
+    "refunded_amount, next_check_at, check_attempts"
+)
+
+
+def to_item(row: Row) -> OrderItem:
+    return OrderItem(row["sku"], row["title"], row["quantity"], row["unit_amount"])
+
+
+def to_order(row: Row, items: tuple[OrderItem, ...], when: TimeReader) -> Order:
+    return Order(
+        id=row["id"],
+        user_id=row["user_id"],
+        chat_id=row["chat_id"],
+        provider=row["provider"],
+        amount=row["amount"],
+        currency=row["currency"],
+        state=OrderState(row["state"]),
+        token=row["token"],
+        locale=row["locale"],
+        description=row["description"],
+        created_at=when(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=when(row["updated_at"]),  # type: ignore[arg-type]
+        items=items,
+        provider_payment_id=row["provider_payment_id"],
+        pay_url=row["pay_url"],
+        expires_at=when(row["expires_at"]),
+        paid_at=when(row["paid_at"]),
+        paid_amount=row["paid_amount"],
+        refunded_amount=row["refunded_amount"],
+        next_check_at=when(row["next_check_at"]),
+        check_attempts=row["check_attempts"],
+    )
+
+
+def to_audit(row: Row, when: TimeReader) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"],
+        order_id=row["order_id"],
+        from_state=OrderState(row["from_state"]) if row["from_state"] else None,
+        to_state=OrderState(row["to_state"]),
+        actor=row["actor"],
+        detail=row["detail"],
+        created_at=when(row["created_at"]),  # type: ignore[arg-type]
+    )
+
+
+def to_inbound(row: Row, when: TimeReader) -> InboundEvent:
+    return InboundEvent(
+        id=row["id"],
+        provider=row["provider"],
+        event_key=row["event_key"],
+        order_id=row["order_id"],
+        body=bytes(row["body"]),
+        received_at=when(row["received_at"]),  # type: ignore[arg-type]
+        processed_at=when(row["processed_at"]),
+    )
+
+
+def to_outbox(row: Row, when: TimeReader) -> OutboxMessage:
+    return OutboxMessage(
+        id=row["id"],
+        order_id=row["order_id"],
+        kind=row["kind"],
+        chat_id=row["chat_id"],
+        payload=json.loads(row["payload"]),
+        attempts=row["attempts"],
+        next_attempt_at=when(row["next_attempt_at"]),  # type: ignore[arg-type]
+        created_at=when(row["created_at"]),  # type: ignore[arg-type]
+    )
+
+
+def to_refund(row: Row, when: TimeReader) -> Refund:
+    return Refund(
+        id=row["id"],
+        order_id=row["order_id"],
+        amount=row["amount"],
+        currency=row["currency"],
+        idempotency_key=row["idempotency_key"],
+        state=row["state"],
+        actor=row["actor"],
+        provider_code=row["provider_code"],
+        created_at=when(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=when(row["updated_at"]),  # type: ignore[arg-type]
+    )
+
+
+def to_card(row: Row, when: TimeReader) -> SavedCard:
+    return SavedCard(
+        id=row["id"],
+        user_id=row["user_id"],
+        provider=row["provider"],
+        card_id=row["card_id"],
+        card_name=row["card_name"],
+        created_at=when(row["created_at"]),  # type: ignore[arg-type]
+    )
