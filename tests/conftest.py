@@ -54,8 +54,8 @@ async def postgres_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """SQLite by default; parametrize indirectly with "postgres" to run a test on both."""
-    if getattr(request, "param", "sqlite") == "postgres":
+    """SQLite unless TEST_DATABASE=postgres; `both_databases` runs a test on each."""
+    if getattr(request, "param", os.environ.get("TEST_DATABASE", "sqlite")) == "postgres":
         return request.getfixturevalue("postgres_url")
     return f"sqlite:///{tmp_path}/bot.db"
 
