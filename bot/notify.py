@@ -2,8 +2,10 @@
 
 Rows are written by storage transitions and stay until sent, so a restart between "paid" and
 "message sent" still delivers the message - once, because a row is marked sent right after
-Telegram accepts it. Limits: about one message per second per chat and 30 per second overall;
-a 429 pauses all sending for its `retry_after`.
+Telegram accepts it. Each row is claimed before it is sent, so replicas sharing one database
+never send it twice; a sender that dies holding a claim frees it after `CLAIM_FOR`.
+Limits: about one message per second per chat and 30 per second overall; a 429 pauses all
+sending for its `retry_after`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from storage.base import OutboxMessage, Storage
 log = logging.getLogger("bot.notify")
 
 MAX_ATTEMPTS = 12
+CLAIM_FOR = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +99,25 @@ class Notifier:
             if now - self._last_to_chat.get(message.chat_id, -1e9) < self.per_chat_gap:
                 waiting = True
                 continue
-            await self._deliver(message)
-            self._last_to_chat[message.chat_id] = time.monotonic()
-            self._window.append(time.monotonic())
+            if await self._deliver(message):
+                self._last_to_chat[message.chat_id] = time.monotonic()
+                self._window.append(time.monotonic())
         return waiting
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+    async def _deliver(self, message: OutboxMessage) -> bool:
+        """Send one row; False when it was not ours to send (another replica claimed it)."""
+        now = datetime.now(UTC)
+        if not await self.storage.claim_outbox(message.id, now, now + CLAIM_FOR):
+            return False
+        try:
+            await self._send(message)
+        except asyncio.CancelledError:
+            # shutting down mid-send: free the row for the next start instead of holding it
+            await asyncio.shield(self.storage.defer(message.id, datetime.now(UTC), "interrupted"))
+            raise
+        return True
+
+    async def _send(self, message: OutboxMessage) -> None:
         rendered = await self.render(message)
         if rendered is None:
             await self.storage.mark_sent(message.id)

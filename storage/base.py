@@ -276,6 +276,11 @@ class Storage(Protocol):
 
     async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]: ...
 
+    async def claim_outbox(self, message_id: int, now: datetime, until: datetime) -> bool:
+        """Take a due message for sending until `until`; False when another sender (a replica)
+        took it first or it is no longer due. A sender that dies holding it frees it at
+        `until`."""
+
     async def mark_sent(self, message_id: int) -> None: ...
 
     async def defer(self, message_id: int, until: datetime, error: str) -> None: ...

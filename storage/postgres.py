@@ -368,6 +368,16 @@ class PostgresStorage:
         )
         return [to_outbox(r, same) for r in rows]
 
+    async def claim_outbox(self, message_id: int, now: datetime, until: datetime) -> bool:
+        claimed = await self._db.fetchval(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND sent_at IS NULL "
+            "AND failed_at IS NULL AND next_attempt_at <= $3 RETURNING id",
+            aware(until),
+            message_id,
+            aware(now),
+        )
+        return claimed is not None
+
     async def mark_sent(self, message_id: int) -> None:
         await self._db.execute(
             "UPDATE outbox SET sent_at = $1 WHERE id = $2", datetime.now(UTC), message_id

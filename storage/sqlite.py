@@ -432,6 +432,15 @@ class SQLiteStorage:
         )
         return [to_outbox(r, parse_ts) for r in rows]
 
+    async def claim_outbox(self, message_id: int, now: datetime, until: datetime) -> bool:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND sent_at IS NULL "
+                "AND failed_at IS NULL AND next_attempt_at <= ?",
+                (ts(until), message_id, ts(now)),
+            )
+            return cursor.rowcount == 1
+
     async def mark_sent(self, message_id: int) -> None:
         async with self._tx() as db:
             await db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (now_ts(), message_id))

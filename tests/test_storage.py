@@ -158,6 +158,21 @@ async def test_outbox_defer_send_and_dedupe(storage: Storage) -> None:
     assert (await storage.figures()).undelivered_messages == 1
 
 
+async def test_a_message_is_claimed_by_one_sender(storage: Storage) -> None:
+    assert await storage.enqueue(None, NewOutbox("note", 7))
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    (message,) = await storage.due_outbox(now)
+    lease = now + timedelta(minutes=1)
+    claims = await asyncio.gather(
+        *(storage.claim_outbox(message.id, now, lease) for _ in range(10))
+    )
+    assert claims.count(True) == 1
+    assert await storage.due_outbox(now) == []  # held while its sender works
+    assert [m.id for m in await storage.due_outbox(lease)] == [message.id]  # freed if it died
+    await storage.mark_sent(message.id)
+    assert not await storage.claim_outbox(message.id, lease, lease + timedelta(minutes=1))
+
+
 async def test_inbound_events_are_stored_once(storage: Storage) -> None:
     order_id = await awaiting(storage)
     first = await storage.record_inbound("redoya", "return:X", order_id, b"body")
