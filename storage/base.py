@@ -59,6 +59,17 @@ class IllegalTransition(ValueError):
     """The state table forbids this change (a bug in the caller, not a race)."""
 
 
+def checked_states(
+    expected: Sequence[OrderState] | OrderState, target: OrderState
+) -> list[OrderState]:
+    """The states a transition may start from; IllegalTransition if the table forbids any."""
+    states = [expected] if isinstance(expected, OrderState) else list(expected)
+    for state in states:
+        if not can_transition(state, target):
+            raise IllegalTransition(f"{state} -> {target} is not allowed")
+    return states
+
+
 class DuplicatePayment(ValueError):
     """This provider payment id is already attached to another order."""
 

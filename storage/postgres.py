@@ -32,7 +32,7 @@ from storage.base import (
     OutboxMessage,
     Refund,
     SavedCard,
-    can_transition,
+    checked_states,
 )
 from storage.errors import StorageUnavailable
 from storage.migrations import migrations
@@ -273,10 +273,7 @@ class PostgresStorage:
         paid_amount: int | None = None,
         refunded_amount: int | None = None,
     ) -> Order | None:
-        states = [expected] if isinstance(expected, OrderState) else list(expected)
-        for state in states:
-            if not can_transition(state, target):
-                raise IllegalTransition(f"{state} -> {target} is not allowed")
+        states = checked_states(expected, target)
         stamp = datetime.now(UTC)
         changes: dict[str, Any] = {"state": target.value, "updated_at": stamp}
         if target is OrderState.PAID:

@@ -32,7 +32,7 @@ from storage.base import (
     OutboxMessage,
     Refund,
     SavedCard,
-    can_transition,
+    checked_states,
 )
 from storage.errors import StorageUnavailable
 from storage.migrations import migrations, statements
@@ -302,10 +302,7 @@ class SQLiteStorage:
         paid_amount: int | None = None,
         refunded_amount: int | None = None,
     ) -> Order | None:
-        states = [expected] if isinstance(expected, OrderState) else list(expected)
-        for state in states:
-            if not can_transition(state, target):
-                raise IllegalTransition(f"{state} -> {target} is not allowed")
+        states = checked_states(expected, target)
         stamp = now_ts()
         sets = ["state = ?", "updated_at = ?"]
         params: list[Any] = [target.value, stamp]
