@@ -1,0 +1,86 @@
+"""The README's commands as a person runs them: `python -m bot demo`, and `python -m sandbox`
+with `python -m bot run` pointed at it through the `.env` lines it prints."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+
+from sandbox.botuser import BotUser
+from tests.conftest import CUSTOMER
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """This process's environment without any bot setting that could leak in, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "REDOYA_", "PAYTURE_"))}
+    env.update(values)
+    return env
+
+
+@asynccontextmanager
+async def process(
+    *args: str, cwd: Path, env: dict[str, str]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_the_demo_plays_the_whole_flow_and_exits_0(tmp_path: Path) -> None:
+    async with process("-m", "bot", "demo", cwd=tmp_path, env=clean_env()) as demo:
+        output, _ = await asyncio.wait_for(demo.communicate(), 120)
+    text = output.decode()
+    assert demo.returncode == 0, text
+    assert "Payment received for order #1" in text
+    assert "× 1" in text  # the cart had two products
+    assert text.rstrip().splitlines()[-1].startswith("order #1: paid")
+
+
+async def test_sandbox_prints_env_lines_that_run_the_bot(tmp_path: Path) -> None:
+    async with process("-m", "sandbox", "--port", "0", cwd=tmp_path, env=clean_env()) as sandbox:
+        assert sandbox.stdout is not None
+        settings: dict[str, str] = {}
+        while not any(key == "PAYTURE_WALLET_SECRET" for key in settings):
+            line = (await asyncio.wait_for(sandbox.stdout.readline(), 30)).decode().strip()
+            assert line, "the sandbox stopped before printing its settings"
+            if "=" in line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                settings[key] = value
+        env = clean_env(
+            **settings,
+            WEB_PORT="0",
+            DATABASE_URL=f"sqlite:///{tmp_path}/bot.db",
+            CATALOG_PATH=str(ROOT / "catalog.toml"),
+        )
+        async with process("-m", "bot", "run", cwd=tmp_path, env=env) as bot:
+            async with aiohttp.ClientSession() as http:
+                user = BotUser(settings["TELEGRAM_API_URL"], CUSTOMER, session=http)
+                await user.send("/start")
+                await user.wait_message("Catalog", timeout=30)
+            bot.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(bot.communicate(), 30)
+            assert bot.returncode == 0, output.decode()
+            assert settings["BOT_TOKEN"] not in output.decode()  # secrets stay out of the logs
+        sandbox.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(sandbox.wait(), 30)
+        assert sandbox.returncode == 0
