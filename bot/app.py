@@ -49,7 +49,7 @@ from providers.base import Capability, logging_hooks
 from providers.redoya import RedoyaProvider
 from providers.registry import Registry
 from storage import storage_from_url
-from storage.base import OutboxMessage, Storage
+from storage.base import Order, OutboxMessage, Storage
 
 log = logging.getLogger("bot.app")
 
@@ -184,6 +184,7 @@ class BotApp:
             raise StartupError(f"cannot reach the Telegram Bot API: {type(exc).__name__}") from None
 
         i18n = build_i18n(s.default_locale)
+        merchant_locale = s.merchant_locale or s.default_locale
         notifier_ref: list[Notifier] = []
         checkout = CheckoutService(
             storage,
@@ -206,7 +207,9 @@ class BotApp:
                 secret=_secret(s.payture_wallet_secret) or "",
             )
         notifier = Notifier(
-            bot, storage, OutboxRenderer(storage, i18n, providers, s.default_locale)
+            bot,
+            storage,
+            OutboxRenderer(storage, i18n, providers, s.default_locale, merchant_locale),
         )
         notifier_ref.append(notifier)
         reconciler = Reconciler(checkout, every=s.sweep_every)
@@ -221,7 +224,8 @@ class BotApp:
             providers=providers,
         )
         dp.workflow_data["storage"] = storage  # "storage" is also the FSM's init argument
-        LocaleMiddleware(i18n, storage).setup(dp)
+        merchant_chat = (s.merchant_chat_id, merchant_locale) if s.merchant_chat_id else None
+        LocaleMiddleware(i18n, storage, merchant_chat).setup(dp)
         dp.include_routers(*get_routers())
         dp.errors.register(on_error)
         self._stack.push_async_callback(dp.storage.close)
@@ -322,15 +326,28 @@ class BotApp:
 
 class OutboxRenderer:
     """Turns an outbox row into text in the right language: the customer's for their messages,
-    the merchant's default for the merchant's and admins'."""
+    MERCHANT_LOCALE for the merchant chat, an admin's own /language choice for theirs."""
 
     def __init__(
-        self, storage: Storage, i18n: I18n, providers: Registry, default_locale: str
+        self,
+        storage: Storage,
+        i18n: I18n,
+        providers: Registry,
+        default_locale: str,
+        merchant_locale: str,
     ) -> None:
         self.storage = storage
         self.i18n = i18n
         self.providers = providers
         self.default_locale = default_locale
+        self.merchant_locale = merchant_locale
+
+    async def _locale_for(self, message: OutboxMessage, order: Order) -> str:
+        if message.kind.startswith(CUSTOMER_KINDS):
+            return order.locale
+        if message.kind.startswith("admin_"):
+            return await self.storage.get_user_locale(message.chat_id) or self.merchant_locale
+        return self.merchant_locale
 
     async def __call__(self, message: OutboxMessage) -> Rendered | None:
         if message.order_id is None:
@@ -338,11 +355,8 @@ class OutboxRenderer:
         order = await self.storage.get_order(message.order_id)
         if order is None:
             return None
-        for_customer = message.kind.startswith(CUSTOMER_KINDS)
-        with (
-            self.i18n.context(),
-            self.i18n.use_locale(order.locale if for_customer else self.default_locale),
-        ):
+        locale = await self._locale_for(message, order)
+        with self.i18n.context(), self.i18n.use_locale(locale):
             text = texts.outbox_text(message.kind, order, dict(message.payload))
             if text is None:
                 log.warning("outbox %s has unknown kind %r; dropped", message.id, message.kind)

@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The languages the bot speaks (bot/locales); kept here so settings load without aiogram.
+LOCALES = ("en", "ru", "tr", "mn", "kk", "tk")
 
 
 class Settings(BaseSettings):
@@ -36,6 +39,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     catalog_path: Path = Path("catalog.toml")
     default_locale: str = "en"
+    merchant_locale: str | None = None  # the merchant chat's language; DEFAULT_LOCALE when unset
 
     # timing (seconds)
     http_timeout: float = Field(10.0, gt=0)
@@ -83,6 +87,16 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("default_locale", "merchant_locale")
+    @classmethod
+    def _known_locale(cls, value: str | None, info: ValidationInfo) -> str | None:
+        code = (value or "").strip().lower()
+        if not code:  # left empty: English by default, the default language for the merchant
+            return "en" if info.field_name == "default_locale" else None
+        if code not in LOCALES:
+            raise ValueError(f"must be one of {', '.join(LOCALES)}")
+        return code
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:

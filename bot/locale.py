@@ -9,15 +9,16 @@ import io
 from pathlib import Path
 from typing import Any
 
-from aiogram.types import TelegramObject, User
+from aiogram.types import Chat, TelegramObject, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
+from bot.config import LOCALES
 from storage.base import Storage
 
 LOCALES_DIR = Path(__file__).parent / "locales"
-SUPPORTED = ("en", "ru", "tr", "mn", "kk", "tk")
+SUPPORTED = LOCALES
 
 
 class PoI18n(I18n):
@@ -54,14 +55,24 @@ def pick_locale(language_code: str | None, default: str) -> str:
 
 
 class LocaleMiddleware(I18nMiddleware):
-    """Looks up a user's saved choice once, then keeps it in memory."""
+    """Looks up a user's saved choice once, then keeps it in memory. The merchant's chat is
+    answered in its own language (MERCHANT_LOCALE), whoever writes there."""
 
-    def __init__(self, i18n: I18n, storage: Storage) -> None:
+    def __init__(
+        self,
+        i18n: I18n,
+        storage: Storage,
+        merchant_chat: tuple[int, str] | None = None,
+    ) -> None:
         super().__init__(i18n=i18n, middleware_key="locale_middleware")
         self.storage = storage
+        self.merchant_chat = merchant_chat
         self._chosen: dict[int, str | None] = {}
 
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
+        chat: Chat | None = data.get("event_chat")
+        if self.merchant_chat and chat is not None and chat.id == self.merchant_chat[0]:
+            return self.merchant_chat[1]
         user: User | None = data.get("event_from_user")
         if user is None:
             return self.i18n.default_locale

@@ -104,11 +104,19 @@ def outbox_text(kind: str, order: Order, payload: dict[str, object]) -> str | No
         amount = money(Money(int(payload.get("amount", 0)), order.currency))  # type: ignore[call-overload]
         return _("↩️ {amount} refunded for order #{id}.").format(amount=amount, id=order.id)
     if kind == "merchant_paid":
-        return (
-            f"💰 Order #{order.id} paid: {total} via {order.provider} "
-            f"(payment {order.provider_payment_id}, customer {order.user_id})\n{order_lines(order)}"
+        head = _(
+            "💰 Order #{id} paid: {total} via {provider} (payment {payment_id}, customer {user_id})"
+        ).format(
+            id=order.id,
+            total=total,
+            provider=escape(order.provider),
+            payment_id=escape(order.provider_payment_id or "-"),
+            user_id=order.user_id,
         )
-    if kind in ("merchant_review",) or kind.startswith("admin_review:"):
+        return f"{head}\n{order_lines(order)}"
+    if kind == "merchant_review" or kind.startswith("admin_review:"):
+        # the reason stays as the checkout service wrote it: the provider's codes and amounts
         reason = escape(str(payload.get("reason", "")))
-        return f"⚠️ Order #{order.id} needs review: {reason}\n{order_lines(order)}"
+        head = _("⚠️ Order #{id} needs review: {reason}").format(id=order.id, reason=reason)
+        return f"{head}\n{order_lines(order)}"
     return None

@@ -36,12 +36,40 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
-class _TextOnly(HTMLParser):
-    """Telegram's HTML parse mode: tags become entities, the text keeps only the characters."""
+# The tags Telegram's HTML parse mode knows; anything else is refused, as Telegram does.
+HTML_TAGS = frozenset(
+    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a"}
+    | {"tg-emoji", "code", "pre", "blockquote"}
+)
 
-    def __init__(self) -> None:
+
+class _TextOnly(HTMLParser):
+    """Telegram's HTML parse mode: tags become entities, the text keeps only the characters.
+    An unknown or unclosed tag is a 400 "can't parse entities", like the real API."""
+
+    def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=True)
+        self.text = text
         self.parts: list[str] = []
+        self.open: list[str] = []
+
+    def _refuse(self, problem: str) -> ApiError:
+        line, column = self.getpos()
+        index = sum(len(row) + 1 for row in self.text.split("\n")[: line - 1]) + column
+        offset = len(self.text[:index].encode())
+        return ApiError(
+            400, f"Bad Request: can't parse entities: {problem} at byte offset {offset}"
+        )
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in HTML_TAGS:
+            raise self._refuse(f'Unsupported start tag "{tag}"')
+        self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open[-1] != tag:
+            raise self._refuse(f'Unexpected end tag "{tag}"')
+        self.open.pop()
 
     def handle_data(self, data: str) -> None:
         self.parts.append(data)
@@ -50,9 +78,15 @@ class _TextOnly(HTMLParser):
 def _plain(text: str, parse_mode: str | None) -> str:
     if (parse_mode or "").upper() != "HTML":
         return text
-    parser = _TextOnly()
+    parser = _TextOnly(text)
     parser.feed(text)
     parser.close()
+    if parser.open:
+        raise ApiError(
+            400,
+            f"Bad Request: can't parse entities: Can't find end tag corresponding to start tag "
+            f'"{parser.open[-1]}"',
+        )
     return "".join(parser.parts)
 
 

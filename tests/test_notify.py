@@ -22,7 +22,7 @@ async def test_two_replicas_flushing_one_outbox_send_each_message_once(
     other_storage = storage_from_url(database_url)
     await other_storage.open()
     try:
-        renderer = OutboxRenderer(other_storage, app.i18n, app.providers, "en")
+        renderer = OutboxRenderer(other_storage, app.i18n, app.providers, "en", "en")
         replicas = [app.notifier, Notifier(app.bot, other_storage, renderer)]
         await asyncio.gather(*(replica.flush() for replica in replicas for _ in range(3)))
     finally:

@@ -254,4 +254,4 @@ async def test_a_customer_who_blocked_the_bot_is_not_retried_and_the_merchant_st
     assert await app.storage.due_outbox(datetime.now(UTC) + timedelta(hours=1)) == []
     assert not any("Payment received" in t for t in texts_of(await user.bot_messages()))
     await admin.send("/stats")
-    await admin.wait_message("messages Telegram refused: 1")
+    await admin.wait_message("Messages Telegram refused: 1")

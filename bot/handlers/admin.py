@@ -8,12 +8,13 @@ from decimal import Decimal, InvalidOperation
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import Message, TelegramObject
+from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.checkout import CheckoutService, RefundError
 from bot.config import Settings
 from providers.base import AmountNotRepresentable, Money
-from storage.base import Storage
+from storage.base import Order, Storage
 
 
 class IsAdmin(Filter):
@@ -22,33 +23,64 @@ class IsAdmin(Filter):
         return user is not None and user.id in settings.admin_ids
 
 
-USAGE = (
-    "/order <id> — an order with its audit trail\n"
-    "/refund <id> [amount] — refund all or part (amount in major units, e.g. 12.50)\n"
-    "/stats [days] — figures"
-)
-
-
 def _order_id(command: CommandObject) -> int | None:
     first = (command.args or "").split()[:1]
     return int(first[0]) if first and first[0].isdigit() else None
 
 
+def usage() -> str:
+    """The admin commands; escaped, since `<id>` would read as an HTML tag."""
+    return texts.escape(
+        "\n".join(
+            (
+                _("/order <id> — an order with its audit trail"),
+                _("/refund <id> [amount] — refund all or part (amount in major units, e.g. 12.50)"),
+                _("/stats [days] — figures"),
+            )
+        )
+    )
+
+
+def refusal(exc: RefundError, order: Order) -> str:
+    """Why a refund was refused, in the admin's language; the provider's own words stay as
+    they came."""
+    left = Money((order.paid_amount or order.amount) - order.refunded_amount, order.currency)
+    provider = texts.escape(order.provider.title())
+    reasons = {
+        "not_refundable": _("order #{id} is {state}").format(
+            id=order.id, state=texts.state_name(order.state)
+        ),
+        "manual_refund": _("{provider} has no refund API; refund in its back office").format(
+            provider=provider
+        ),
+        "bad_amount": _("the amount must be above zero"),
+        "beyond_paid": _("only {amount} is left to refund").format(amount=texts.money(left)),
+        "no_partial": _("{provider} refunds only the whole amount").format(provider=provider),
+        "duplicate_refund": _("this refund was already made"),
+        "busy": _("the order changed meanwhile; try again"),
+        "provider_error": _("the provider did not answer; the order is left for review"),
+    }
+    reason = reasons.get(exc.reason) or texts.escape(exc.detail or exc.reason)
+    return _("Refund refused: {reason}").format(reason=reason)
+
+
 async def admin_help(message: Message) -> None:
-    await message.answer(USAGE)
+    await message.answer(usage())
 
 
 async def order_lookup(message: Message, command: CommandObject, storage: Storage) -> None:
     order_id = _order_id(command)
     order = await storage.get_order(order_id) if order_id else None
     if order is None:
-        await message.answer("Usage: /order <id> (no such order)")
+        await message.answer(texts.escape(_("No such order. Usage: /order <id>")))
         return
     trail = await storage.audit_trail(order.id)
     rows = [
         texts.receipt(order) if order.paid_at else texts.order_card(order),
-        f"state: {order.state} · provider: {order.provider} · user: {order.user_id}",
-        "<b>Audit</b>",
+        _("state: {state} · provider: {provider} · customer: {user_id}").format(
+            state=order.state, provider=texts.escape(order.provider), user_id=order.user_id
+        ),
+        "<b>" + _("Audit") + "</b>",
     ]
     rows += [
         f"{e.created_at:%Y-%m-%d %H:%M:%S} {e.from_state or '-'} → {e.to_state} by {e.actor}: "
@@ -64,24 +96,34 @@ async def refund(
     parts = (command.args or "").split()
     order = await storage.get_order(int(parts[0])) if parts and parts[0].isdigit() else None
     if order is None:
-        await message.answer("Usage: /refund <id> [amount] (no such order)")
+        await message.answer(texts.escape(_("No such order. Usage: /refund <id> [amount]")))
         return
     amount = None
     if len(parts) > 1:
         try:
             amount = Money.from_decimal(Decimal(parts[1].replace(",", ".")), order.currency).amount
         except (InvalidOperation, AmountNotRepresentable):
-            await message.answer(f"{parts[1]!r} is not a valid {order.currency} amount")
+            await message.answer(
+                _("{amount} is not a valid {currency} amount").format(
+                    amount=texts.escape(parts[1]), currency=order.currency
+                )
+            )
             return
     try:
-        order = await checkout.refund(
+        refunded = await checkout.refund(
             order.id, amount, actor=f"admin:{message.from_user.id if message.from_user else 0}"
         )
     except RefundError as exc:
-        await message.answer(f"Refund refused: {exc.detail or exc.reason}")
+        await message.answer(refusal(exc, order))
         return
-    left = Money((order.paid_amount or order.amount) - order.refunded_amount, order.currency)
-    await message.answer(f"Refunded. Order #{order.id} is {order.state}; {texts.money(left)} left.")
+    left = Money(
+        (refunded.paid_amount or refunded.amount) - refunded.refunded_amount, refunded.currency
+    )
+    await message.answer(
+        _("Refunded. Order #{id} is {state}; {amount} left.").format(
+            id=refunded.id, state=texts.state_name(refunded.state), amount=texts.money(left)
+        )
+    )
 
 
 async def stats(
@@ -89,17 +131,20 @@ async def stats(
 ) -> None:
     days = int(command.args) if command.args and command.args.strip().isdigit() else 30
     figures = await storage.figures(checkout.clock() - timedelta(days=days))
-    rows = [f"<b>Last {days} days</b>"]
+    rows = ["<b>" + _("Orders of the last {days} days").format(days=days) + "</b>"]
     rows += [f"{state}: {n}" for state, n in sorted(figures.orders_by_state.items())]
     rows += [
-        f"paid: {texts.money(Money(v, c))}" for c, v in sorted(figures.paid_by_currency.items())
+        _("Paid: {amount}").format(amount=texts.money(Money(v, c)))
+        for c, v in sorted(figures.paid_by_currency.items())
     ]
     rows += [
-        f"refunded: {texts.money(Money(v, c))}"
+        _("Refunded: {amount}").format(amount=texts.money(Money(v, c)))
         for c, v in sorted(figures.refunded_by_currency.items())
     ]
     if figures.undelivered_messages:
-        rows.append(f"messages Telegram refused: {figures.undelivered_messages}")
+        rows.append(
+            _("Messages Telegram refused: {count}").format(count=figures.undelivered_messages)
+        )
     await message.answer("\n".join(rows))
 
 

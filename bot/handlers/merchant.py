@@ -8,6 +8,7 @@ from datetime import timedelta
 from aiogram import Router
 from aiogram.filters import Command, Filter
 from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.checkout import CheckoutService
@@ -27,7 +28,14 @@ async def today(message: Message, storage: Storage, checkout: CheckoutService) -
     figures = await storage.figures(checkout.clock() - timedelta(days=1))
     paid = [texts.money(Money(v, c)) for c, v in sorted(figures.paid_by_currency.items())]
     count = figures.orders_by_state.get("paid", 0)
-    await message.answer(f"Last 24 h: {count} paid orders, {', '.join(paid) or 'nothing yet'}")
+    if not count:
+        await message.answer(_("No paid orders in the last 24 hours yet."))
+        return
+    await message.answer(
+        _("Paid orders in the last 24 hours: {count}, {amounts}").format(
+            count=count, amounts=", ".join(paid)
+        )
+    )
 
 
 def create_router() -> Router:
