@@ -48,7 +48,7 @@ from bot.web import WebServices, create_web_app
 from providers.base import Capability, logging_hooks
 from providers.redoya import RedoyaProvider
 from providers.registry import Registry
-from storage import storage_from_url
+from storage import StorageUnavailable, storage_from_url
 from storage.base import Order, OutboxMessage, Storage
 
 log = logging.getLogger("bot.app")
@@ -147,8 +147,11 @@ class BotApp:
     async def start(self) -> Parts:
         s = self.settings
         catalog = _load(lambda: load_catalog(s.catalog_path))
-        storage = storage_from_url(s.database_url)
-        await storage.open()
+        storage = _load(lambda: storage_from_url(s.database_url))
+        try:
+            await storage.open()
+        except StorageUnavailable as exc:
+            raise StartupError(f"DATABASE_URL: {exc}") from None
         self._stack.push_async_callback(storage.close)
 
         http = httpx.AsyncClient(

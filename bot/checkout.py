@@ -285,18 +285,24 @@ class CheckoutService:
             provider.name, key, order.id, _serialize(kind, request)
         )
 
-    async def replay_inbound(self, limit: int = 100) -> int:
+    async def replay_inbound(self, limit: int = 100, now: datetime | None = None) -> int:
         """Confirm stored returns and callbacks that were not processed (crash, outage)."""
+        now = now or self.clock()
         done = 0
         for event in await self.storage.unprocessed_inbound(limit):
-            if await self._replay(event):
+            if await self._replay(event, now):
                 await self.storage.mark_inbound_processed(event.id)
                 done += 1
         return done
 
-    async def _replay(self, event: InboundEvent) -> bool:
+    async def _replay(self, event: InboundEvent, now: datetime) -> bool:
         if event.order_id is None or event.provider not in self.providers:
             return True
+        order = await self.storage.get_order(event.order_id)
+        if order is None:
+            return True
+        if order.check_attempts and order.next_check_at and order.next_check_at > now:
+            return False  # the provider failed before: wait for the order's next check, not 5 s
         provider = self.providers.get(event.provider)
         try:
             kind, request = _deserialize(event.body)
@@ -305,7 +311,8 @@ class CheckoutService:
         except (ValueError, KeyError, BadCallback) as exc:
             log.warning("dropping stored event %s: %s", event.id, exc)
             return True
-        return (await self.confirm(event.order_id, actor=f"replay:{kind}", ref=ref)).answered
+        confirmation = await self.confirm(event.order_id, actor=f"replay:{kind}", ref=ref, now=now)
+        return confirmation.answered
 
     # --- confirmation -------------------------------------------------------------------
 

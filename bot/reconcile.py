@@ -36,8 +36,8 @@ class Reconciler:
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: replay stored events, then check every order that is due. Returns how
         many orders were checked."""
-        await self.checkout.replay_inbound(self.batch)
         now = now or self.checkout.clock()
+        await self.checkout.replay_inbound(self.batch, now)
         due = await self.checkout.storage.due_for_check(now, self.batch)
 
         async def check(order_id: int) -> None:

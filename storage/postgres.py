@@ -94,7 +94,13 @@ class PostgresStorage:
             raise StorageUnavailable(
                 f"cannot connect to PostgreSQL at {describe(self.dsn)}: {reason}"
             ) from None
-        await self._migrate()
+        try:
+            await self._migrate()
+        except asyncpg.PostgresError as exc:
+            await self.close()
+            raise StorageUnavailable(
+                f"cannot migrate PostgreSQL at {describe(self.dsn)}: {type(exc).__name__}: {exc}"
+            ) from None
 
     async def _migrate(self) -> None:
         async with self._tx() as conn:

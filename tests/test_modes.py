@@ -70,6 +70,22 @@ async def test_a_refused_token_stops_start_up_clearly(
     assert "wrong-token-value" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql://shop:hunter2@127.0.0.1:1/shop", r"DATABASE_URL: .*127\.0\.0\.1:1/shop"),
+        ("mysql://shop:hunter2@127.0.0.1/shop", r"DATABASE_URL .*use sqlite:///"),
+    ],
+)
+async def test_an_unusable_database_stops_start_up_clearly(
+    make_settings, url: str, said: str
+) -> None:
+    with pytest.raises(StartupError, match=said) as caught:
+        async with BotApp(make_settings(database_url=url)):
+            pass
+    assert "hunter2" not in str(caught.value)
+
+
 async def test_an_invalid_catalog_stops_start_up(make_settings, tmp_path) -> None:
     bad = tmp_path / "catalog.toml"
     bad.write_text('[[products]]\nid = "x"\nname = "X"\nprice = 2.5\ncurrency = "TRY"\n')

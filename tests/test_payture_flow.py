@@ -55,9 +55,10 @@ async def test_getstate_outage_then_recovery_by_the_sweep(app: Parts, user, payt
     redirect = await pay(http, payture.url, message, "paid")
     payture.getstate_status_override = 503
     await browse(http, redirect)
-    assert (await latest(app)).state is S.AWAITING_PAYMENT
+    order = await latest(app)
+    assert order.state is S.AWAITING_PAYMENT
     payture.getstate_status_override = None
-    await app.reconciler.run_once()
+    await app.reconciler.run_once(now=order.next_check_at)
     await user.wait_message("Payment received")
     assert (await latest(app)).state is S.PAID
 

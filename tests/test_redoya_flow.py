@@ -186,9 +186,12 @@ async def test_provider_500_leaves_the_order_awaiting_and_the_sweep_recovers_it(
     assert "Checking your payment" in page
     order = await latest_order(app)
     assert order.state is S.AWAITING_PAYMENT
+    calls = redoya.verify_calls
+    await app.reconciler.run_once()  # the next sweep, 5 s on: the order is backing off
+    assert redoya.verify_calls == calls
 
     redoya.verify_status_override = None
-    await app.reconciler.run_once()  # the stored return is replayed
+    await app.reconciler.run_once(now=order.next_check_at)  # the stored return is replayed
     await user.wait_message("Payment received")
     assert (await latest_order(app)).state is S.PAID
 
@@ -202,9 +205,10 @@ async def test_provider_timeout_leaves_the_order_awaiting_and_it_is_recovered(
         redoya.verify_delay = 2.0
         _, page = await browse(http, redirect)
         assert "Checking your payment" in page
-        assert (await latest_order(app)).state is S.AWAITING_PAYMENT
+        order = await latest_order(app)
+        assert order.state is S.AWAITING_PAYMENT
         redoya.verify_delay = 0
-        await app.reconciler.run_once()
+        await app.reconciler.run_once(now=order.next_check_at)
         assert (await latest_order(app)).state is S.PAID
 
 
