@@ -90,6 +90,8 @@ class RedoyaProvider:
         now = datetime.now(UTC)
         expires = now + self.token_lifetime
         claims = {
+            # JSON has one number type. Whole lira go as an int; with decimal prices on, a float
+            # of at most 1000.00 is written back exactly (Python prints the shortest repr).
             "price": int(price) if self.amount_format.decimals == 0 else float(price),
             "successfulURL": _with_query(request.return_url, "result=success&order_id={order_id}"),
             "failURL": _with_query(request.return_url, "result=fail&order_id={order_id}"),
