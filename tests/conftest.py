@@ -23,6 +23,7 @@ from sandbox.botuser import BotUser
 from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
+from storage.postgres import describe
 
 CUSTOMER = 1001
 ADMIN = 42
@@ -40,7 +41,7 @@ async def postgres_url() -> AsyncIterator[str]:
         server = await asyncpg.connect(TEST_POSTGRES_URL)
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.fail(
-            f"PostgreSQL at {TEST_POSTGRES_URL} does not answer ({exc}); start it with "
+            f"PostgreSQL at {describe(TEST_POSTGRES_URL)} does not answer ({exc}); start it with "
             "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         )
     await server.execute(f"CREATE SCHEMA {schema}")
