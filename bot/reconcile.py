@@ -3,17 +3,21 @@
 Covers every lost signal: a customer who never came back, a callback that never arrived, a
 provider that was down when the customer returned, a crash between "stored" and "confirmed".
 Each order is re-checked on a growing interval (CheckSchedule) and expires after its deadline.
+A sweep claims each order before asking about it, so replicas sharing a database do not ask a
+provider twice about one order; a claim left by a replica that died runs out after CLAIM_FOR.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.checkout import CheckoutService
 
 log = logging.getLogger("bot.reconcile")
+
+CLAIM_FOR = timedelta(minutes=2)
 
 
 class Reconciler:
@@ -42,7 +46,8 @@ class Reconciler:
 
         async def check(order_id: int) -> None:
             async with self._parallel:
-                await self.checkout.confirm(order_id, actor="sweep", now=now)
+                if await self.checkout.storage.claim_check(order_id, now, now + CLAIM_FOR):
+                    await self.checkout.confirm(order_id, actor="sweep", now=now)
 
         results = await asyncio.gather(*(check(o.id) for o in due), return_exceptions=True)
         for order, result in zip(due, results, strict=True):

@@ -326,6 +326,17 @@ class PostgresStorage:
             )
             return await _with_items(conn, rows)
 
+    async def claim_check(self, order_id: int, now: datetime, until: datetime) -> bool:
+        claimed = await self._db.fetchval(
+            "UPDATE orders SET next_check_at = $1 WHERE id = $2 AND state = $3 "
+            "AND next_check_at <= $4 RETURNING id",
+            aware(until),
+            order_id,
+            OrderState.AWAITING_PAYMENT.value,
+            aware(now),
+        )
+        return claimed is not None
+
     async def audit_trail(self, order_id: int) -> list[AuditEntry]:
         rows = await self._db.fetch("SELECT * FROM audit WHERE order_id = $1 ORDER BY id", order_id)
         return [to_audit(r, same) for r in rows]

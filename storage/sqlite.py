@@ -369,6 +369,15 @@ class SQLiteStorage:
         )
         return await self._with_items(rows)
 
+    async def claim_check(self, order_id: int, now: datetime, until: datetime) -> bool:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE orders SET next_check_at = ? WHERE id = ? AND state = ? "
+                "AND next_check_at <= ?",
+                (ts(until), order_id, OrderState.AWAITING_PAYMENT.value, ts(now)),
+            )
+            return cursor.rowcount == 1
+
     async def audit_trail(self, order_id: int) -> list[AuditEntry]:
         rows = await self._rows("SELECT * FROM audit WHERE order_id = ? ORDER BY id", (order_id,))
         return [to_audit(r, parse_ts) for r in rows]

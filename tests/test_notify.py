@@ -1,15 +1,23 @@
-"""The outbox sender as several replicas run it: one database, each message sent once."""
+"""The outbox sender and the sweep as several replicas run them on one database: each message
+sent once, each due order asked about once."""
 
 from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
 from bot.app import OutboxRenderer, Parts
+from bot.checkout import CheckoutService
 from bot.notify import Notifier
+from bot.reconcile import Reconciler
+from sandbox.botuser import BotUser
+from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage import storage_from_url
-from storage.base import NewOutbox
-from tests.conftest import both_databases
+from storage.base import NewOutbox, OrderState
+from tests.conftest import CUSTOMER, both_databases
+from tests.flows import browse, order_product, pay
 
 
 @both_databases
@@ -29,3 +37,32 @@ async def test_two_replicas_flushing_one_outbox_send_each_message_once(
         await other_storage.close()
     sent = [params["chat_id"] for method, params in telegram.calls if method == "sendmessage"]
     assert sorted(int(chat) for chat in sent) == chats
+
+
+@both_databases
+async def test_two_replicas_sweeping_ask_the_provider_once_per_due_order(
+    app: Parts,
+    database_url: str,
+    user: BotUser,
+    redoya: RedoyaServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    message = await order_product(user, "Coffee", "Cezve")
+    await browse(http, await pay(http, redoya.url, message, "pending"))
+    (order,) = await app.storage.orders_for_user(CUSTOMER, limit=1)
+    assert order.state is OrderState.AWAITING_PAYMENT
+    other_storage = storage_from_url(database_url)
+    await other_storage.open()
+    try:
+        other = CheckoutService(other_storage, app.providers, public_url=app.web_url)
+        sweeps = [app.reconciler, Reconciler(other)]
+        calls = redoya.verify_calls
+        await asyncio.gather(*(sweep.run_once(now=order.next_check_at) for sweep in sweeps))
+    finally:
+        await other_storage.close()
+    assert redoya.verify_calls == calls + 1
+    checked = await app.storage.get_order(order.id)
+    assert checked is not None
+    assert checked.check_attempts == order.check_attempts + 1
+    assert checked.next_check_at is not None
+    assert checked.next_check_at > order.next_check_at  # rescheduled, not left on the claim

@@ -217,6 +217,18 @@ async def test_due_for_check_orders_and_paging(storage: Storage) -> None:
     assert [o.id for o in page] == [ids[3], ids[2]]
 
 
+async def test_a_due_order_is_claimed_by_one_sweep(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    due = datetime.now(UTC) + timedelta(minutes=1)
+    lease = due + timedelta(minutes=2)
+    claims = await asyncio.gather(*(storage.claim_check(order_id, due, lease) for _ in range(10)))
+    assert claims.count(True) == 1
+    assert await storage.due_for_check(due) == []
+    assert [o.id for o in await storage.due_for_check(lease)] == [order_id]
+    await storage.transition(order_id, S.AWAITING_PAYMENT, S.PAID, actor="x")
+    assert not await storage.claim_check(order_id, lease, lease + timedelta(minutes=2))
+
+
 async def test_figures(storage: Storage) -> None:
     order_id = await awaiting(storage)
     await storage.transition(order_id, S.AWAITING_PAYMENT, S.PAID, actor="x", paid_amount=23500)
