@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -72,9 +72,23 @@ def describe(dsn: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
+def _cache_size(dsn: str) -> tuple[str, int]:
+    """Take `statement_cache_size` out of the URL (0 behind PgBouncer in transaction mode);
+    asyncpg would send any other query parameter to the server as a setting."""
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    sizes = [value for key, value in query if key == "statement_cache_size"]
+    if not sizes:
+        return dsn, 100
+    if not sizes[-1].isdigit():
+        raise ValueError("DATABASE_URL: statement_cache_size must be a whole number")
+    rest = urlencode([(key, value) for key, value in query if key != "statement_cache_size"])
+    return urlunsplit(parts._replace(query=rest)), int(sizes[-1])
+
+
 class PostgresStorage:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
-        self.dsn = dsn
+        self.dsn, self.statement_cache_size = _cache_size(dsn)
         self.min_size = min_size
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
@@ -84,7 +98,11 @@ class PostgresStorage:
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.min_size, max_size=self.max_size, command_timeout=30
+                self.dsn,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                command_timeout=30,
+                statement_cache_size=self.statement_cache_size,
             )
         except (*CONNECTION_ERRORS, ValueError) as exc:
             reason = str(exc) or type(exc).__name__

@@ -273,3 +273,17 @@ async def test_replicas_opening_together_migrate_once(postgres_url: str) -> None
     assert await stores[3].get_order(order.id) == order
     for store in stores:
         await store.close()
+
+
+async def test_postgres_behind_pgbouncer_can_turn_the_statement_cache_off(
+    postgres_url: str,
+) -> None:
+    store = storage_from_url(f"{postgres_url}&statement_cache_size=0")
+    await store.open()
+    try:
+        order = await store.create_order(new_order())
+        assert await store.get_order(order.id) == order
+    finally:
+        await store.close()
+    with pytest.raises(ValueError, match="whole number"):
+        storage_from_url(f"{postgres_url}&statement_cache_size=lots")
