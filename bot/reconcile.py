@@ -44,13 +44,15 @@ class Reconciler:
         await self.checkout.replay_inbound(self.batch, now)
         due = await self.checkout.storage.due_for_check(now, self.batch)
 
-        async def check(order_id: int) -> None:
+        async def check(order_id: int) -> bool:
             async with self._parallel:
-                if await self.checkout.storage.claim_check(order_id, now, now + CLAIM_FOR):
-                    await self.checkout.confirm(order_id, actor="sweep", now=now)
+                if not await self.checkout.storage.claim_check(order_id, now, now + CLAIM_FOR):
+                    return False  # another replica's sweep has it
+                await self.checkout.confirm(order_id, actor="sweep", now=now)
+                return True
 
         results = await asyncio.gather(*(check(o.id) for o in due), return_exceptions=True)
         for order, result in zip(due, results, strict=True):
             if isinstance(result, Exception):
                 log.error("sweep of order %s failed: %r", order.id, result)
-        return len(due)
+        return sum(result is True for result in results)

@@ -57,12 +57,15 @@ async def test_two_replicas_sweeping_ask_the_provider_once_per_due_order(
         other = CheckoutService(other_storage, app.providers, public_url=app.web_url)
         sweeps = [app.reconciler, Reconciler(other)]
         calls = redoya.verify_calls
-        await asyncio.gather(*(sweep.run_once(now=order.next_check_at) for sweep in sweeps))
+        checked = await asyncio.gather(
+            *(sweep.run_once(now=order.next_check_at) for sweep in sweeps)
+        )
+        assert sorted(checked) == [0, 1]
     finally:
         await other_storage.close()
     assert redoya.verify_calls == calls + 1
-    checked = await app.storage.get_order(order.id)
-    assert checked is not None
-    assert checked.check_attempts == order.check_attempts + 1
-    assert checked.next_check_at is not None
-    assert checked.next_check_at > order.next_check_at  # rescheduled, not left on the claim
+    after = await app.storage.get_order(order.id)
+    assert after is not None
+    assert after.check_attempts == order.check_attempts + 1
+    assert after.next_check_at is not None
+    assert after.next_check_at > order.next_check_at  # rescheduled, not left on the claim
