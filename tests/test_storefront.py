@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import Parts
+from bot.app import BotApp, Parts
 from bot.catalog import CatalogError, load_catalog
 from sandbox.botuser import BotUser, buttons
 from sandbox.telegram import TelegramServer
 from storage.base import OrderState
 from tests.conftest import CUSTOMER, both_databases
+from tests.flows import browse, order_product, pay
 
 S = OrderState
 
@@ -244,3 +245,38 @@ def test_an_invalid_catalog_names_file_entry_and_field(
         load_catalog(path)
     assert str(path) in str(caught.value)
     assert message in str(caught.value)
+
+
+async def test_names_with_html_characters_reach_every_screen_intact(
+    make_settings, telegram: TelegramServer, merchant: BotUser, redoya, http, tmp_path: Path
+) -> None:
+    user = BotUser(telegram.url, CUSTOMER, first_name="<Ada> & Bob", session=http)
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(
+        '[[categories]]\nid = "t"\ntitle = "Tea & <Co>"\n\n'
+        '[[products]]\nid = "earl"\ncategory = "t"\nname = "Earl <Grey> & Sons"\n'
+        'price = 90\ncurrency = "TRY"\ndescription = "Bergamot <b>not bold</b> & more"\n',
+        encoding="utf-8",
+    )
+    async with BotApp(make_settings(catalog_path=catalog)):
+        message = await order_product(user, "Tea & <Co>", "Earl <Grey> & Sons")
+        assert "Earl <Grey> & Sons × 1" in message["text"]
+        sent = [m.get("text") or "" for m in await user.bot_messages()]
+        assert any(text.startswith("Welcome, <Ada> & Bob!") for text in sent)
+        card = next(text for text in sent if "Bergamot" in text)
+        assert "Bergamot <b>not bold</b> & more" in card
+        await browse(http, await pay(http, redoya.url, message, "paid"))
+        await user.wait_message("Payment received")
+        await merchant.wait_message("Earl <Grey> & Sons × 1")
+        await user.send("/orders")
+        await user.wait_message("Your orders")
+        await user.send("/start")
+        await user.wait_message("Catalog")
+        await user.press(text="Tea & <Co>")
+        await user.press(text="Earl <Grey> & Sons · TRY90.00")
+        await user.wait_message("Bergamot")
+        await user.press(text="Add to cart")
+        await user.send("/cart")
+        await user.wait_message("• Earl <Grey> & Sons × 1")
+        await user.press(text="Earl <Grey> & Sons ×1")
+        await user.wait_message("How many of Earl <Grey> & Sons?")

@@ -74,7 +74,7 @@ async def start(message: Message, catalog: Catalog, state: FSMContext) -> None:
     await message.answer(
         _(
             "Welcome, {name}! Browse the catalog, add what you like to the cart and pay right here."
-        ).format(name=message.from_user.first_name if message.from_user else "")
+        ).format(name=texts.escape(message.from_user.first_name if message.from_user else ""))
     )
     await show_catalog(message, catalog, state)
 
@@ -142,7 +142,7 @@ async def catalog_page(
     products = catalog.in_category(category.id)
     prices = {p.id: texts.money(p.price) for p in products}
     markup = category_keyboard(products, category.id, callback_data.page, count, prices)
-    await edit(query, f"<b>{category.title}</b>", markup)
+    await edit(query, f"<b>{texts.escape(category.title)}</b>", markup)
 
 
 async def send_product(
@@ -226,7 +226,7 @@ async def render_cart(catalog: Catalog, state: FSMContext) -> tuple[str, object]
     items = carts.lines(carts.read(await state.get_data()), catalog)
     if not items:
         return _("Your cart is empty."), cart_keyboard([])
-    rows = [f"• {p.name} × {q} — {texts.money(p.price * q)}" for p, q in items]
+    rows = [f"• {texts.escape(p.name)} × {q} — {texts.money(p.price * q)}" for p, q in items]
     total = carts.total(items)
     assert total is not None
     rows.append(_("Total: {total}").format(total=f"<b>{texts.money(total)}</b>"))
@@ -294,7 +294,7 @@ async def cart_quantity(
     if isinstance(query.message, Message):
         await query.message.answer(
             _("How many of {name}? Send a number from 0 to {max} (0 removes it).").format(
-                name=product.name, max=carts.MAX_QUANTITY
+                name=texts.escape(product.name), max=carts.MAX_QUANTITY
             )
         )
 
@@ -570,7 +570,7 @@ async def render_cards(storage: Storage, user_id: int) -> tuple[str, object]:
     if not saved:
         return _("You have no saved cards."), None
     title = _("Your saved cards")
-    rows = [f"<b>{title}</b>"] + [f"• {mask(c.card_name)}" for c in saved]
+    rows = [f"<b>{title}</b>"] + [f"• {texts.escape(mask(c.card_name))}" for c in saved]
     return "\n".join(rows), cards_keyboard([(c.id, mask(c.card_name)) for c in saved])
 
 
