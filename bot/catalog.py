@@ -106,12 +106,24 @@ def _unique(ids: list[str], where: str) -> None:
         seen.add(item_id)
 
 
+# Telegram's limits, with room for what the bot adds around the text: a product card with a
+# photo is a caption of at most 1024 characters (name, price, description); names and titles
+# are button labels.
+MAX_LENGTH = {"name": 64, "title": 64, "description": 800}
+
+
 def _text(entry: dict[str, Any], field: str, where: str, *, required: bool = True) -> str:
     value = entry.get(field)
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
         raise CatalogError(f"{where}, field '{field}': must be a non-empty string")
+    limit = MAX_LENGTH.get(field)
+    if limit is not None and len(value.strip()) > limit:
+        raise CatalogError(
+            f"{where}, field '{field}': {len(value.strip())} characters, at most {limit} fit "
+            "in Telegram"
+        )
     return value.strip()
 
 

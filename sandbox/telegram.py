@@ -36,6 +36,10 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
+# Telegram's length limits, counted on the text the user sees.
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+
 # The tags Telegram's HTML parse mode knows; anything else is refused, as Telegram does.
 HTML_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a"}
@@ -75,7 +79,17 @@ class _TextOnly(HTMLParser):
         self.parts.append(data)
 
 
-def _plain(text: str, parse_mode: str | None) -> str:
+def _plain(text: str, parse_mode: str | None, limit: int = TEXT_LIMIT) -> str:
+    """The text as the user sees it; 400 where Telegram would refuse it (bad HTML, too long:
+    4096 characters for a message, 1024 for a caption, counted after parsing)."""
+    shown = _parsed(text, parse_mode)
+    if len(shown) > limit:
+        what = "message caption" if limit == CAPTION_LIMIT else "message"
+        raise ApiError(400, f"Bad Request: {what} is too long")
+    return shown
+
+
+def _parsed(text: str, parse_mode: str | None) -> str:
     if (parse_mode or "").upper() != "HTML":
         return text
     parser = _TextOnly(text)
@@ -273,7 +287,9 @@ class TelegramServer(FakeServer):
             {"file_id": file_id, "file_unique_id": file_id[-8:] + "x", "width": 320, "height": 320},
         ]
         if params.get("caption"):
-            message["caption"] = _plain(str(params["caption"]), params.get("parse_mode"))
+            message["caption"] = _plain(
+                str(params["caption"]), params.get("parse_mode"), CAPTION_LIMIT
+            )
         return self._store(message)
 
     def _bot_message(self, params: Json) -> Json:
@@ -331,7 +347,7 @@ class TelegramServer(FakeServer):
 
     async def _edit_caption(self, params: Json) -> Json:
         message = self._find(params)
-        caption = _plain(str(params.get("caption") or ""), params.get("parse_mode"))
+        caption = _plain(str(params.get("caption") or ""), params.get("parse_mode"), CAPTION_LIMIT)
         return self._edit(message, "caption", caption, params)
 
     async def _edit_markup(self, params: Json) -> Json:

@@ -27,6 +27,12 @@ async def test_the_emulator_refuses_html_telegram_would_refuse(
         async with http.post(url, json=body) as answer:
             assert answer.status == 400
             assert problem in (await answer.json())["description"]
+    long = {"chat_id": 1, "text": "<b>x</b>" * 4097, "parse_mode": "HTML"}
+    async with http.post(url, json=long) as answer:
+        assert (await answer.json())["description"] == "Bad Request: message is too long"
+    fits = {"chat_id": 1, "text": "<b>x</b>" * 4096, "parse_mode": "HTML"}  # tags do not count
+    async with http.post(url, json=fits) as answer:
+        assert answer.status == 200
     body = {"chat_id": 1, "text": "<b>ok</b> &lt;id&gt;", "parse_mode": "HTML"}
     async with http.post(url, json=body) as answer:
         assert (await answer.json())["result"]["text"] == "ok <id>"

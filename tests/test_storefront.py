@@ -232,6 +232,11 @@ async def test_set_my_commands_failing_is_not_fatal(make_settings, telegram) -> 
             '[[products]]\nid = "a"\nname = "A"\nprice = "1"\ncurrency = "TRY"\ncategory = "x"',
             "field 'category'",
         ),
+        (
+            '[[products]]\nid = "x"\nname = "X"\nprice = 5\ncurrency = "TRY"\n'
+            f'description = "{"long " * 200}"',
+            "field 'description': 999 characters, at most 800",
+        ),
         ("products = 3", "'products' must be an array of tables"),
         ("this is = not toml", "not valid TOML"),
     ],
