@@ -39,6 +39,7 @@ class ApiError(Exception):
 # Telegram's length limits, counted on the text the user sees.
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
+ANSWER_LIMIT = 200  # answerCallbackQuery's notification or alert
 
 # The tags Telegram's HTML parse mode knows; anything else is refused, as Telegram does.
 HTML_TAGS = frozenset(
@@ -367,6 +368,8 @@ class TelegramServer(FakeServer):
                 400,
                 "Bad Request: query is too old and response timeout expired or query ID is invalid",
             )
+        if len(str(params.get("text") or "")) > ANSWER_LIMIT:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         query["answered"] = True
         self.answers.setdefault(query["user_id"], []).append(
             {

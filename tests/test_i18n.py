@@ -93,3 +93,12 @@ def test_money_is_formatted_per_locale(money: Money, locale: str, shown: str) ->
 )
 def test_telegram_language_codes_map_to_our_locales(code: str | None, picked: str) -> None:
     assert pick_locale(code, "en") == picked
+
+
+def test_every_alert_fits_in_a_callback_answer_in_every_language() -> None:
+    """answerCallbackQuery takes at most 200 characters; our alerts are one-liners."""
+    for locale in SUPPORTED:
+        for message in catalog(locale):
+            text = message.string or message.id
+            if message.id and "\n" not in message.id and len(text) > 200:
+                pytest.fail(f"{locale}: {message.id!r} is {len(text)} characters")
