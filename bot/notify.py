@@ -4,8 +4,8 @@ Rows are written by storage transitions and stay until sent, so a restart betwee
 "message sent" still delivers the message - once, because a row is marked sent right after
 Telegram accepts it. Each row is claimed before it is sent, so replicas sharing one database
 never send it twice; a sender that dies holding a claim frees it after `CLAIM_FOR`.
-Limits: about one message per second per chat and 30 per second overall; a 429 pauses all
-sending for its `retry_after`.
+Limits: about one message per second per chat, 20 a minute to a group (the merchant's chat is
+one) and 30 per second overall; a 429 pauses all sending for its `retry_after`.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Notifier:
         render: Renderer,
         *,
         per_chat_gap: float = 1.0,
+        per_group_gap: float = 3.0,
         per_second: int = 30,
         idle_poll: float = 1.0,
     ) -> None:
@@ -60,6 +61,7 @@ class Notifier:
         self.storage = storage
         self.render = render
         self.per_chat_gap = per_chat_gap
+        self.per_group_gap = per_group_gap
         self.per_second = per_second
         self.idle_poll = idle_poll
         self._wake = asyncio.Event()
@@ -96,7 +98,8 @@ class Notifier:
             self._window = [t for t in self._window if now - t < 1.0]
             if len(self._window) >= self.per_second or now < self._paused_until:
                 return True
-            if now - self._last_to_chat.get(message.chat_id, -1e9) < self.per_chat_gap:
+            gap = self.per_group_gap if message.chat_id < 0 else self.per_chat_gap
+            if now - self._last_to_chat.get(message.chat_id, -1e9) < gap:
                 waiting = True
                 continue
             if await self._deliver(message):

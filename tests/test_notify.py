@@ -7,7 +7,7 @@ import asyncio
 
 import aiohttp
 
-from bot.app import OutboxRenderer, Parts
+from bot.app import BotApp, OutboxRenderer, Parts
 from bot.checkout import CheckoutService
 from bot.notify import Notifier
 from bot.reconcile import Reconciler
@@ -69,3 +69,25 @@ async def test_two_replicas_sweeping_ask_the_provider_once_per_due_order(
     assert after.check_attempts == order.check_attempts + 1
     assert after.next_check_at is not None
     assert after.next_check_at > order.next_check_at  # rescheduled, not left on the claim
+
+
+async def test_a_group_gets_messages_further_apart_than_a_private_chat(
+    make_settings, telegram: TelegramServer
+) -> None:
+    """Telegram takes about 20 messages a minute in a group (the merchant's chat), one a
+    second in a private chat; a pass sends what each chat's gap allows and says the rest
+    waits."""
+    async with BotApp(make_settings(), background=False) as app:
+        for n in range(2):
+            await app.storage.enqueue(None, NewOutbox("card_saved", 7001, {"card": f"p{n}"}))
+            await app.storage.enqueue(None, NewOutbox("card_saved", -7002, {"card": f"g{n}"}))
+        notifier = Notifier(
+            app.bot,
+            app.storage,
+            OutboxRenderer(app.storage, app.i18n, app.providers, "en", "en"),
+            per_chat_gap=0,
+            per_group_gap=3600,
+        )
+        assert await notifier.flush()  # the group's second message waits
+        sent = [int(p["chat_id"]) for method, p in telegram.calls if method == "sendmessage"]
+        assert sorted(sent) == [-7002, 7001, 7001]
