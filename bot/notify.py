@@ -88,24 +88,27 @@ class Notifier:
             self._wake.clear()
 
     async def flush(self) -> bool:
-        """Send what is due now within the limits. True when some rows had to wait."""
+        """Send what is due now within the limits. True when the overall limit or a 429 cut
+        the pass short. A row whose chat is not free yet is put back until it is, so a busy
+        chat (the merchant's, after a burst of sales) never holds up messages behind it."""
         now = time.monotonic()
         if now < self._paused_until:
             return True
-        waiting = False
         for message in await self.storage.due_outbox(datetime.now(UTC)):
             now = time.monotonic()
             self._window = [t for t in self._window if now - t < 1.0]
             if len(self._window) >= self.per_second or now < self._paused_until:
                 return True
             gap = self.per_group_gap if message.chat_id < 0 else self.per_chat_gap
-            if now - self._last_to_chat.get(message.chat_id, -1e9) < gap:
-                waiting = True
+            free_in = self._last_to_chat.get(message.chat_id, -1e9) + gap - now
+            if free_in > 0:
+                until = datetime.now(UTC) + timedelta(seconds=free_in)
+                await self.storage.claim_outbox(message.id, datetime.now(UTC), until)
                 continue
             if await self._deliver(message):
                 self._last_to_chat[message.chat_id] = time.monotonic()
                 self._window.append(time.monotonic())
-        return waiting
+        return False
 
     async def _deliver(self, message: OutboxMessage) -> bool:
         """Send one row; False when it was not ours to send (another replica claimed it)."""

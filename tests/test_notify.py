@@ -4,6 +4,7 @@ sent once, each due order asked about once."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
@@ -88,6 +89,30 @@ async def test_a_group_gets_messages_further_apart_than_a_private_chat(
             per_chat_gap=0,
             per_group_gap=3600,
         )
-        assert await notifier.flush()  # the group's second message waits
+        assert not await notifier.flush()
         sent = [int(p["chat_id"]) for method, p in telegram.calls if method == "sendmessage"]
         assert sorted(sent) == [-7002, 7001, 7001]
+        # the group's second message is put back until the group is free, not polled for
+        (waiting,) = await app.storage.due_outbox(datetime.now(UTC) + timedelta(hours=2))
+        assert waiting.chat_id == -7002
+        assert waiting.attempts == 0
+        assert await app.storage.due_outbox(datetime.now(UTC) + timedelta(minutes=59)) == []
+
+
+async def test_a_backlog_in_the_merchant_chat_does_not_hold_up_customers(
+    make_settings, telegram: TelegramServer
+) -> None:
+    async with BotApp(make_settings(), background=False) as app:
+        for n in range(60):  # more than one pass reads
+            await app.storage.enqueue(None, NewOutbox("card_saved", -7003, {"card": f"g{n}"}))
+        await app.storage.enqueue(None, NewOutbox("card_saved", 7004, {"card": "customer"}))
+        notifier = Notifier(
+            app.bot,
+            app.storage,
+            OutboxRenderer(app.storage, app.i18n, app.providers, "en", "en"),
+            per_group_gap=3600,
+        )
+        await notifier.flush()
+        await notifier.flush()
+        sent = [int(p["chat_id"]) for method, p in telegram.calls if method == "sendmessage"]
+        assert sorted(sent) == [-7003, 7004]
