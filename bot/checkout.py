@@ -289,7 +289,8 @@ class CheckoutService:
         """Confirm stored returns and callbacks that were not processed (crash, outage)."""
         now = now or self.clock()
         done = 0
-        for event in await self.storage.unprocessed_inbound(limit):
+        # an order backing off after a failed check waits for its next check, not the next sweep
+        for event in await self.storage.unprocessed_inbound(limit, due_at=now):
             if await self._replay(event, now):
                 await self.storage.mark_inbound_processed(event.id)
                 done += 1
@@ -298,11 +299,6 @@ class CheckoutService:
     async def _replay(self, event: InboundEvent, now: datetime) -> bool:
         if event.order_id is None or event.provider not in self.providers:
             return True
-        order = await self.storage.get_order(event.order_id)
-        if order is None:
-            return True
-        if order.check_attempts and order.next_check_at and order.next_check_at > now:
-            return False  # the provider failed before: wait for the order's next check, not 5 s
         provider = self.providers.get(event.provider)
         try:
             kind, request = _deserialize(event.body)

@@ -280,7 +280,11 @@ class Storage(Protocol):
     ) -> int | None:
         """Store an event once per (provider, event_key): its id if it was new, else None."""
 
-    async def unprocessed_inbound(self, limit: int = 100) -> list[InboundEvent]: ...
+    async def unprocessed_inbound(
+        self, limit: int = 100, due_at: datetime | None = None
+    ) -> list[InboundEvent]:
+        """Stored events not processed yet, oldest first. With `due_at`, leave out those whose
+        order is backing off after a failed check (checked before, next check later)."""
 
     async def mark_inbound_processed(self, event_id: int) -> None: ...
 

@@ -374,9 +374,16 @@ class PostgresStorage:
             datetime.now(UTC),
         )
 
-    async def unprocessed_inbound(self, limit: int = 100) -> list[InboundEvent]:
+    async def unprocessed_inbound(
+        self, limit: int = 100, due_at: datetime | None = None
+    ) -> list[InboundEvent]:
         rows = await self._db.fetch(
-            "SELECT * FROM inbound_events WHERE processed_at IS NULL ORDER BY id LIMIT $1", limit
+            "SELECT e.* FROM inbound_events e LEFT JOIN orders o ON o.id = e.order_id "
+            "WHERE e.processed_at IS NULL AND ($2::timestamptz IS NULL OR o.id IS NULL "
+            "OR o.check_attempts = 0 OR o.next_check_at IS NULL OR o.next_check_at <= $2) "
+            "ORDER BY e.id LIMIT $1",
+            limit,
+            aware(due_at),
         )
         return [to_inbound(r, same) for r in rows]
 

@@ -395,9 +395,15 @@ class SQLiteStorage:
             )
             return cursor.lastrowid if cursor.rowcount == 1 else None
 
-    async def unprocessed_inbound(self, limit: int = 100) -> list[InboundEvent]:
+    async def unprocessed_inbound(
+        self, limit: int = 100, due_at: datetime | None = None
+    ) -> list[InboundEvent]:
         rows = await self._rows(
-            "SELECT * FROM inbound_events WHERE processed_at IS NULL ORDER BY id LIMIT ?", (limit,)
+            "SELECT e.* FROM inbound_events e LEFT JOIN orders o ON o.id = e.order_id "
+            "WHERE e.processed_at IS NULL AND (? IS NULL OR o.id IS NULL "
+            "OR o.check_attempts = 0 OR o.next_check_at IS NULL OR o.next_check_at <= ?) "
+            "ORDER BY e.id LIMIT ?",
+            (ts(due_at), ts(due_at), limit),
         )
         return [to_inbound(r, parse_ts) for r in rows]
 

@@ -179,7 +179,16 @@ async def test_inbound_events_are_stored_once(storage: Storage) -> None:
     assert first is not None
     assert await storage.record_inbound("redoya", "return:X", order_id, b"body") is None
     assert [e.id for e in await storage.unprocessed_inbound()] == [first]
+    now = datetime.now(UTC)
+    assert [e.id for e in await storage.unprocessed_inbound(due_at=now)] == [first]
+    await storage.schedule_check(order_id, now + timedelta(minutes=1), attempts=1)  # backing off
+    assert await storage.unprocessed_inbound(due_at=now) == []
+    assert [e.id for e in await storage.unprocessed_inbound()] == [first]
+    later = await storage.record_inbound("redoya", "callback:Y", None, b"body")  # no order
+    due = [e.id for e in await storage.unprocessed_inbound(due_at=now + timedelta(minutes=1))]
+    assert due == [first, later]
     await storage.mark_inbound_processed(first)
+    await storage.mark_inbound_processed(later)  # type: ignore[arg-type]
     assert await storage.unprocessed_inbound() == []
 
 
