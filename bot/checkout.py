@@ -271,7 +271,11 @@ class CheckoutService:
             return provider.ack(True), None
 
         async def follow_up() -> None:
-            confirmation = await self.confirm(order.id, actor="callback", ref=ref)
+            try:
+                confirmation = await self.confirm(order.id, actor="callback", ref=ref)
+            except Exception:  # runs detached: log it here, the stored event is replayed later
+                log.exception("confirming order %s after a callback failed", order.id)
+                return
             if confirmation.answered:
                 await self.storage.mark_inbound_processed(event_id)
 
