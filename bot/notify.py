@@ -101,7 +101,7 @@ class Notifier:
                 return True
             gap = self.per_group_gap if message.chat_id < 0 else self.per_chat_gap
             free_in = self._last_to_chat.get(message.chat_id, -1e9) + gap - now
-            if free_in > 0:
+            if free_in > 0:  # put it back until the chat is free: a claim nobody sends under
                 until = datetime.now(UTC) + timedelta(seconds=free_in)
                 await self.storage.claim_outbox(message.id, datetime.now(UTC), until)
                 continue
