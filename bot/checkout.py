@@ -528,7 +528,7 @@ class CheckoutService:
         provider = self.providers.get(order.provider)
         if Capability.REFUND not in provider.capabilities or not order.provider_payment_id:
             raise RefundError("manual_refund", f"{provider.name} has no refund API")
-        left = (order.paid_amount or order.amount) - order.refunded_amount
+        left = order.left_to_refund
         amount = left if amount is None else amount
         if amount <= 0:
             raise RefundError("bad_amount", "the amount must be above zero")
@@ -579,8 +579,7 @@ class CheckoutService:
             raise RefundError("provider_refused", result.detail or result.provider_code)
         await self.storage.finish_refund(refund.id, "done", result.provider_code)
         total = order.refunded_amount + amount
-        paid = order.paid_amount or order.amount
-        target = S.REFUNDED if total >= paid else S.PARTIALLY_REFUNDED
+        target = S.REFUNDED if amount >= left else S.PARTIALLY_REFUNDED
         moved = await self.storage.transition(
             order.id,
             S.REFUND_PENDING,

@@ -119,6 +119,12 @@ class Order:
     next_check_at: datetime | None = None
     check_attempts: int = 0
 
+    @property
+    def left_to_refund(self) -> int:
+        """Minor units that may still be refunded: what was paid (the order's amount when the
+        provider did not say) less what was refunded already."""
+        return (self.paid_amount or self.amount) - self.refunded_amount
+
 
 @dataclass(frozen=True, slots=True)
 class NewOutbox:

@@ -44,7 +44,7 @@ def usage() -> str:
 def refusal(exc: RefundError, order: Order) -> str:
     """Why a refund was refused, in the admin's language; the provider's own words stay as
     they came."""
-    left = Money((order.paid_amount or order.amount) - order.refunded_amount, order.currency)
+    left = Money(order.left_to_refund, order.currency)
     provider = texts.escape(order.provider.title())
     reasons = {
         "not_refundable": _("order #{id} is {state}").format(
@@ -116,9 +116,7 @@ async def refund(
     except RefundError as exc:
         await message.answer(refusal(exc, order))
         return
-    left = Money(
-        (refunded.paid_amount or refunded.amount) - refunded.refunded_amount, refunded.currency
-    )
+    left = Money(refunded.left_to_refund, refunded.currency)
     await message.answer(
         _("Refunded. Order #{id} is {state}; {amount} left.").format(
             id=refunded.id, state=texts.state_name(refunded.state), amount=texts.money(left)
