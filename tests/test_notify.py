@@ -16,9 +16,24 @@ from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage import storage_from_url
-from storage.base import NewOutbox, OrderState
+from storage.base import NewOutbox, OrderState, Storage
 from tests.conftest import CUSTOMER, both_databases
 from tests.flows import browse, order_product, pay
+
+
+def notifier_for(
+    app: Parts, storage: Storage, *, per_chat_gap: float = 1.0, per_group_gap: float = 3.0
+) -> Notifier:
+    """Another sender on the app's bot, as a replica would run it, over `storage`."""
+    renderer = OutboxRenderer(storage, app.i18n, app.providers, "en", "en")
+    return Notifier(
+        app.bot, storage, renderer, per_chat_gap=per_chat_gap, per_group_gap=per_group_gap
+    )
+
+
+def sent_to(telegram: TelegramServer) -> list[int]:
+    """The chats the bot sent messages to, sorted."""
+    return sorted(int(p["chat_id"]) for method, p in telegram.calls if method == "sendmessage")
 
 
 @both_databases
@@ -31,13 +46,11 @@ async def test_two_replicas_flushing_one_outbox_send_each_message_once(
     other_storage = storage_from_url(database_url)
     await other_storage.open()
     try:
-        renderer = OutboxRenderer(other_storage, app.i18n, app.providers, "en", "en")
-        replicas = [app.notifier, Notifier(app.bot, other_storage, renderer)]
+        replicas = [app.notifier, notifier_for(app, other_storage)]
         await asyncio.gather(*(replica.flush() for replica in replicas for _ in range(3)))
     finally:
         await other_storage.close()
-    sent = [params["chat_id"] for method, params in telegram.calls if method == "sendmessage"]
-    assert sorted(int(chat) for chat in sent) == chats
+    assert sent_to(telegram) == chats
 
 
 @both_databases
@@ -82,16 +95,9 @@ async def test_a_group_gets_messages_further_apart_than_a_private_chat(
         for n in range(2):
             await app.storage.enqueue(None, NewOutbox("card_saved", 7001, {"card": f"p{n}"}))
             await app.storage.enqueue(None, NewOutbox("card_saved", -7002, {"card": f"g{n}"}))
-        notifier = Notifier(
-            app.bot,
-            app.storage,
-            OutboxRenderer(app.storage, app.i18n, app.providers, "en", "en"),
-            per_chat_gap=0,
-            per_group_gap=3600,
-        )
+        notifier = notifier_for(app, app.storage, per_chat_gap=0, per_group_gap=3600)
         assert not await notifier.flush()
-        sent = [int(p["chat_id"]) for method, p in telegram.calls if method == "sendmessage"]
-        assert sorted(sent) == [-7002, 7001, 7001]
+        assert sent_to(telegram) == [-7002, 7001, 7001]
         # the group's second message is put back until the group is free, not polled for
         (waiting,) = await app.storage.due_outbox(datetime.now(UTC) + timedelta(hours=2))
         assert waiting.chat_id == -7002
@@ -106,13 +112,7 @@ async def test_a_backlog_in_the_merchant_chat_does_not_hold_up_customers(
         for n in range(60):  # more than one pass reads
             await app.storage.enqueue(None, NewOutbox("card_saved", -7003, {"card": f"g{n}"}))
         await app.storage.enqueue(None, NewOutbox("card_saved", 7004, {"card": "customer"}))
-        notifier = Notifier(
-            app.bot,
-            app.storage,
-            OutboxRenderer(app.storage, app.i18n, app.providers, "en", "en"),
-            per_group_gap=3600,
-        )
+        notifier = notifier_for(app, app.storage, per_group_gap=3600)
         await notifier.flush()
         await notifier.flush()
-        sent = [int(p["chat_id"]) for method, p in telegram.calls if method == "sendmessage"]
-        assert sorted(sent) == [-7003, 7004]
+        assert sent_to(telegram) == [-7003, 7004]
