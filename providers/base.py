@@ -261,6 +261,10 @@ class ProviderRejected(ProviderError):
     """Final: the provider refused the request (bad credentials, bad data, illegal state)."""
 
 
+class ProviderMisconfigured(ProviderRejected):
+    """Final until a person acts: credentials or settings are wrong. Admins are told once."""
+
+
 class BadCallback(ProviderError):
     """An inbound request we cannot authenticate or understand: answer 4xx, change nothing."""
 
