@@ -132,11 +132,11 @@ async def test_telegram_reset_ends_a_stale_long_poll(
 async def test_telegram_reset_stops_delivering_to_the_old_webhook(
     telegram: TelegramServer, http: aiohttp.ClientSession
 ) -> None:
-    hits: list[str] = []
+    hits: list[tuple[str, str]] = []
     came = {"/old": asyncio.Event(), "/new": asyncio.Event()}
 
     async def refuse(request: web.Request) -> web.Response:
-        hits.append(request.path)
+        hits.append((request.path, (await request.json())["message"]["text"]))
         came[request.path].set()
         return web.Response(status=500)  # the pusher would retry it four more times
 
@@ -150,8 +150,8 @@ async def test_telegram_reset_stops_delivering_to_the_old_webhook(
         telegram.push("message", {"text": "for the new bot"})
         await asyncio.wait_for(came["/new"].wait(), 5)
         await asyncio.sleep(0.5)  # the old pusher's next retry would have come by now
-    assert hits[0] == "/old"
-    assert set(hits[1:]) == {"/new"}
+    assert hits[0] == ("/old", "for the old bot")
+    assert set(hits[1:]) == {("/new", "for the new bot")}  # the old update went with the reset
 
 
 async def test_redoya_reset_forgets_orders_calls_and_knobs(
