@@ -1,5 +1,9 @@
 """The base of every emulator: an aiohttp app on a free loopback port, like aiohttp's
-examples/fake_server.py. Scenario knobs live on the subclasses as plain attributes."""
+examples/fake_server.py. Scenario knobs live on the subclasses as plain attributes.
+
+Every emulator also says which `.env` lines point a bot at it (`env()`) and can be put back to
+its just-started state without a restart (`reset()`, also `POST /sandbox/reset`), so a test
+session starts each emulator once. `sandbox/registry.py` lists them."""
 
 from __future__ import annotations
 
@@ -19,6 +23,24 @@ class FakeServer:
         self.app = web.Application(client_max_size=4 * 1024 * 1024)
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.app.router.add_post("/sandbox/reset", self._reset)
+
+    def env(self) -> dict[str, str]:
+        """The `.env` lines (names as in .env.example) that point a bot at this running server."""
+        raise NotImplementedError
+
+    def hints(self) -> list[str]:
+        """Comment lines `python -m sandbox` prints: how to drive this emulator by hand."""
+        return []
+
+    def reset(self) -> None:
+        """Back to the just-started state: no chats, orders or knobs; the port, URL and
+        credentials stay. Synchronous: background tasks are cancelled, not awaited."""
+        raise NotImplementedError
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
 
     async def start(self) -> str:
         if self._runner is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from sandbox.base import FakeServer
 
+WALLET_SECRET = "demo-wallet-secret"
 KNOBS = (
     "getstate_status_override",
     "malformed_xml",
@@ -90,20 +90,42 @@ class PaytureServer(FakeServer):
         super().__init__(host, port)
         self.key, self.password = key, password
         self.wallet_key, self.wallet_password = wallet_key, wallet_password
-        self.session_lifetime = session_lifetime
-        self.orders: dict[str, PaytureOrder] = {}
-        self.sessions: dict[str, Session] = {}
-        self.users: dict[str, WalletUser] = {}
-        self.notifications: list[str] = []
+        self._session_lifetime = session_lifetime
         self._tasks: set[asyncio.Task[None]] = set()
-        self.reset_knobs()
+        self.reset()
         for api in ("apim", "vwapi"):
             self.app.router.add_route("*", f"/{api}/{{command}}", self._command)
         self.app.router.add_post("/sandbox/pay", self._pay)
         self.app.router.add_post("/sandbox/scenario", self._scenario)
-        self.app.router.add_post("/sandbox/reset", self._reset)
 
-    def reset_knobs(self) -> None:
+    def env(self) -> dict[str, str]:
+        return {
+            "PAYTURE_URL": self.url,
+            "PAYTURE_KEY": self.key,
+            "PAYTURE_PASSWORD": self.password,
+            "PAYTURE_WALLET_KEY": self.wallet_key,
+            "PAYTURE_WALLET_PASSWORD": self.wallet_password,
+            # the bot's own secret (Payture never sees it); a fixed value is fine for the sandbox
+            "PAYTURE_WALLET_SECRET": WALLET_SECRET,
+        }
+
+    def hints(self) -> list[str]:
+        return [
+            f"# pay (payture):  curl -XPOST {self.url}/sandbox/pay "
+            "-H 'content-type: application/json' "
+            '-d \'{"url": "<Pay URL>", "outcome": "paid"}\''
+        ]
+
+    def reset(self) -> None:
+        """Also cancels the notifications still in flight, so none reaches a later test's bot.
+        A cancelled post ends at its next await; `settle()` and `stop()` still await it."""
+        for task in self._tasks:
+            task.cancel()
+        self.orders: dict[str, PaytureOrder] = {}
+        self.sessions: dict[str, Session] = {}
+        self.users: dict[str, WalletUser] = {}
+        self.notifications: list[str] = []
+        self.session_lifetime = self._session_lifetime
         self.getstate_status_override: int | None = None
         self.malformed_xml = False
         self.raw_answer: str | None = None  # answer every command with exactly this body
@@ -358,10 +380,3 @@ class PaytureServer(FakeServer):
         for key, value in body.items():
             setattr(self, key, value)
         return web.json_response({k: getattr(self, k) for k in KNOBS})
-
-    async def _reset(self, request: web.Request) -> web.Response:
-        self.orders.clear()
-        self.sessions.clear()
-        self.users.clear()
-        self.reset_knobs()
-        return web.json_response({"ok": True, "token": secrets.token_hex(2)})

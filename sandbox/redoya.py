@@ -70,18 +70,33 @@ class RedoyaServer(FakeServer):
         super().__init__(host, port)
         self.secret = secret
         self.identifier = identifier
-        self.order_lifetime = order_lifetime
-        self.orders: dict[str, RedoyaOrder] = {}
-        self.verify_calls = 0
-        self.reset_knobs()
+        self._order_lifetime = order_lifetime
+        self.reset()
         self.app.router.add_get("/checkout", self._checkout_page)
         self.app.router.add_post("/api/v1/order/verify/{order_id}", self._verify)
         self.app.router.add_post("/sandbox/pay", self._pay)
         self.app.router.add_post("/sandbox/orders/{order_id}/settle", self._settle)
         self.app.router.add_post("/sandbox/scenario", self._scenario)
-        self.app.router.add_post("/sandbox/reset", self._reset)
 
-    def reset_knobs(self) -> None:
+    def env(self) -> dict[str, str]:
+        return {
+            "REDOYA_SECRET": self.secret,
+            "REDOYA_IDENTIFIER": self.identifier,
+            "REDOYA_API_URL": self.url,
+            "REDOYA_PAY_URL": self.url,
+        }
+
+    def hints(self) -> list[str]:
+        return [
+            f"# pay (redoya):   curl -XPOST {self.url}/sandbox/pay "
+            "-H 'content-type: application/json' "
+            '-d \'{"url": "<Pay URL>", "outcome": "paid"}\''
+        ]
+
+    def reset(self) -> None:
+        self.orders: dict[str, RedoyaOrder] = {}
+        self.verify_calls = 0
+        self.order_lifetime = self._order_lifetime
         self.verify_status_override: int | None = None  # e.g. 500: UNKNOWN_ERROR answers
         self.verify_delay = 0.0  # seconds before verify answers
         self.not_confirmed_verifies = 0  # the next N verifies of paid orders say NOT_CONFIRMED_YET
@@ -239,8 +254,3 @@ class RedoyaServer(FakeServer):
         for key, value in body.items():
             setattr(self, key, value)
         return web.json_response({k: getattr(self, k) for k in KNOBS})
-
-    async def _reset(self, request: web.Request) -> web.Response:
-        self.orders.clear()
-        self.reset_knobs()
-        return web.json_response({"ok": True})

@@ -127,6 +127,11 @@ class TelegramServer(FakeServer):
             "supports_inline_queries": False,
         }
         self.calls: list[tuple[str, Json]] = []
+        self._update_ids = itertools.count(1)  # never restarts: see reset()
+        self._generation = 0
+        self._changed = asyncio.Event()
+        self._pusher: asyncio.Task[None] | None = None  # the one delivering to the webhook
+        self._pushers: set[asyncio.Task[None]] = set()  # it and any cancelled ones still ending
         self.reset()
         self.app.router.add_route("*", "/bot{token}/{method}", self._api)
         self.app.router.add_get("/file/bot{token}/{file_id}", self._file)
@@ -135,9 +140,27 @@ class TelegramServer(FakeServer):
         self.app.router.add_get("/sandbox/users/{user_id}/answers", self._user_answers)
         self.app.router.add_get("/sandbox/chats/{chat_id}/messages", self._chat_messages)
         self.app.router.add_get("/sandbox/state", self._state)
-        self.app.router.add_post("/sandbox/reset", self._reset)
+
+    def env(self) -> dict[str, str]:
+        return {"BOT_TOKEN": self.token, "TELEGRAM_API_URL": self.url}
+
+    def hints(self) -> list[str]:
+        return [
+            f"# act as a user:  curl -XPOST {self.url}/sandbox/users/1001/send "
+            "-H 'content-type: application/json' -d '{\"text\": \"/start\"}'",
+            f"# read the chat:  curl {self.url}/sandbox/chats/1001/messages",
+        ]
 
     def reset(self) -> None:
+        """Also stops the webhook pusher and ends every long poll in progress (getUpdates,
+        chat reads) with an empty answer, so a stopped bot's requests cannot take or be handed
+        a later test's updates. Update ids keep growing, as Telegram's do: a stale
+        `getUpdates?offset=N` arriving after a reset then cannot drop new updates."""
+        for pusher in self._pushers:
+            pusher.cancel()  # ends at its next await; stop() awaits it
+        self._pusher = None
+        self._generation += 1
+        self._changed.set()  # wakes the waiters of the old generation
         self.chats: dict[int, Json] = {}
         self.messages: dict[int, list[Json]] = {}
         self.users: dict[int, Json] = {}
@@ -147,11 +170,9 @@ class TelegramServer(FakeServer):
         self.files: dict[str, bytes] = {}
         self.queries: dict[str, Json] = {}
         self.answers: dict[int, list[Json]] = {}
-        self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._failures: dict[str, list[ApiError]] = {}
         self._changed = asyncio.Event()
-        self._pusher: asyncio.Task[None] | None = None
         self.calls.clear()
 
     # --- knobs --------------------------------------------------------------------------
@@ -233,11 +254,18 @@ class TelegramServer(FakeServer):
         if offset:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
         deadline = time.monotonic() + timeout
+        generation = self._generation
         while not self.updates and time.monotonic() < deadline and not self.webhook:
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
+            await self._wait_change(deadline)
+            if self._generation != generation:
+                return []  # reset while waiting: the updates now belong to someone else
         return self.updates[:limit]
+
+    async def _wait_change(self, deadline: float) -> None:
+        changed = self._changed
+        changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), deadline - time.monotonic())
 
     async def _set_webhook(self, params: Json) -> bool:
         url = str(params.get("url") or "")
@@ -454,6 +482,8 @@ class TelegramServer(FakeServer):
     def _kick_pusher(self) -> None:
         if self.webhook and (self._pusher is None or self._pusher.done()):
             self._pusher = asyncio.create_task(self._push_webhook())
+            self._pushers.add(self._pusher)
+            self._pusher.add_done_callback(self._pushers.discard)
 
     async def _push_webhook(self) -> None:
         """Deliver pending updates to the webhook in order, each retried a few times."""
@@ -477,10 +507,9 @@ class TelegramServer(FakeServer):
                     self.updates.pop(0)
 
     async def stop(self) -> None:
-        if self._pusher is not None:
-            self._pusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pusher
+        for pusher in self._pushers:
+            pusher.cancel()
+        await asyncio.gather(*self._pushers, return_exceptions=True)
         await super().stop()
 
     # --- the control API ----------------------------------------------------------------
@@ -548,10 +577,11 @@ class TelegramServer(FakeServer):
         def newer() -> list[Json]:
             return [m for m in self.messages.get(chat_id, []) if m["message_id"] > after]
 
+        generation = self._generation
         while time.monotonic() < deadline and not any(m["from"].get("is_bot") for m in newer()):
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
+            await self._wait_change(deadline)
+            if self._generation != generation:
+                return web.json_response({"messages": []})
         return web.json_response({"messages": newer()})
 
     async def _state(self, request: web.Request) -> web.Response:
@@ -562,10 +592,6 @@ class TelegramServer(FakeServer):
                 "pending_updates": len(self.updates),
             }
         )
-
-    async def _reset(self, request: web.Request) -> web.Response:
-        self.reset()
-        return web.json_response({"ok": True})
 
 
 async def _params(request: web.Request) -> Json:

@@ -1,7 +1,8 @@
 """Shared fixtures: the sandbox emulators on loopback ports, a real database, the bot itself.
 
-Every test gets fresh emulators and a fresh database (a SQLite file, or its own schema in the
-machine's PostgreSQL), so tests never see each other's chats.
+Each emulator starts once per session (on first use) and is reset before and after every test;
+every test gets a fresh database (a SQLite file, or its own schema in the machine's
+PostgreSQL), so tests never see each other's chats.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pytest
 from bot.app import BotApp, Parts
 from bot.config import Settings
 from bot.demo import sandbox_settings
+from sandbox import registry
+from sandbox.base import FakeServer
 from sandbox.botuser import BotUser
 from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
@@ -64,28 +67,51 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramServer]:
-    server = TelegramServer()
-    await server.start()
-    yield server
-    await server.stop()
+class EmulatorPool:
+    """The session's emulators, by registry name: each started on first use, stopped at the end."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, FakeServer] = {}
+
+    async def get(self, name: str) -> FakeServer:
+        if name not in self.servers:
+            server = registry.server_class(name)()
+            try:
+                await server.start()
+            except RuntimeError as exc:
+                pytest.fail(str(exc))
+            self.servers[name] = server
+        return self.servers[name]
+
+    async def stop(self) -> None:
+        await registry.stop_all(self.servers)
+        self.servers.clear()
 
 
-@pytest.fixture
-async def redoya() -> AsyncIterator[RedoyaServer]:
-    server = RedoyaServer()
-    await server.start()
-    yield server
-    await server.stop()
+@pytest.fixture(scope="session")
+async def emulator_pool() -> AsyncIterator[EmulatorPool]:
+    pool = EmulatorPool()
+    yield pool
+    await pool.stop()
 
 
-@pytest.fixture
-async def payture() -> AsyncIterator[PaytureServer]:
-    server = PaytureServer()
-    await server.start()
-    yield server
-    await server.stop()
+def _emulator_fixture(name: str) -> Any:
+    """The `name` fixture: the session's server of that emulator, reset before the test and
+    after it (so nothing a test left in flight reaches the next one)."""
+
+    async def fixture(emulator_pool: EmulatorPool) -> AsyncIterator[FakeServer]:
+        server = await emulator_pool.get(name)
+        server.reset()
+        yield server
+        server.reset()
+
+    fixture.__name__ = fixture.__qualname__ = name
+    return pytest.fixture(name=name)(fixture)
+
+
+# One function-scoped fixture per registry entry: `telegram`, `redoya`, `payture`, ...
+for _name in registry.emulator_names():
+    globals()[_name] = _emulator_fixture(_name)
 
 
 @pytest.fixture
