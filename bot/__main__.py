@@ -8,8 +8,6 @@ import logging
 import signal
 import sys
 
-from pydantic import ValidationError
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
@@ -32,14 +30,13 @@ def main(argv: list[str] | None = None) -> int:
 
 async def run() -> int:
     from bot.app import BotApp, StartupError
-    from bot.config import Settings
+    from bot.wiring import ConfigError, load_settings
 
     try:
-        settings = Settings()  # type: ignore[call-arg]
-    except ValidationError as exc:
-        for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"]).upper() or "settings"
-            print(f"config error: {field}: {error['msg']}", file=sys.stderr)
+        settings = load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import socket
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,74 +29,32 @@ from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.types import BotCommand
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
-from bot import texts
-from bot.cards import CardService
 from bot.catalog import Catalog, load_catalog
-from bot.checkout import CheckoutService, CheckSchedule
 from bot.config import Settings
+from bot.core import CheckoutService, CheckSchedule
+from bot.core.cards import CardService
 from bot.handlers import get_routers
 from bot.handlers.fallback import on_error
-from bot.keyboards import OrderAction, OrderCb
 from bot.locale import SUPPORTED, LocaleMiddleware, build_i18n
-from bot.notify import Notifier, Rendered
+from bot.notify import Notifier, OutboxRenderer
 from bot.reconcile import Reconciler
 from bot.web import WebServices, create_web_app
-from providers.base import Capability, logging_hooks
-from providers.redoya import RedoyaProvider
+from bot.wiring import build_providers, setting_names
+from providers.base import Capability, Provider
+from providers.http import logging_hooks
 from providers.registry import Registry
 from storage import StorageUnavailable, storage_from_url
-from storage.base import Order, OutboxMessage, Storage
+from storage.base import Storage
 
 log = logging.getLogger("bot.app")
-
-CUSTOMER_KINDS = ("paid", "failed", "expired", "review", "refunded:")
 
 
 class StartupError(RuntimeError):
     """A setting or a dependency that stops the bot from starting; the message says which."""
-
-
-def build_providers(settings: Settings, client: httpx.AsyncClient) -> Registry:
-    """The adapters whose credentials are set."""
-    registry = Registry()
-    if settings.redoya_secret and settings.redoya_identifier:
-        registry.add(
-            RedoyaProvider(
-                client,
-                api_url=settings.redoya_api_url,
-                pay_url=settings.redoya_pay_url,
-                secret=settings.redoya_secret.get_secret_value(),
-                identifier=settings.redoya_identifier.get_secret_value(),
-                test_mode=settings.redoya_test_mode,
-                token_lifetime=timedelta(minutes=settings.redoya_token_minutes),
-                decimal_prices=settings.redoya_decimal_prices,
-            )
-        )
-    if settings.payture_key and settings.payture_password:
-        from providers.payture import PaytureProvider
-
-        wallet_key = settings.payture_wallet_key
-        registry.add(
-            PaytureProvider(
-                client,
-                base_url=settings.payture_url,
-                key=settings.payture_key.get_secret_value(),
-                password=settings.payture_password.get_secret_value(),
-                wallet_key=wallet_key.get_secret_value() if wallet_key else None,
-                wallet_password=_secret(settings.payture_wallet_password),
-                wallet_secret=_secret(settings.payture_wallet_secret),
-            )
-        )
-    return registry
-
-
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value else None
 
 
 def fsm_storage(settings: Settings) -> BaseStorage:
@@ -126,9 +85,16 @@ class Parts:
 
 
 class BotApp:
-    def __init__(self, settings: Settings, *, background: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        background: bool = True,
+        providers: Sequence[Provider] = (),
+    ) -> None:
         self.settings = settings
         self.background = background  # False: no notifier/sweep loops (tests drive them)
+        self.extra_providers = tuple(providers)  # adapters beside the configured ones (tests)
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[Any]] = []
         self._web_services: WebServices | None = None
@@ -161,8 +127,10 @@ class BotApp:
         )
         self._stack.push_async_callback(http.aclose)
         providers = build_providers(s, http)
+        for provider in self.extra_providers:
+            providers.add(provider)
         if not len(providers):
-            raise StartupError("no payment provider is configured: set REDOYA_* or PAYTURE_*")
+            raise StartupError(f"no payment provider is configured: set {setting_names()}")
 
         sock = _bind(s.web_host, s.web_port)
         self._stack.callback(sock.close)  # if start-up fails before the server owns it
@@ -193,6 +161,7 @@ class BotApp:
             storage,
             providers,
             public_url=web_url,
+            callback_secret=s.callback_key_secret(),
             merchant_chat_id=s.merchant_chat_id,
             admin_ids=sorted(s.admin_ids),
             schedule=CheckSchedule(
@@ -204,15 +173,10 @@ class BotApp:
         cards = None
         if any(Capability.SAVED_CARDS in p.capabilities for p in providers):
             cards = CardService(
-                storage,
-                providers,
-                public_url=web_url,
-                secret=_secret(s.payture_wallet_secret) or "",
+                storage, providers, public_url=web_url, secret=f"cards:{s.callback_key_secret()}"
             )
         notifier = Notifier(
-            bot,
-            storage,
-            OutboxRenderer(storage, i18n, providers, s.default_locale, merchant_locale),
+            bot, storage, OutboxRenderer(storage, i18n, checkout, s.default_locale, merchant_locale)
         )
         notifier_ref.append(notifier)
         reconciler = Reconciler(checkout, every=s.sweep_every)
@@ -224,9 +188,7 @@ class BotApp:
             checkout=checkout,
             cards=cards,
             catalog=catalog,
-            providers=providers,
         )
-        dp.workflow_data["storage"] = storage  # "storage" is also the FSM's init argument
         merchant_chat = (s.merchant_chat_id, merchant_locale) if s.merchant_chat_id else None
         LocaleMiddleware(i18n, storage, merchant_chat).setup(dp)
         dp.include_routers(*get_routers())
@@ -325,77 +287,6 @@ class BotApp:
                     except TelegramAPIError as exc:
                         log.warning("setMyCommands(%s) failed: %s", code, exc)
                         return
-
-
-class OutboxRenderer:
-    """Turns an outbox row into text in the right language: the customer's for their messages,
-    MERCHANT_LOCALE for the merchant chat, an admin's own /language choice for theirs."""
-
-    def __init__(
-        self,
-        storage: Storage,
-        i18n: I18n,
-        providers: Registry,
-        default_locale: str,
-        merchant_locale: str,
-    ) -> None:
-        self.storage = storage
-        self.i18n = i18n
-        self.providers = providers
-        self.default_locale = default_locale
-        self.merchant_locale = merchant_locale
-
-    async def _locale_for(self, message: OutboxMessage, order: Order) -> str:
-        if message.kind.startswith(CUSTOMER_KINDS):
-            return order.locale
-        if message.kind.startswith("admin_"):
-            return await self.storage.get_user_locale(message.chat_id) or self.merchant_locale
-        return self.merchant_locale
-
-    async def __call__(self, message: OutboxMessage) -> Rendered | None:
-        if message.order_id is None:
-            return await self._about_user(message)
-        order = await self.storage.get_order(message.order_id)
-        if order is None:
-            return None
-        locale = await self._locale_for(message, order)
-        with self.i18n.context(), self.i18n.use_locale(locale):
-            text = texts.outbox_text(message.kind, order, dict(message.payload))
-            if text is None:
-                log.warning("outbox %s has unknown kind %r; dropped", message.id, message.kind)
-                return None
-            markup = None
-            if message.kind == "paid":
-                kb = InlineKeyboardBuilder()
-                kb.button(
-                    text=_("Receipt"), callback_data=OrderCb(action=OrderAction.SHOW, id=order.id)
-                )
-                provider = (
-                    self.providers.get(order.provider) if order.provider in self.providers else None
-                )
-                if provider and Capability.SAVED_CARDS in provider.capabilities:
-                    kb.button(
-                        text=_("Save this card"),
-                        callback_data=OrderCb(action=OrderAction.SAVE_CARD, id=order.id),
-                    )
-                kb.adjust(1)
-                markup = kb.as_markup()
-            return Rendered(text, markup)
-
-    async def _about_user(self, message: OutboxMessage) -> Rendered | None:
-        """Messages not tied to an order (saved cards), in the user's language."""
-        locale = await self.storage.get_user_locale(message.chat_id) or self.default_locale
-        with self.i18n.context(), self.i18n.use_locale(locale):
-            if message.kind == "card_saved":
-                card = texts.escape(str(message.payload.get("card", "")))
-                return Rendered(
-                    _(
-                        "💳 Card {card} saved. It will be offered at checkout; /cards to manage."
-                    ).format(card=card)
-                )
-            if message.kind == "card_failed":
-                return Rendered(_("The card was not saved. You can try again from a paid order."))
-        return None
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.catalog import Catalog, Product
-from bot.checkout import CartLine
-from providers.base import Money
+from bot.core import CartLine
+from money import Money
 
 MAX_QUANTITY = 99
 MAX_LINES = 20

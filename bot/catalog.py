@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from providers.base import MINOR_UNITS, AmountNotRepresentable, Money
+from money import MINOR_UNITS, AmountNotRepresentable, Money
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
 

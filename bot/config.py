@@ -1,31 +1,73 @@
 """Settings from the environment and `.env`. Every setting is documented in `.env.example`.
 
 Secrets are `SecretStr`, so they print as '**********' in logs, reprs and validation errors.
-A provider is enabled when its credentials are set.
+Each provider has a settings model of its own (`ProviderSettings`, in `bot/wiring.py`) under
+its prefix (`REDOYA_`, `PAYTURE_`...); a provider is enabled when its credentials are set.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The languages the bot speaks (bot/locales); kept here so settings load without aiogram.
 LOCALES = ("en", "ru", "tr", "mn", "kk", "tk")
+ENV = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+)
+
+
+def secret_values(model: BaseSettings) -> tuple[str, ...]:
+    """Every secret value of a settings model, for scrubbing logs."""
+    values = [
+        getattr(model, name).get_secret_value()
+        for name, field in type(model).model_fields.items()
+        if field.annotation in (SecretStr, SecretStr | None) and getattr(model, name)
+    ]
+    return tuple(v for v in values if v)
+
+
+class ProviderSettings(BaseSettings):
+    """One provider's settings under its own prefix; `enabled` when its credentials are set."""
+
+    model_config = ENV
+    required: ClassVar[tuple[str, ...]] = ()  # the fields that enable the provider
+
+    @classmethod
+    def prefix(cls) -> str:
+        return str(cls.model_config.get("env_prefix", "")).upper()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        """From environment-style lines (the sandbox's) only, never the process environment."""
+        prefix = cls.prefix()
+        values = {
+            k[len(prefix) :].lower(): v for k, v in env.items() if k.upper().startswith(prefix)
+        }
+        return cls.model_validate(values)
+
+    def enabled(self) -> bool:
+        return all(getattr(self, name) for name in self.required)
+
+    def secrets(self) -> tuple[str, ...]:
+        return secret_values(self)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
-    )
+    model_config = ENV
 
     # Telegram
     bot_token: SecretStr
     telegram_api_url: str | None = None  # a local Bot API server or the sandbox
     webhook_url: str | None = None  # set: webhook mode; unset: long polling
     webhook_secret: SecretStr | None = None
+    # Signs the per-order keys in callback URLs; derived from BOT_TOKEN when unset.
+    callback_secret: SecretStr | None = None
     merchant_chat_id: int | None = None
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
 
@@ -47,22 +89,8 @@ class Settings(BaseSettings):
     max_check_interval: float = Field(600.0, gt=0)
     sweep_every: float = Field(5.0, gt=0)
 
-    # Redoya (Turkey)
-    redoya_secret: SecretStr | None = None
-    redoya_identifier: SecretStr | None = None
-    redoya_api_url: str = "https://pay.redoya.net"
-    redoya_pay_url: str = "https://pay.redoya.net"
-    redoya_test_mode: bool = False
-    redoya_token_minutes: int = Field(30, ge=11, le=525600)
-    redoya_decimal_prices: bool = False
-
-    # Payture (Russia)
-    payture_url: str = "https://sandbox3.payture.com"
-    payture_key: SecretStr | None = None
-    payture_password: SecretStr | None = None
-    payture_wallet_key: SecretStr | None = None
-    payture_wallet_password: SecretStr | None = None
-    payture_wallet_secret: SecretStr | None = None
+    # the enabled providers' settings by name (bot/wiring.py loads them)
+    providers: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -105,10 +133,14 @@ class Settings(BaseSettings):
         return self
 
     def secrets(self) -> tuple[str, ...]:
-        """Every secret value, for scrubbing logs."""
-        values = [
-            getattr(self, name).get_secret_value()
-            for name, field in type(self).model_fields.items()
-            if field.annotation in (SecretStr, SecretStr | None) and getattr(self, name)
-        ]
-        return tuple(v for v in values if v)
+        """Every secret value, the providers' included, for scrubbing logs."""
+        found = [*secret_values(self), self.callback_key_secret()]
+        for provider in self.providers.values():
+            found += provider.secrets()
+        return tuple(found)
+
+    def callback_key_secret(self) -> str:
+        if self.callback_secret:
+            return self.callback_secret.get_secret_value()
+        token = self.bot_token.get_secret_value()
+        return hashlib.sha256(f"callback-keys:{token}".encode()).hexdigest()

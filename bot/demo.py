@@ -15,62 +15,37 @@ import aiohttp
 
 from bot.app import BotApp
 from bot.config import Settings
+from bot.core import OrderState
+from bot.wiring import load_settings
+from sandbox import registry
+from sandbox.base import FakeServer
 from sandbox.botuser import BotUser, button_url, transcript
-from sandbox.payture import PaytureServer
-from sandbox.redoya import RedoyaServer
-from sandbox.telegram import TelegramServer
-from storage.base import OrderState
 
 DEMO_CATALOG = Path(__file__).parent / "demo_catalog.toml"
 CUSTOMER_ID = 1001
 MERCHANT_CHAT_ID = -1000001
 
 
-def sandbox_settings(
-    telegram: TelegramServer,
-    redoya: RedoyaServer,
-    payture: PaytureServer | None = None,
-    **overrides: object,
-) -> Settings:
-    """Settings that point the bot at the emulators (shared with the tests)."""
+def sandbox_settings(*servers: FakeServer, **overrides: object) -> Settings:
+    """Settings that point the bot at running emulators, from the `.env` lines each prints
+    (shared with the tests and the benchmarks): only those providers are enabled."""
     values: dict[str, object] = {
-        "bot_token": telegram.token,
-        "telegram_api_url": telegram.url,
         "web_host": "127.0.0.1",
         "web_port": 0,
         "database_url": "sqlite:///:memory:",
         "catalog_path": DEMO_CATALOG,
         "merchant_chat_id": MERCHANT_CHAT_ID,
-        "redoya_secret": redoya.secret,
-        "redoya_identifier": redoya.identifier,
-        "redoya_api_url": redoya.url,
-        "redoya_pay_url": redoya.url,
-        "redoya_test_mode": False,
         "http_timeout": 5.0,
     }
-    if payture is not None:
-        values |= {
-            "payture_url": payture.url,
-            "payture_key": payture.key,
-            "payture_password": payture.password,
-            "payture_wallet_key": payture.wallet_key,
-            "payture_wallet_password": payture.wallet_password,
-            "payture_wallet_secret": "demo-wallet-secret",
-        }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    return load_settings(registry.env_of(servers), **(values | overrides))
 
 
 async def run_demo() -> int:
-    telegram, redoya, payture = TelegramServer(), RedoyaServer(), PaytureServer()
-    servers = [telegram, redoya, payture]
-    for server in servers:
-        await server.start()
+    servers = await registry.start_all()
+    telegram, redoya = servers["telegram"], servers["redoya"]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = sandbox_settings(
-                telegram, redoya, payture, database_url=f"sqlite:///{tmp}/demo.db"
-            )
+            settings = sandbox_settings(*servers.values(), database_url=f"sqlite:///{tmp}/demo.db")
             async with BotApp(settings) as parts, aiohttp.ClientSession() as http:
                 user = BotUser(telegram.url, CUSTOMER_ID, first_name="Ada", session=http)
                 await user.send("/start")
@@ -100,7 +75,7 @@ async def run_demo() -> int:
                 await user.wait_message("Payment received")
                 await parts.notifier.flush()
 
-                order = (await parts.storage.orders_for_user(CUSTOMER_ID, limit=1))[0]
+                order = (await parts.checkout.orders_of(CUSTOMER_ID, limit=1))[0]
                 merchant = await BotUser(telegram.url, MERCHANT_CHAT_ID, session=http).messages()
                 print("=== chat with the customer ===")
                 print(transcript(await user.messages()))
@@ -110,13 +85,12 @@ async def run_demo() -> int:
                 print(("Payment received" in page_text and "Payment received") or page_text[:200])
                 print("=== order ===")
                 print(
-                    f"order #{order.id}: {order.state} · {order.amount} minor {order.currency} "
+                    f"order #{order.id}: {order.state} · {order.total} "
                     f"· {order.provider} payment {order.provider_payment_id}"
                 )
                 return 0 if order.state is OrderState.PAID else 1
     finally:
-        for server in servers:
-            await server.stop()
+        await registry.stop_all(servers)
     return 1
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from babel.dates import format_datetime
 from babel.numbers import format_currency, format_decimal
 
-from providers.base import Money
+from money import Money
 
 STARS = "⭐"
 

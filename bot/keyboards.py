@@ -12,7 +12,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.catalog import Catalog, Product
-from storage.base import PAYABLE, Order, OrderState
+from bot.core import PAYABLE, Order, OrderState
 
 PAGE_SIZE = 6
 LANGUAGES = {

@@ -1,9 +1,11 @@
-"""The outbox sender: delivers queued messages within Telegram's flood limits.
+"""The outbox sender: delivers queued messages within Telegram's flood limits, and the renderer
+that turns each row into text in the right language.
 
 Rows are written by storage transitions and stay until sent, so a restart between "paid" and
-"message sent" still delivers the message - once, because a row is marked sent right after
-Telegram accepts it. Each row is claimed before it is sent, so replicas sharing one database
-never send it twice; a sender that dies holding a claim frees it after `CLAIM_FOR`.
+"message sent" still delivers the message. A row is marked sent right after Telegram accepts
+it; Telegram has no idempotency key, so a crash in between sends it again (at least once).
+Each row is claimed before it is sent, so replicas sharing one database do not both send it;
+a sender that dies holding a claim frees it after `CLAIM_FOR`.
 Limits: about one message per second per chat, 20 a minute to a group (the merchant's chat is
 one) and 30 per second overall; a 429 pauses all sending for its `retry_after`.
 """
@@ -27,8 +29,14 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from storage.base import OutboxMessage, Storage
+from bot import texts
+from bot.core import Audience, CheckoutService, Order, OutboxKind, OutboxMessage
+from bot.keyboards import OrderAction, OrderCb
+from storage.base import Storage
 
 log = logging.getLogger("bot.notify")
 
@@ -151,3 +159,65 @@ class Notifier:
     async def _defer(self, message: OutboxMessage, seconds: float, why: str) -> None:
         until = datetime.now(UTC) + timedelta(seconds=seconds)
         await self.storage.defer(message.id, until, why)
+
+
+class OutboxRenderer:
+    """Turns an outbox row into text in the right language: the customer's for their messages,
+    MERCHANT_LOCALE for the merchant chat, an admin's own /language choice for theirs."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        i18n: I18n,
+        checkout: CheckoutService,
+        default_locale: str,
+        merchant_locale: str,
+    ) -> None:
+        self.storage = storage
+        self.i18n = i18n
+        self.checkout = checkout
+        self.default_locale = default_locale
+        self.merchant_locale = merchant_locale
+
+    async def _locale_for(self, kind: OutboxKind, chat_id: int, order: Order | None) -> str:
+        if kind.audience is Audience.CUSTOMER:
+            if order is not None:
+                return order.locale
+            return await self.storage.get_user_locale(chat_id) or self.default_locale
+        if kind.audience is Audience.ADMIN:
+            return await self.storage.get_user_locale(chat_id) or self.merchant_locale
+        return self.merchant_locale
+
+    async def __call__(self, message: OutboxMessage) -> Rendered | None:
+        """The message to send; None for a row that has nothing to say any more (its order
+        is gone, or a kind this version does not know)."""
+        kind = OutboxKind.of(message.kind)
+        if kind is None:
+            log.warning("outbox %s has unknown kind %r; dropped", message.id, message.kind)
+            return None
+        order = None
+        if message.order_id is not None:
+            order = await self.checkout.order(message.order_id)
+            if order is None:
+                return None
+        locale = await self._locale_for(kind, message.chat_id, order)
+        payload = dict(message.payload)
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            if order is None:
+                return Rendered(texts.user_text(kind, payload))
+            provider = self.checkout.display_name(order.provider)
+            text = texts.outbox_text(kind, order, payload, provider)
+            return Rendered(text, self._markup(kind, order))
+
+    def _markup(self, kind: OutboxKind, order: Order) -> InlineKeyboardMarkup | None:
+        if kind is not OutboxKind.PAID:
+            return None
+        kb = InlineKeyboardBuilder()
+        kb.button(text=_("Receipt"), callback_data=OrderCb(action=OrderAction.SHOW, id=order.id))
+        if self.checkout.can_save_cards(order.provider):
+            kb.button(
+                text=_("Save this card"),
+                callback_data=OrderCb(action=OrderAction.SAVE_CARD, id=order.id),
+            )
+        kb.adjust(1)
+        return kb.as_markup()

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from bot.checkout import CheckoutService
+from bot.core import CheckoutService
 
 log = logging.getLogger("bot.reconcile")
 

@@ -12,9 +12,8 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.catalog import Product
+from bot.core import Money, Order, OrderState, OutboxKind
 from bot.formatting import format_money, format_when
-from providers.base import Money
-from storage.base import Order, OrderState
 
 S = OrderState
 
@@ -25,6 +24,13 @@ def locale() -> str:
 
 def money(value: Money) -> str:
     return format_money(value, locale())
+
+
+def provider_name(display_name: str) -> str:
+    """An adapter's display name in the current language: the descriptive ones are translated
+    here, brand names ("Redoya", "Telegram Stars") stay as they are."""
+    translated = {"Bank card (Payture)": _("Bank card (Payture)")}
+    return translated.get(display_name, display_name)
 
 
 def state_name(state: OrderState) -> str:
@@ -57,7 +63,7 @@ def order_lines(order: Order) -> str:
         f"{money(Money(item.unit_amount * item.quantity, currency))}"
         for item in order.items
     ]
-    lines.append(_("Total: {total}").format(total=f"<b>{money(Money(order.amount, currency))}</b>"))
+    lines.append(_("Total: {total}").format(total=f"<b>{money(order.total)}</b>"))
     return "\n".join(lines)
 
 
@@ -69,54 +75,73 @@ def order_card(order: Order) -> str:
     return text
 
 
-def receipt(order: Order) -> str:
+def receipt(order: Order, provider: str) -> str:
+    """`provider` is the adapter's display name."""
     rows = [
         "<b>" + _("Receipt for order #{id}").format(id=order.id) + "</b>",
         order_lines(order),
-        _("Paid with: {provider}").format(provider=escape(order.provider.title())),
+        _("Paid with: {provider}").format(provider=escape(provider)),
         _("Payment id: {payment_id}").format(payment_id=escape(order.provider_payment_id or "-")),
         _("Paid at: {when}").format(when=format_when(order.paid_at, locale())),
     ]
-    if order.refunded_amount:
-        refunded = money(Money(order.refunded_amount, order.currency))
-        rows.append(_("Refunded: {amount}").format(amount=refunded))
+    if order.refunded_so_far.amount:
+        rows.append(_("Refunded: {amount}").format(amount=money(order.refunded_so_far)))
     return "\n".join(rows)
 
 
-def outbox_text(kind: str, order: Order, payload: dict[str, object]) -> str | None:
-    """The text of a queued notification, or None for a kind we do not know (dropped)."""
-    total = money(Money(order.amount, order.currency))
-    if kind == "paid":
+def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], provider: str) -> str:
+    """The text of a queued notification about an order; `provider` is its display name."""
+    total = money(order.total)
+    K = OutboxKind
+    if kind is K.PAID:
         return _("✅ Payment received for order #{id}: {total}. Thank you!").format(
             id=order.id, total=total
         )
-    if kind == "failed":
+    if kind is K.FAILED:
         return _(
             "❌ The payment for order #{id} did not go through. You can try again from /orders."
         ).format(id=order.id)
-    if kind == "expired":
+    if kind is K.EXPIRED:
         return _("⌛ Order #{id} expired before it was paid.").format(id=order.id)
-    if kind == "review":
+    if kind is K.REVIEW:
         return _(
             "🔎 We are checking the payment for order #{id} by hand; the shop will get back to you."
         ).format(id=order.id)
-    if kind.startswith("refunded:"):
+    if kind is K.REFUNDED:
         amount = money(Money(int(payload.get("amount", 0)), order.currency))  # type: ignore[call-overload]
         return _("↩️ {amount} refunded for order #{id}.").format(amount=amount, id=order.id)
-    if kind == "merchant_paid":
+    if kind is K.MERCHANT_PAID:
         head = _(
             "💰 Order #{id} paid: {total} via {provider} (payment {payment_id}, customer {user_id})"
         ).format(
             id=order.id,
             total=total,
-            provider=escape(order.provider),
+            provider=escape(provider),
             payment_id=escape(order.provider_payment_id or "-"),
             user_id=order.user_id,
         )
         return f"{head}\n{order_lines(order)}"
-    if kind == "merchant_review" or kind.startswith("admin_review:"):
+    if kind in (K.MERCHANT_REVIEW, K.ADMIN_REVIEW):
         # the reason stays as the checkout service wrote it: the provider's codes and amounts
         reason = escape(str(payload.get("reason", "")))
         head = _("⚠️ Order #{id} needs review: {reason}").format(id=order.id, reason=reason)
         return f"{head}\n{order_lines(order)}"
-    return None
+    if kind is K.ADMIN_MISCONFIGURED:
+        error = escape(str(payload.get("error", "")))
+        return _(
+            "🛠 {provider} refused our credentials or settings (seen on order #{id}): {error}. "
+            "Payments through it wait until the settings are fixed."
+        ).format(provider=escape(provider), id=order.id, error=error)
+    raise ValueError(f"{kind} is not about an order")
+
+
+def user_text(kind: OutboxKind, payload: dict[str, object]) -> str:
+    """The text of a queued notification not tied to an order (saved cards)."""
+    if kind is OutboxKind.CARD_SAVED:
+        card = escape(str(payload.get("card", "")))
+        return _("💳 Card {card} saved. It will be offered at checkout; /cards to manage.").format(
+            card=card
+        )
+    if kind is OutboxKind.CARD_FAILED:
+        return _("The card was not saved. You can try again from a paid order.")
+    raise ValueError(f"{kind} is about an order")

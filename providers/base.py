@@ -1,4 +1,4 @@
-"""The provider contract: value objects, the error tree and money conversion.
+"""The provider contract: value objects, the optional ports and the error tree.
 
 Every adapter in this package implements `Provider`. Adapters are stateless and framework-free:
 they turn our value objects into the provider's wire format and back, and never touch orders,
@@ -7,124 +7,25 @@ storage or chat. `bot/` builds `InboundRequest` from aiohttp and turns `Ack` int
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
-from urllib.parse import quote
 
-import httpx
-
-# Minor units per major unit, by ISO 4217 code (XTR: Telegram Stars are whole).
-MINOR_UNITS: Mapping[str, int] = {
-    "TRY": 2,
-    "MNT": 2,
-    "KZT": 2,
-    "RUB": 2,
-    "TMT": 2,
-    "USD": 2,
-    "EUR": 2,
-    "XTR": 0,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    """An amount in integer minor units (kuruş, kopecks, tiyin) and an ISO 4217 code."""
-
-    amount: int
-    currency: str
-
-    def __post_init__(self) -> None:
-        if isinstance(self.amount, bool) or not isinstance(self.amount, int):
-            raise TypeError(f"Money.amount must be int minor units, got {type(self.amount)!r}")
-        if self.currency not in MINOR_UNITS:
-            raise ValueError(f"unsupported currency {self.currency!r}")
-
-    @property
-    def exponent(self) -> int:
-        return MINOR_UNITS[self.currency]
-
-    def to_decimal(self) -> Decimal:
-        """The amount in major units, exactly (1250 RUB minor -> Decimal('12.50'))."""
-        return Decimal(self.amount).scaleb(-self.exponent)
-
-    @classmethod
-    def from_decimal(cls, value: Decimal | str | int, currency: str) -> Money:
-        """Major units to Money; refuses values with more decimals than the currency has."""
-        exponent = MINOR_UNITS[currency]
-        minor = Decimal(value).scaleb(exponent)
-        if minor != minor.to_integral_value():
-            raise AmountNotRepresentable(f"{value} {currency} has more than {exponent} decimals")
-        return cls(int(minor), currency)
-
-    def __add__(self, other: Money) -> Money:
-        self._same_currency(other)
-        return Money(self.amount + other.amount, self.currency)
-
-    def __sub__(self, other: Money) -> Money:
-        self._same_currency(other)
-        return Money(self.amount - other.amount, self.currency)
-
-    def __mul__(self, times: int) -> Money:
-        return Money(self.amount * times, self.currency)
-
-    def _same_currency(self, other: Money) -> None:
-        if other.currency != self.currency:
-            raise ValueError(f"cannot mix {self.currency} and {other.currency}")
-
-    def __str__(self) -> str:
-        return f"{self.to_decimal()} {self.currency}"
-
-
-@dataclass(frozen=True, slots=True)
-class AmountFormat:
-    """How a provider writes amounts on the wire, declared once per adapter.
-
-    `decimals` is how many decimals the provider accepts in major units (0 = whole units);
-    `minimum`/`maximum` bound the amount in minor units.
-    """
-
-    currencies: frozenset[str]
-    decimals: int
-    minimum: int = 1
-    maximum: int | None = None
-
-    def check(self, money: Money) -> None:
-        """Raise AmountNotRepresentable when the provider cannot take this amount."""
-        if money.currency not in self.currencies:
-            raise AmountNotRepresentable(f"currency {money.currency} is not accepted")
-        if money.amount < self.minimum:
-            raise AmountNotRepresentable(
-                f"{money} is below the minimum {Money(self.minimum, money.currency)}"
-            )
-        if self.maximum is not None and money.amount > self.maximum:
-            raise AmountNotRepresentable(
-                f"{money} is above the maximum {Money(self.maximum, money.currency)}"
-            )
-        step = 10 ** (money.exponent - self.decimals)
-        if step > 1 and money.amount % step:
-            raise AmountNotRepresentable(
-                f"{money} needs {money.exponent} decimals, the provider takes {self.decimals}"
-            )
-
-    def to_wire(self, money: Money) -> Decimal:
-        """The amount in major units with the provider's decimals, checked first."""
-        self.check(money)
-        quantum = Decimal(1).scaleb(-self.decimals)
-        return money.to_decimal().quantize(quantum, rounding=ROUND_DOWN)
+from money import AmountFormat, Money
 
 
 class Capability(StrEnum):
-    CALLBACKS = "callbacks"  # the provider posts to /callbacks/{provider}
+    CALLBACKS = "callbacks"  # the provider posts to /callbacks/{provider}?k={callback key}
     RETURN = "return"  # the customer's browser comes back to /return/{provider}/{token}
-    POLLING = "polling"  # fetch_status works from what we stored at checkout
-    REFUND = "refund"
+    STATUS_API = "status_api"  # fetch_status asks the provider: the truth
+    STATUS_IN_CALLBACK = "status_in_callback"  # the authenticated callback body is the truth
+    REFUND = "refund"  # refund() moves money back through the provider's API
     PARTIAL_REFUND = "partial_refund"
-    SAVED_CARDS = "saved_cards"
+    SAVED_CARDS = "saved_cards"  # implements SavedCards
+    BRIDGE_PAGE = "bridge_page"  # implements BridgePage: a page we host at /pay/{provider}/{token}
+    IN_CHAT = "in_chat"  # implements InChat: paid inside Telegram (Stars)
 
 
 class PaymentState(StrEnum):
@@ -140,6 +41,22 @@ class PaymentState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentRef:
+    """Which payment at the provider, and what a stateless adapter needs to ask about it later
+    (the ERP's invoice number and bank, Payture's wallet flag, a Stars user id).
+
+    `data` is opaque to the core: stored with the order as JSON and handed back to
+    `fetch_status` and `refund`. A ref identifies; it proves nothing.
+    """
+
+    payment_id: str
+    data: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", {str(k): str(v) for k, v in self.data.items()})
+
+
+@dataclass(frozen=True, slots=True)
 class CheckoutRequest:
     """What an adapter needs to open a checkout for one order."""
 
@@ -147,11 +64,13 @@ class CheckoutRequest:
     amount: Money
     description: str
     return_url: str  # our /return/{provider}/{token}; adapters may add query parameters
-    callback_url: str  # our /callbacks/{provider}?t={token}
-    token: str  # the order's unguessable token, already inside both URLs
+    callback_url: str  # our /callbacks/{provider}?k={callback key}: authenticates a callback
+    token: str  # the order's return token (customer-visible), already in return and bridge URL
+    bridge_url: str = ""  # our /pay/{provider}/{token}, for BRIDGE_PAGE providers
     locale: str = "en"
     customer_ip: str = "127.0.0.1"
     customer_ref: str = ""  # a stable per-customer reference for wallets, never shown
+    user_id: int = 0  # the customer's Telegram id (IN_CHAT providers)
     saved_card_id: str | None = None  # pay with a card the customer saved (SAVED_CARDS only)
 
 
@@ -160,28 +79,42 @@ class Checkout:
     """The opened checkout: where to send the customer and how to ask about it later."""
 
     pay_url: str
-    provider_payment_id: str | None  # None when the provider assigns it on the customer's return
+    ref: PaymentRef | None  # None when the provider assigns it later (return, bridge page)
     expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class PaymentRef:
-    """Which payment an inbound request is about. Identifies only; proves nothing."""
+class PaymentStatus:
+    """The provider's answer about a payment: the source of truth for confirmation.
 
-    provider_payment_id: str | None
-    event_key: str | None = None  # dedupe key for the inbox, when the request is an event
-    hint: str = ""  # what the request claimed (e.g. "success"), for the audit row only
+    It says explicitly what it reports: `paid` is what the customer paid, `remaining` what is
+    left on the payment after refunds, each None when the provider does not say. `ref` is set
+    when the provider changed the payment's reference (the ERP renames an invoice): the core
+    stores it.
+    """
+
+    state: PaymentState
+    paid: Money | None = None
+    remaining: Money | None = None
+    provider_status: str = ""  # the provider's own word, for the audit row
+    detail: str = ""
+    ref: PaymentRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class PaymentStatus:
-    """The provider's answer about a payment: the source of truth for confirmation."""
+class Inbound:
+    """What an inbound request (callback, return, chat payment) is about.
 
-    state: PaymentState
-    provider_payment_id: str
-    amount: Money | None = None  # what the provider says was paid (None when it does not say)
-    provider_status: str = ""  # the provider's own word, for the audit row
-    detail: str = ""
+    `ref` says which payment (None: the request names none, e.g. a return before the provider
+    assigned one). `status` is set only by STATUS_IN_CALLBACK providers, whose authenticated
+    body is the truth: the core stores it with the event and `confirm` applies it.
+    `event_key` dedupes the inbox; `hint` is what the request claimed, for the audit row only.
+    """
+
+    ref: PaymentRef | None
+    status: PaymentStatus | None = None
+    event_key: str | None = None
+    hint: str = ""
 
 
 class RefundOutcome(StrEnum):
@@ -215,7 +148,7 @@ class InboundRequest:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """What the provider expects back from our callback endpoint."""
+    """What the provider (or the browser, for a bridge page) expects back from us."""
 
     status: int = 200
     content_type: str = "text/plain"
@@ -269,31 +202,29 @@ class BadCallback(ProviderError):
     """An inbound request we cannot authenticate or understand: answer 4xx, change nothing."""
 
 
-class AmountNotRepresentable(ValueError):
-    """The provider cannot take this amount; refuse before an order is created."""
-
-
 # --- the contract -------------------------------------------------------------------------
 
 
 @runtime_checkable
 class Provider(Protocol):
     name: str
+    display_name: str  # what the chat shows ("Bank card (Payture)")
     capabilities: frozenset[Capability]
     amount_format: AmountFormat
-
-    def check_amount(self, amount: Money) -> None:
-        """Raise AmountNotRepresentable before an order is created."""
+    confirm_window: timedelta  # how long after the deadline a final answer may still come
 
     async def create_checkout(self, request: CheckoutRequest) -> Checkout: ...
 
-    async def parse_callback(self, request: InboundRequest) -> PaymentRef: ...
+    async def parse_callback(self, request: InboundRequest) -> Inbound:
+        """Identify (and for STATUS_IN_CALLBACK, authenticate and read) a callback; BadCallback
+        when it is not one of ours."""
 
-    async def parse_return(self, request: InboundRequest) -> PaymentRef: ...
+    async def parse_return(self, request: InboundRequest) -> Inbound: ...
 
-    async def fetch_status(self, ref: PaymentRef, expected: Money) -> PaymentStatus: ...
+    async def fetch_status(self, ref: PaymentRef) -> PaymentStatus:
+        """Ask the provider (STATUS_API). Providers without one raise ProviderRejected."""
 
-    async def refund(self, payment_id: str, amount: Money, key: str) -> RefundResult: ...
+    async def refund(self, ref: PaymentRef, amount: Money, key: str) -> RefundResult: ...
 
     def ack(self, ok: bool) -> Ack: ...
 
@@ -318,56 +249,50 @@ class SavedCards(Protocol):
     async def list_cards(self, customer_ref: str) -> list[SavedCardInfo]: ...
 
 
-# --- the shared send ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BridgeResult:
+    """What a bridge page answers: the page or reply to send back, and the payment its POST
+    opened (None for the page itself or a refused POST)."""
 
-log = logging.getLogger("providers")
-
-
-async def send(
-    client: httpx.AsyncClient,
-    provider: str,
-    method: str,
-    url: str,
-    **kwargs: object,
-) -> httpx.Response:
-    """One HTTP call to a provider: transport errors and 5xx become ProviderUnavailable.
-
-    4xx answers are returned, because several providers put meaningful answers there (Redoya's
-    NOT_CONFIRMED_YET is a 400); the adapter decides what they mean.
-    """
-    try:
-        response = await client.request(method, url, **kwargs)  # type: ignore[arg-type]
-    except httpx.TimeoutException as exc:
-        raise ProviderUnavailable("timed out", provider=provider) from exc
-    except httpx.HTTPError as exc:
-        raise ProviderUnavailable(
-            f"transport error: {type(exc).__name__}", provider=provider
-        ) from exc
-    if response.status_code >= 500:
-        log.warning("%s answered HTTP %s", provider, response.status_code)
-    return response
+    ack: Ack
+    ref: PaymentRef | None = None
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret (and its URL-encoded form) replaced by '***', for logs."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
-    return text
+@runtime_checkable
+class BridgePage(Protocol):
+    """Providers with Capability.BRIDGE_PAGE (Pocket): the Pay button opens our page
+    `/pay/{provider}/{token}`, whose browser step (the customer's token inside the Pocket app)
+    creates the payment. The core stores the ref it returns and confirms as for any payment."""
+
+    async def bridge(self, request: InboundRequest, checkout: CheckoutRequest) -> BridgeResult: ...
 
 
-def logging_hooks(secrets: Iterable[str]) -> dict[str, list[Callable[..., Awaitable[None]]]]:
-    """httpx event hooks that log each provider call (method, redacted URL, status), never
-    bodies or headers. Pass to `httpx.AsyncClient(event_hooks=...)`."""
-    known = tuple(s for s in secrets if s)
+@dataclass(frozen=True, slots=True)
+class ChatPayment:
+    """A payment Telegram reports in the chat (`successful_payment`): authenticated by the Bot
+    API itself."""
 
-    async def on_request(request: httpx.Request) -> None:
-        log.debug("-> %s %s", request.method, redact(str(request.url), known))
+    user_id: int
+    currency: str
+    total_amount: int  # minor units, as Telegram writes them
+    invoice_payload: str
+    charge_id: str  # telegram_payment_charge_id: unique per payment
+    provider_charge_id: str = ""
 
-    async def on_response(response: httpx.Response) -> None:
-        request = response.request
-        log.info(
-            "<- %s %s %s", request.method, redact(str(request.url), known), response.status_code
-        )
 
-    return {"request": [on_request], "response": [on_response]}
+@runtime_checkable
+class TelegramPayments(Protocol):
+    """The Telegram side of in-chat payments, injected by bot/ (the adapter never sees aiogram)."""
+
+    async def create_invoice_link(
+        self, *, title: str, description: str, payload: str, amount: Money
+    ) -> str: ...
+
+    async def refund_star_payment(self, user_id: int, charge_id: str) -> None: ...
+
+
+@runtime_checkable
+class InChat(Protocol):
+    """Providers with Capability.IN_CHAT: the payment arrives as a chat update."""
+
+    def parse_chat_payment(self, payment: ChatPayment) -> Inbound: ...

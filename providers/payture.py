@@ -19,25 +19,26 @@ import httpx
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from money import AmountFormat, Money, WireKind
 from providers.base import (
     Ack,
-    AmountFormat,
     BadCallback,
     Capability,
     Checkout,
     CheckoutRequest,
+    Inbound,
     InboundRequest,
-    Money,
     PaymentRef,
     PaymentState,
     PaymentStatus,
+    ProviderMisconfigured,
     ProviderRejected,
     ProviderUnavailable,
     RefundOutcome,
     RefundResult,
     SavedCardInfo,
-    send,
 )
+from providers.http import send
 
 NAME = "payture"
 SESSION_LIFETIME = timedelta(minutes=60)
@@ -65,11 +66,15 @@ REFUND_ERRORS = {
     "ACCESS_DENIED": "Payture refused our terminal credentials",
     "WRONG_PARAMS": "Payture refused the request parameters",
 }
-WALLET_MARK = "w"  # OrderIds of EWallet payments start with it, so status and refund stay stateless
+WALLET = {"wallet": "1"}  # PaymentRef.data of an EWallet payment: status and refund go to vwapi
+KOPECKS = AmountFormat(frozenset({"RUB"}), WireKind.MINOR, minimum=100)
 
 
 class PaytureProvider:
     name = NAME
+    display_name = "Bank card (Payture)"
+    amount_format = KOPECKS
+    confirm_window = timedelta(minutes=10)  # GetState may lag the end of a 3-D Secure step
 
     def __init__(
         self,
@@ -96,35 +101,30 @@ class PaytureProvider:
         caps = {
             Capability.CALLBACKS,
             Capability.RETURN,
-            Capability.POLLING,
+            Capability.STATUS_API,
             Capability.REFUND,
             Capability.PARTIAL_REFUND,
         }
         if self.wallet_enabled:
             caps.add(Capability.SAVED_CARDS)
         self.capabilities = frozenset(caps)
-        self.amount_format = AmountFormat(currencies=frozenset({"RUB"}), decimals=2, minimum=100)
 
     @property
     def wallet_enabled(self) -> bool:
         return bool(self._wallet_key and self._wallet_secret)
 
-    def check_amount(self, amount: Money) -> None:
-        self.amount_format.check(amount)
-
     # --- checkout -----------------------------------------------------------------------
 
     async def create_checkout(self, request: CheckoutRequest) -> Checkout:
-        self.check_amount(request.amount)
+        amount = str(self.amount_format.to_wire(request.amount))
         wallet = request.saved_card_id is not None
         if wallet:
             self._need_wallet()
-        mark = WALLET_MARK if wallet else ""
-        order_id = f"{mark}{self._prefix}-{request.order_id}-{secrets.token_hex(4)}"
+        order_id = f"{self._prefix}-{request.order_id}-{secrets.token_hex(4)}"
         data = {
             "SessionType": self._session_type,
             "OrderId": order_id,
-            "Amount": str(request.amount.amount),
+            "Amount": amount,
             "IP": request.customer_ip,
             "Url": _with_query(request.return_url, "orderid={orderid}&success={success}"),
             "Language": "RU" if request.locale == "ru" else "EN",
@@ -148,15 +148,18 @@ class PaytureProvider:
         session = answer.get("sessionid", "")
         if not session:
             raise ProviderUnavailable("Init answered without a SessionId", provider=NAME)
-        return Checkout(page + quote(session), order_id, datetime.now(UTC) + SESSION_LIFETIME)
+        ref = PaymentRef(order_id, WALLET if wallet else {})
+        return Checkout(page + quote(session), ref, datetime.now(UTC) + SESSION_LIFETIME)
 
-    async def parse_return(self, request: InboundRequest) -> PaymentRef:
+    async def parse_return(self, request: InboundRequest) -> Inbound:
+        """The orderid only names the payment; the order's stored ref says which API it is on."""
         order_id = request.query.get("orderid", "")
         if not order_id or len(order_id) > 50:
             raise BadCallback("the return carries no Payture orderid", provider=NAME)
-        return PaymentRef(order_id, hint=f"success={request.query.get('success', '')[:10]}")
+        hint = f"success={request.query.get('success', '')[:10]}"
+        return Inbound(PaymentRef(order_id), hint=hint)
 
-    async def parse_callback(self, request: InboundRequest) -> PaymentRef:
+    async def parse_callback(self, request: InboundRequest) -> Inbound:
         try:
             fields = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError:
@@ -166,37 +169,39 @@ class PaytureProvider:
             raise BadCallback("not a Payture notification", provider=NAME)
         when = fields.get("TransactionDate", "")
         key = f"{notification}:{order_id}:{fields.get('Amount', '')}:{when}"
-        return PaymentRef(order_id, event_key=key[:200], hint=notification)
+        return Inbound(PaymentRef(order_id), event_key=key[:200], hint=notification)
 
     def ack(self, ok: bool) -> Ack:
         return Ack(200, "text/plain", b"OK")
 
     # --- status and refunds -------------------------------------------------------------
 
-    async def fetch_status(self, ref: PaymentRef, expected: Money) -> PaymentStatus:
-        """GetState. After a partial refund the State stays Charged with the reduced Amount:
-        the caller compares with what was paid minus what was refunded."""
-        order_id = ref.provider_payment_id or ""
-        if order_id.startswith(WALLET_MARK) and self.wallet_enabled:
+    async def fetch_status(self, ref: PaymentRef) -> PaymentStatus:
+        """GetState. Its Amount is what is left on the payment: after a partial refund the
+        State stays Charged with the reduced Amount. So it is reported as `remaining`."""
+        order_id = ref.payment_id
+        if self._on_wallet(ref):
             answer = await self._call("vwapi", "GetState", VWID=self._wallet_key, OrderId=order_id)
         else:
             answer = await self._call("apim", "GetState", Key=self._key, OrderId=order_id)
         if answer.get("success", "").lower() != "true":
             code = answer.get("errcode", "")
             if code in ("", "NONE"):  # seen for orders still being paid
-                return PaymentStatus(PaymentState.PENDING, order_id, None, "NONE")
+                return PaymentStatus(PaymentState.PENDING, provider_status="NONE")
             if code == "ORDER_NOT_FOUND":
                 raise ProviderRejected("Payture does not know this order", provider=NAME, code=code)
+            if code == "ACCESS_DENIED":
+                raise ProviderMisconfigured(REFUND_ERRORS[code], provider=NAME, code=code)
             raise ProviderUnavailable("GetState failed", provider=NAME, code=code)
         state = answer.get("state", "")
         mapped = STATUS_MAP.get(state, PaymentState.PENDING)
-        amount = _kopecks(answer.get("amount"))
         return PaymentStatus(
-            mapped, order_id, Money(amount, "RUB") if amount is not None else None, state
+            mapped, remaining=_kopecks(answer.get("amount")), provider_status=state
         )
 
-    async def refund(self, payment_id: str, amount: Money, key: str) -> RefundResult:
-        if payment_id.startswith(WALLET_MARK) and self.wallet_enabled:
+    async def refund(self, ref: PaymentRef, amount: Money, key: str) -> RefundResult:
+        payment_id = ref.payment_id
+        if self._on_wallet(ref):
             data = _data(
                 {
                     "OrderId": payment_id,
@@ -215,9 +220,9 @@ class PaytureProvider:
                 Amount=str(amount.amount),
             )
         if answer.get("success", "").lower() == "true":
-            left = _kopecks(answer.get("newamount"))
-            remaining = Money(left, "RUB") if left is not None else None
-            return RefundResult(RefundOutcome.DONE, amount, remaining, "NONE")
+            return RefundResult(
+                RefundOutcome.DONE, amount, _kopecks(answer.get("newamount")), "NONE"
+            )
         code = answer.get("errcode", "UNKNOWN")
         return RefundResult(
             RefundOutcome.REJECTED,
@@ -280,6 +285,9 @@ class PaytureProvider:
             "VWUserPsw": digest.hexdigest()[24:56],
         }
 
+    def _on_wallet(self, ref: PaymentRef) -> bool:
+        return ref.data.get("wallet") == "1" and self.wallet_enabled
+
     def _need_wallet(self) -> None:
         if not self.wallet_enabled:
             raise ProviderRejected(
@@ -299,10 +307,6 @@ class PaytureProvider:
             f"{self._base}/{api}/{command}",
             data={k: v for k, v in fields.items() if v is not None},
         )
-        if response.status_code >= 500:
-            raise ProviderUnavailable(
-                f"{command} failed", provider=NAME, http_status=response.status_code
-            )
         try:
             element = fromstring(response.content)
         except (ParseError, DefusedXmlException, ValueError):
@@ -338,5 +342,7 @@ def _with_query(url: str, query: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
-def _kopecks(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
+def _kopecks(value: str | None) -> Money | None:
+    if value is None or not value.strip().isascii() or not value.strip().isdigit():
+        return None
+    return KOPECKS.from_wire(value, "RUB")

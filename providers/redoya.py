@@ -10,29 +10,28 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 import jwt
 
+from money import AmountFormat, AmountNotRepresentable, Money, WireKind
 from providers.base import (
     Ack,
-    AmountFormat,
     BadCallback,
     Capability,
     Checkout,
     CheckoutRequest,
+    Inbound,
     InboundRequest,
-    Money,
     PaymentRef,
     PaymentState,
     PaymentStatus,
     ProviderRejected,
     ProviderUnavailable,
     RefundResult,
-    send,
 )
+from providers.http import classify, send
 
 NAME = "redoya"
 # verify answers with a body `status`
@@ -45,13 +44,21 @@ ERROR_MAP: dict[str, PaymentState] = {
     "NOT_CONFIRMED_YET": PaymentState.PENDING,
     "ORDER_TIMED_OUT": PaymentState.EXPIRED,
 }
+FINAL_ERRORS = {
+    "UNKNOWN_ORDER": "Redoya does not know this order",
+    "UNKNOWN_ERROR": "Redoya failed to answer",
+}
 ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
 URL_LENGTH = (16, 1200)  # the seed says 10; Redoya's own client validates 16
 LIFETIME = (timedelta(minutes=11), timedelta(days=365))  # what Redoya's client accepts
+KURUS = AmountFormat(frozenset({"TRY"}), WireKind.MINOR)  # payment_amount: lira x100, a string
 
 
 class RedoyaProvider:
     name = NAME
+    display_name = "Redoya"
+    capabilities = frozenset({Capability.RETURN, Capability.STATUS_API})
+    confirm_window = timedelta(minutes=5)  # a payment made in the token's last second settles
 
     def __init__(
         self,
@@ -74,25 +81,20 @@ class RedoyaProvider:
         self._identifier = identifier
         self.test_mode = test_mode
         self.token_lifetime = token_lifetime
-        self.capabilities = frozenset({Capability.RETURN, Capability.POLLING})
         self.amount_format = AmountFormat(
             currencies=frozenset({"TRY"}),
-            decimals=2 if decimal_prices else 0,
+            kind=WireKind.DECIMAL if decimal_prices else WireKind.WHOLE,
             minimum=300,
             maximum=100_000,
         )
 
-    def check_amount(self, amount: Money) -> None:
-        self.amount_format.check(amount)
-
     async def create_checkout(self, request: CheckoutRequest) -> Checkout:
-        price = self.amount_format.to_wire(request.amount)
         now = datetime.now(UTC)
         expires = now + self.token_lifetime
         claims = {
-            # JSON has one number type. Whole lira go as an int; with decimal prices on, a float
-            # of at most 1000.00 is written back exactly (Python prints the shortest repr).
-            "price": int(price) if self.amount_format.decimals == 0 else float(price),
+            # whole lira by default; with decimal prices on, a JSON number that prints back
+            # exactly (to_json refuses one that would not)
+            "price": self.amount_format.to_json(request.amount),
             "successfulURL": _with_query(request.return_url, "result=success&order_id={order_id}"),
             "failURL": _with_query(request.return_url, "result=fail&order_id={order_id}"),
             "isInTestMode": 1 if self.test_mode else 0,
@@ -109,17 +111,17 @@ class RedoyaProvider:
         token = jwt.encode(claims, self._secret, algorithm="HS256")
         return Checkout(f"{self._pay_url}/checkout#{token}#{self._identifier}", None, expires)
 
-    async def parse_return(self, request: InboundRequest) -> PaymentRef:
+    async def parse_return(self, request: InboundRequest) -> Inbound:
         order_id = request.query.get("order_id", "")
         if not ORDER_ID.match(order_id):
             raise BadCallback("the return carries no valid Redoya order id", provider=NAME)
-        return PaymentRef(order_id, hint=request.query.get("result", "")[:20])
+        return Inbound(PaymentRef(order_id), hint=request.query.get("result", "")[:20])
 
-    async def parse_callback(self, request: InboundRequest) -> PaymentRef:
+    async def parse_callback(self, request: InboundRequest) -> Inbound:
         raise BadCallback("Redoya sends no callbacks", provider=NAME, http_status=404)
 
-    async def fetch_status(self, ref: PaymentRef, expected: Money) -> PaymentStatus:
-        order_id = ref.provider_payment_id or ""
+    async def fetch_status(self, ref: PaymentRef) -> PaymentStatus:
+        order_id = ref.payment_id
         if not ORDER_ID.match(order_id):
             raise ProviderRejected("not a Redoya order id", provider=NAME, code="BAD_ID")
         response = await send(
@@ -128,6 +130,7 @@ class RedoyaProvider:
             "POST",
             f"{self._api_url}/api/v1/order/verify/{order_id}",
             json={"identifier": self._identifier},
+            keep_5xx=True,  # a MoleculerError body says what went wrong
         )
         try:
             body = response.json()
@@ -144,67 +147,47 @@ class RedoyaProvider:
                 http_status=response.status_code,
             )
         if "status" in body and response.status_code == 200:
-            return self._payment(order_id, body)
-        return self._error(order_id, response.status_code, body)
+            return self._payment(body)
+        return self._error(response.status_code, body)
 
-    def _payment(self, order_id: str, body: dict[str, Any]) -> PaymentStatus:
+    def _payment(self, body: dict[str, Any]) -> PaymentStatus:
         status = str(body.get("status", "")).lower()
         state = STATUS_MAP.get(status, PaymentState.PENDING)
         if state is PaymentState.FAILED:
             reason = f"{body.get('failed_reason_code', '')} {body.get('failed_reason_msg', '')}"
-            return PaymentStatus(state, order_id, None, status, reason.strip()[:200])
+            return PaymentStatus(state, provider_status=status, detail=reason.strip()[:200])
         if state is not PaymentState.PAID:
-            return PaymentStatus(state, order_id, None, status)
-        amount = _kurus(body.get("payment_amount"))
-        if amount is None:
-            return PaymentStatus(
-                PaymentState.NEEDS_REVIEW, order_id, None, status, "no payment_amount"
-            )
-        paid = Money(amount, "TRY")
+            return PaymentStatus(state, provider_status=status)
+        paid = _kurus(body.get("payment_amount"))
+        if paid is None:
+            return _review(None, status, "no payment_amount")
         currency = str(body.get("currency", ""))
         if currency.upper() not in ("TL", "TRY"):
-            return PaymentStatus(
-                PaymentState.NEEDS_REVIEW,
-                order_id,
-                paid,
-                status,
-                f"currency {currency!r} is not TL",
-            )
+            return _review(paid, status, f"currency {currency!r} is not TL")
         test_mode = str(body.get("testMode", "0")).strip() in ("1", "true", "True")
         if test_mode != self.test_mode:
-            return PaymentStatus(
-                PaymentState.NEEDS_REVIEW,
-                order_id,
-                paid,
-                status,
-                f"testMode={int(test_mode)} on a {'test' if self.test_mode else 'live'} setup",
-            )
+            setup = "test" if self.test_mode else "live"
+            return _review(paid, status, f"testMode={int(test_mode)} on a {setup} setup")
         return PaymentStatus(
-            PaymentState.PAID, order_id, paid, status, f"uses={body.get('uses', '')}"
+            PaymentState.PAID, paid, provider_status=status, detail=f"uses={body.get('uses', '')}"
         )
 
-    def _error(self, order_id: str, http_status: int, body: dict[str, Any]) -> PaymentStatus:
+    def _error(self, http_status: int, body: dict[str, Any]) -> PaymentStatus:
         kind = str(body.get("type", ""))
         if kind in ERROR_MAP:
-            return PaymentStatus(ERROR_MAP[kind], order_id, None, kind)
-        if kind == "UNKNOWN_ORDER" or http_status == 404:
-            raise ProviderRejected(
-                "Redoya does not know this order",
-                provider=NAME,
-                http_status=http_status,
-                code=kind or "UNKNOWN_ORDER",
+            return PaymentStatus(ERROR_MAP[kind], provider_status=kind)
+        if kind in FINAL_ERRORS or http_status in (401, 403, 404) or http_status >= 500:
+            raise classify(
+                NAME,
+                http_status,
+                kind,
+                message=FINAL_ERRORS.get(kind, "verify failed"),
+                unavailable_codes={"UNKNOWN_ERROR"},
+                rejected_codes={"UNKNOWN_ORDER"},
             )
-        if http_status >= 500 or kind == "UNKNOWN_ERROR":
-            raise ProviderUnavailable(
-                "Redoya failed to answer", provider=NAME, http_status=http_status, code=kind
-            )
-        if http_status in (401, 403):
-            raise ProviderRejected(
-                "Redoya refused our identifier", provider=NAME, http_status=http_status, code=kind
-            )
-        return PaymentStatus(PaymentState.PENDING, order_id, None, kind or f"HTTP {http_status}")
+        return PaymentStatus(PaymentState.PENDING, provider_status=kind or f"HTTP {http_status}")
 
-    async def refund(self, payment_id: str, amount: Money, key: str) -> RefundResult:
+    async def refund(self, ref: PaymentRef, amount: Money, key: str) -> RefundResult:
         raise ProviderRejected(
             "Redoya has no refund API; refund by hand", provider=NAME, code="UNSUPPORTED"
         )
@@ -217,12 +200,14 @@ def _with_query(url: str, query: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
-def _kurus(value: object) -> int | None:
-    """'15000' (lira x100, a string in the document; tolerate numbers) -> 15000."""
+def _review(paid: Money | None, status: str, why: str) -> PaymentStatus:
+    return PaymentStatus(PaymentState.NEEDS_REVIEW, paid, provider_status=status, detail=why)
+
+
+def _kurus(value: object) -> Money | None:
+    """'15000' (lira x100, a string in the document; tolerate numbers) -> 150.00 TRY."""
     try:
-        amount = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
+        paid = KURUS.from_wire(value, "TRY")
+    except AmountNotRepresentable:
         return None
-    if amount != amount.to_integral_value() or amount < 0:
-        return None
-    return int(amount)
+    return paid if paid.amount >= 0 else None

@@ -2,7 +2,8 @@
 
 Storage does the exactly-once work with unique constraints and compare-and-set transitions:
 a state change, its audit row and the outbox rows it causes commit together or not at all.
-Amounts are integer minor units with an ISO currency code; storage never imports providers.
+Amounts are `Money` (integer minor units with an ISO currency code); storage never imports
+providers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
+
+from money import Money
 
 
 class OrderState(StrEnum):
@@ -87,9 +90,8 @@ class NewOrder:
     user_id: int
     chat_id: int
     provider: str
-    amount: int
-    currency: str
-    token: str  # unguessable, goes into return/callback URLs; unique
+    total: Money
+    token: str  # unguessable, goes into the return URL the customer sees; unique
     items: Sequence[OrderItem]
     locale: str = "en"
     description: str = ""
@@ -101,8 +103,7 @@ class Order:
     user_id: int
     chat_id: int
     provider: str
-    amount: int
-    currency: str
+    total: Money
     state: OrderState
     token: str
     locale: str
@@ -111,19 +112,28 @@ class Order:
     updated_at: datetime
     items: tuple[OrderItem, ...] = ()
     provider_payment_id: str | None = None
+    payment_data: Mapping[str, str] = field(default_factory=dict)  # the adapter's, opaque here
     pay_url: str | None = None
     expires_at: datetime | None = None
     paid_at: datetime | None = None
-    paid_amount: int | None = None
-    refunded_amount: int = 0
+    paid: Money | None = None
+    refunded: Money | None = None  # None reads as nothing refunded, see `refunded_so_far`
     next_check_at: datetime | None = None
     check_attempts: int = 0
 
     @property
-    def left_to_refund(self) -> int:
-        """Minor units that may still be refunded: what was paid (the order's amount when the
-        provider did not say) less what was refunded already."""
-        return (self.paid_amount or self.amount) - self.refunded_amount
+    def currency(self) -> str:
+        return self.total.currency
+
+    @property
+    def refunded_so_far(self) -> Money:
+        return self.refunded or Money.zero(self.total.currency)
+
+    @property
+    def left_to_refund(self) -> Money:
+        """What may still be refunded: what was paid (the total when the provider did not
+        say) less what was refunded already."""
+        return (self.paid or self.total) - self.refunded_so_far
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +183,7 @@ class InboundEvent:
 class Refund:
     id: int
     order_id: int
-    amount: int
-    currency: str
+    amount: Money
     idempotency_key: str
     state: str  # "pending" | "done" | "rejected"
     actor: str
@@ -201,8 +210,8 @@ class Figures:
     """Counts and sums for the admins' /stats."""
 
     orders_by_state: Mapping[str, int]
-    paid_by_currency: Mapping[str, int]  # minor units
-    refunded_by_currency: Mapping[str, int]
+    paid: tuple[Money, ...]  # one sum per currency, sorted by currency
+    refunded: tuple[Money, ...]
     undelivered_messages: int = 0  # outbox rows Telegram refused for good
 
 
@@ -238,14 +247,24 @@ class Storage(Protocol):
         *,
         pay_url: str,
         provider_payment_id: str | None,
+        payment_data: Mapping[str, str] | None = None,
         expires_at: datetime | None,
         next_check_at: datetime | None,
     ) -> Order:
         """Record the opened checkout and move CREATED -> AWAITING_PAYMENT (with audit)."""
 
-    async def attach_payment_id(self, order_id: int, provider_payment_id: str) -> Order:
-        """Set provider_payment_id once. The same id again is a no-op; a different id on an
-        order that has one, or an id that belongs to another order, raises DuplicatePayment."""
+    async def attach_payment(
+        self, order_id: int, provider_payment_id: str, payment_data: Mapping[str, str]
+    ) -> Order:
+        """Set the payment once (a return or a bridge page names it). The same id again is a
+        no-op; a different id on an order that has one, or an id that belongs to another order,
+        raises DuplicatePayment."""
+
+    async def update_payment(
+        self, order_id: int, provider_payment_id: str, payment_data: Mapping[str, str]
+    ) -> Order:
+        """Replace the payment's reference because the provider changed it (the ERP renames an
+        invoice). DuplicatePayment when the new id belongs to another order."""
 
     async def transition(
         self,
@@ -256,8 +275,8 @@ class Storage(Protocol):
         actor: str,
         detail: str = "",
         outbox: Sequence[NewOutbox] = (),
-        paid_amount: int | None = None,
-        refunded_amount: int | None = None,
+        paid: Money | None = None,
+        refunded: Money | None = None,
     ) -> Order | None:
         """Compare-and-set: move the order to `target` only if its state is in `expected`.
 
@@ -294,6 +313,10 @@ class Storage(Protocol):
 
     async def mark_inbound_processed(self, event_id: int) -> None: ...
 
+    async def inbound_for_order(self, order_id: int) -> list[InboundEvent]:
+        """Every stored event of an order, oldest first (a STATUS_IN_CALLBACK provider's
+        stored callbacks are the truth about its payment)."""
+
     # outbox
     async def enqueue(self, order_id: int | None, message: NewOutbox) -> bool:
         """Queue a message outside a transition (admin replies...). False if (order, kind)
@@ -316,7 +339,7 @@ class Storage(Protocol):
 
     # refunds (idempotency_key unique)
     async def create_refund(
-        self, order_id: int, amount: int, currency: str, idempotency_key: str, actor: str
+        self, order_id: int, amount: Money, idempotency_key: str, actor: str
     ) -> tuple[Refund, bool]:
         """Insert a pending refund, or return the existing one with that key (created=False)."""
 

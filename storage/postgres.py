@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from money import Money
 from storage.base import (
     AuditEntry,
     DuplicatePayment,
@@ -38,6 +39,8 @@ from storage.errors import StorageUnavailable
 from storage.migrations import migrations
 from storage.rows import (
     ORDER_COLUMNS,
+    payment_json,
+    sums,
     to_audit,
     to_card,
     to_inbound,
@@ -175,8 +178,8 @@ class PostgresStorage:
                 new.user_id,
                 new.chat_id,
                 new.provider,
-                new.amount,
-                new.currency,
+                new.total.amount,
+                new.total.currency,
                 OrderState.CREATED.value,
                 new.token,
                 new.locale,
@@ -227,6 +230,7 @@ class PostgresStorage:
         *,
         pay_url: str,
         provider_payment_id: str | None,
+        payment_data: Mapping[str, str] | None = None,
         expires_at: datetime | None,
         next_check_at: datetime | None,
     ) -> Order:
@@ -235,7 +239,7 @@ class PostgresStorage:
             async with self._tx() as conn:
                 updated = await conn.fetchval(
                     "UPDATE orders SET state = $1, pay_url = $2, provider_payment_id = $3, "
-                    "expires_at = $4, next_check_at = $5, updated_at = $6 "
+                    "expires_at = $4, next_check_at = $5, updated_at = $6, payment_data = $9 "
                     "WHERE id = $7 AND state = $8 RETURNING id",
                     OrderState.AWAITING_PAYMENT.value,
                     pay_url,
@@ -245,6 +249,7 @@ class PostgresStorage:
                     stamp,
                     order_id,
                     OrderState.CREATED.value,
+                    payment_json(payment_data),
                 )
                 if updated is None:
                     raise IllegalTransition(f"order {order_id} is not in state created")
@@ -263,7 +268,9 @@ class PostgresStorage:
                 f"payment id already belongs to another order (order {order_id})"
             ) from None
 
-    async def attach_payment_id(self, order_id: int, provider_payment_id: str) -> Order:
+    async def attach_payment(
+        self, order_id: int, provider_payment_id: str, payment_data: Mapping[str, str]
+    ) -> Order:
         try:
             async with self._tx() as conn:
                 row = await conn.fetchrow(
@@ -276,11 +283,30 @@ class PostgresStorage:
                     raise DuplicatePayment(f"order {order_id} already has another payment id")
                 if current is None:
                     await conn.execute(
-                        "UPDATE orders SET provider_payment_id = $1, updated_at = $2 WHERE id = $3",
+                        "UPDATE orders SET provider_payment_id = $1, payment_data = $2, "
+                        "updated_at = $3 WHERE id = $4",
                         provider_payment_id,
+                        payment_json(payment_data),
                         datetime.now(UTC),
                         order_id,
                     )
+                return await _must_get(conn, order_id)
+        except asyncpg.UniqueViolationError:
+            raise DuplicatePayment("this payment id belongs to another order") from None
+
+    async def update_payment(
+        self, order_id: int, provider_payment_id: str, payment_data: Mapping[str, str]
+    ) -> Order:
+        try:
+            async with self._tx() as conn:
+                await conn.execute(
+                    "UPDATE orders SET provider_payment_id = $1, payment_data = $2, "
+                    "updated_at = $3 WHERE id = $4",
+                    provider_payment_id,
+                    payment_json(payment_data),
+                    datetime.now(UTC),
+                    order_id,
+                )
                 return await _must_get(conn, order_id)
         except asyncpg.UniqueViolationError:
             raise DuplicatePayment("this payment id belongs to another order") from None
@@ -294,18 +320,18 @@ class PostgresStorage:
         actor: str,
         detail: str = "",
         outbox: Sequence[NewOutbox] = (),
-        paid_amount: int | None = None,
-        refunded_amount: int | None = None,
+        paid: Money | None = None,
+        refunded: Money | None = None,
     ) -> Order | None:
         states = checked_states(expected, target)
         stamp = datetime.now(UTC)
         changes: dict[str, Any] = {"state": target.value, "updated_at": stamp}
         if target is OrderState.PAID:
             changes["paid_at"] = stamp
-        if paid_amount is not None:
-            changes["paid_amount"] = paid_amount
-        if refunded_amount is not None:
-            changes["refunded_amount"] = refunded_amount
+        if paid is not None:
+            changes["paid_amount"] = paid.amount
+        if refunded is not None:
+            changes["refunded_amount"] = refunded.amount
         if target is not OrderState.AWAITING_PAYMENT:
             changes["next_check_at"] = None
         sets = ", ".join(f"{column} = ${n}" for n, column in enumerate(changes, start=2))
@@ -392,6 +418,12 @@ class PostgresStorage:
             "UPDATE inbound_events SET processed_at = $1 WHERE id = $2", datetime.now(UTC), event_id
         )
 
+    async def inbound_for_order(self, order_id: int) -> list[InboundEvent]:
+        rows = await self._db.fetch(
+            "SELECT * FROM inbound_events WHERE order_id = $1 ORDER BY id", order_id
+        )
+        return [to_inbound(r, same) for r in rows]
+
     # --- outbox -------------------------------------------------------------------------
 
     async def enqueue(self, order_id: int | None, message: NewOutbox) -> bool:
@@ -442,7 +474,7 @@ class PostgresStorage:
     # --- refunds ------------------------------------------------------------------------
 
     async def create_refund(
-        self, order_id: int, amount: int, currency: str, idempotency_key: str, actor: str
+        self, order_id: int, amount: Money, idempotency_key: str, actor: str
     ) -> tuple[Refund, bool]:
         stamp = datetime.now(UTC)
         async with self._tx() as conn:
@@ -451,8 +483,8 @@ class PostgresStorage:
                 "created_at, updated_at) VALUES ($1,$2,$3,$4,'pending',$5,$6,$6) "
                 "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
                 order_id,
-                amount,
-                currency,
+                amount.amount,
+                amount.currency,
                 idempotency_key,
                 actor,
                 stamp,
@@ -556,8 +588,8 @@ class PostgresStorage:
             )
         return Figures(
             orders_by_state={r[0]: r[1] for r in by_state},
-            paid_by_currency={r[0]: r[1] for r in paid},
-            refunded_by_currency={r[0]: r[1] for r in refunded},
+            paid=sums(paid),
+            refunded=sums(refunded),
             undelivered_messages=failed,
         )
 

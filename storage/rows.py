@@ -7,10 +7,11 @@ stored time into an aware datetime: SQLite keeps ISO text, PostgreSQL hands back
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from money import Money
 from storage.base import (
     AuditEntry,
     InboundEvent,
@@ -27,8 +28,8 @@ TimeReader = Callable[[Any], datetime | None]
 
 ORDER_COLUMNS = (
     "id, user_id, chat_id, provider, amount, currency, state, token, locale, description, "
-    "created_at, updated_at, provider_payment_id, pay_url, expires_at, paid_at, paid_amount, "
-    "refunded_amount, next_check_at, check_attempts"
+    "created_at, updated_at, provider_payment_id, payment_data, pay_url, expires_at, paid_at, "
+    "paid_amount, refunded_amount, next_check_at, check_attempts"
 )
 
 
@@ -36,14 +37,18 @@ def to_item(row: Row) -> OrderItem:
     return OrderItem(row["sku"], row["title"], row["quantity"], row["unit_amount"])
 
 
+def _money(amount: int | None, currency: str) -> Money | None:
+    return None if amount is None else Money(amount, currency)
+
+
 def to_order(row: Row, items: tuple[OrderItem, ...], when: TimeReader) -> Order:
+    currency = row["currency"]
     return Order(
         id=row["id"],
         user_id=row["user_id"],
         chat_id=row["chat_id"],
         provider=row["provider"],
-        amount=row["amount"],
-        currency=row["currency"],
+        total=Money(row["amount"], currency),
         state=OrderState(row["state"]),
         token=row["token"],
         locale=row["locale"],
@@ -52,11 +57,12 @@ def to_order(row: Row, items: tuple[OrderItem, ...], when: TimeReader) -> Order:
         updated_at=when(row["updated_at"]),  # type: ignore[arg-type]
         items=items,
         provider_payment_id=row["provider_payment_id"],
+        payment_data=json.loads(row["payment_data"] or "{}"),
         pay_url=row["pay_url"],
         expires_at=when(row["expires_at"]),
         paid_at=when(row["paid_at"]),
-        paid_amount=row["paid_amount"],
-        refunded_amount=row["refunded_amount"],
+        paid=_money(row["paid_amount"], currency),
+        refunded=_money(row["refunded_amount"], currency),
         next_check_at=when(row["next_check_at"]),
         check_attempts=row["check_attempts"],
     )
@@ -103,8 +109,7 @@ def to_refund(row: Row, when: TimeReader) -> Refund:
     return Refund(
         id=row["id"],
         order_id=row["order_id"],
-        amount=row["amount"],
-        currency=row["currency"],
+        amount=Money(row["amount"], row["currency"]),
         idempotency_key=row["idempotency_key"],
         state=row["state"],
         actor=row["actor"],
@@ -123,3 +128,12 @@ def to_card(row: Row, when: TimeReader) -> SavedCard:
         card_name=row["card_name"],
         created_at=when(row["created_at"]),  # type: ignore[arg-type]
     )
+
+
+def sums(rows: Iterable[Row]) -> tuple[Money, ...]:
+    """(currency, sum) rows of a figures query as Money, sorted by currency."""
+    return tuple(Money(int(r[1]), r[0]) for r in sorted(rows, key=lambda r: r[0]) if r[1])
+
+
+def payment_json(data: Mapping[str, str] | None) -> str:
+    return json.dumps(dict(data or {}), sort_keys=True)

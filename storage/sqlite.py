@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import aiosqlite
 
+from money import Money
 from storage.base import (
     AuditEntry,
     DuplicatePayment,
@@ -38,6 +39,8 @@ from storage.errors import StorageUnavailable
 from storage.migrations import migrations, statements
 from storage.rows import (
     ORDER_COLUMNS,
+    payment_json,
+    sums,
     to_audit,
     to_card,
     to_inbound,
@@ -157,8 +160,8 @@ class SQLiteStorage:
                     new.user_id,
                     new.chat_id,
                     new.provider,
-                    new.amount,
-                    new.currency,
+                    new.total.amount,
+                    new.total.currency,
                     OrderState.CREATED.value,
                     new.token,
                     new.locale,
@@ -230,6 +233,7 @@ class SQLiteStorage:
         *,
         pay_url: str,
         provider_payment_id: str | None,
+        payment_data: Mapping[str, str] | None = None,
         expires_at: datetime | None,
         next_check_at: datetime | None,
     ) -> Order:
@@ -238,12 +242,13 @@ class SQLiteStorage:
             async with self._tx() as db:
                 cursor = await db.execute(
                     "UPDATE orders SET state = ?, pay_url = ?, provider_payment_id = ?, "
-                    "expires_at = ?, "
+                    "payment_data = ?, expires_at = ?, "
                     "next_check_at = ?, updated_at = ? WHERE id = ? AND state = ?",
                     (
                         OrderState.AWAITING_PAYMENT.value,
                         pay_url,
                         provider_payment_id,
+                        payment_json(payment_data),
                         ts(expires_at),
                         ts(next_check_at),
                         stamp,
@@ -268,7 +273,9 @@ class SQLiteStorage:
             ) from None
         return await self._must_get(order_id)
 
-    async def attach_payment_id(self, order_id: int, provider_payment_id: str) -> Order:
+    async def attach_payment(
+        self, order_id: int, provider_payment_id: str, payment_data: Mapping[str, str]
+    ) -> Order:
         try:
             async with self._tx() as db:
                 rows = list(
@@ -283,9 +290,24 @@ class SQLiteStorage:
                     raise DuplicatePayment(f"order {order_id} already has another payment id")
                 if current is None:
                     await db.execute(
-                        "UPDATE orders SET provider_payment_id = ?, updated_at = ? WHERE id = ?",
-                        (provider_payment_id, now_ts(), order_id),
+                        "UPDATE orders SET provider_payment_id = ?, payment_data = ?, "
+                        "updated_at = ? WHERE id = ?",
+                        (provider_payment_id, payment_json(payment_data), now_ts(), order_id),
                     )
+        except sqlite3.IntegrityError:
+            raise DuplicatePayment("this payment id belongs to another order") from None
+        return await self._must_get(order_id)
+
+    async def update_payment(
+        self, order_id: int, provider_payment_id: str, payment_data: Mapping[str, str]
+    ) -> Order:
+        try:
+            async with self._tx() as db:
+                await db.execute(
+                    "UPDATE orders SET provider_payment_id = ?, payment_data = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (provider_payment_id, payment_json(payment_data), now_ts(), order_id),
+                )
         except sqlite3.IntegrityError:
             raise DuplicatePayment("this payment id belongs to another order") from None
         return await self._must_get(order_id)
@@ -299,8 +321,8 @@ class SQLiteStorage:
         actor: str,
         detail: str = "",
         outbox: Sequence[NewOutbox] = (),
-        paid_amount: int | None = None,
-        refunded_amount: int | None = None,
+        paid: Money | None = None,
+        refunded: Money | None = None,
     ) -> Order | None:
         states = checked_states(expected, target)
         stamp = now_ts()
@@ -309,12 +331,12 @@ class SQLiteStorage:
         if target is OrderState.PAID:
             sets.append("paid_at = ?")
             params.append(stamp)
-        if paid_amount is not None:
+        if paid is not None:
             sets.append("paid_amount = ?")
-            params.append(paid_amount)
-        if refunded_amount is not None:
+            params.append(paid.amount)
+        if refunded is not None:
             sets.append("refunded_amount = ?")
-            params.append(refunded_amount)
+            params.append(refunded.amount)
         if target is not OrderState.AWAITING_PAYMENT:
             sets.append("next_check_at = NULL")
         marks = ",".join("?" * len(states))
@@ -413,6 +435,12 @@ class SQLiteStorage:
                 "UPDATE inbound_events SET processed_at = ? WHERE id = ?", (now_ts(), event_id)
             )
 
+    async def inbound_for_order(self, order_id: int) -> list[InboundEvent]:
+        rows = await self._rows(
+            "SELECT * FROM inbound_events WHERE order_id = ? ORDER BY id", (order_id,)
+        )
+        return [to_inbound(r, parse_ts) for r in rows]
+
     # --- outbox -------------------------------------------------------------------------
 
     async def _enqueue(
@@ -475,7 +503,7 @@ class SQLiteStorage:
     # --- refunds ------------------------------------------------------------------------
 
     async def create_refund(
-        self, order_id: int, amount: int, currency: str, idempotency_key: str, actor: str
+        self, order_id: int, amount: Money, idempotency_key: str, actor: str
     ) -> tuple[Refund, bool]:
         stamp = now_ts()
         async with self._tx() as db:
@@ -483,7 +511,16 @@ class SQLiteStorage:
                 "INSERT INTO refunds (order_id, amount, currency, idempotency_key, state, actor, "
                 "created_at, "
                 "updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING",
-                (order_id, amount, currency, idempotency_key, "pending", actor, stamp, stamp),
+                (
+                    order_id,
+                    amount.amount,
+                    amount.currency,
+                    idempotency_key,
+                    "pending",
+                    actor,
+                    stamp,
+                    stamp,
+                ),
             )
             created = cursor.rowcount == 1
         rows = await self._rows(
@@ -581,7 +618,7 @@ class SQLiteStorage:
         )
         return Figures(
             orders_by_state={r[0]: r[1] for r in by_state},
-            paid_by_currency={r[0]: r[1] for r in paid},
-            refunded_by_currency={r[0]: r[1] for r in refunded},
+            paid=sums(paid),
+            refunded=sums(refunded),
             undelivered_messages=failed[0][0],
         )

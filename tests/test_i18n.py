@@ -13,7 +13,7 @@ from babel.messages.pofile import read_po
 
 from bot.formatting import format_money
 from bot.locale import LOCALES_DIR, SUPPORTED, build_i18n, pick_locale
-from providers.base import Money
+from money import Money
 
 PLACEHOLDER = re.compile(r"\{\w+\}")
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from bot.app import BotApp, StartupError
 from bot.config import Settings
+from bot.wiring import ConfigError, load_settings
 from sandbox.botuser import BotUser
 from sandbox.telegram import TelegramServer
 
@@ -56,9 +57,22 @@ def test_settings_errors_never_show_secrets() -> None:
         Settings(_env_file=None, bot_token="123:super-secret", webhook_url="http://x")  # type: ignore[call-arg]
     assert "WEBHOOK_SECRET" in str(caught.value)
     assert "super-secret" not in str(caught.value)
-    settings = Settings(_env_file=None, bot_token="123:super-secret", redoya_secret="r-secret")  # type: ignore[call-arg]
+    settings = load_settings(
+        {"BOT_TOKEN": "123:super-secret", "REDOYA_SECRET": "r-secret", "REDOYA_IDENTIFIER": "i"}
+    )
     assert "super-secret" not in repr(settings)
-    assert set(settings.secrets()) == {"123:super-secret", "r-secret"}
+    assert "r-secret" not in repr(settings)
+    assert {"123:super-secret", "r-secret", "i", settings.callback_key_secret()} == set(
+        settings.secrets()
+    )
+
+
+def test_provider_settings_errors_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="REDOYA_TOKEN_MINUTES") as caught:
+        load_settings(
+            {"BOT_TOKEN": "1:t", "REDOYA_SECRET": "r-secret", "REDOYA_TOKEN_MINUTES": "1"}
+        )
+    assert "r-secret" not in str(caught.value)
 
 
 async def test_a_refused_token_stops_start_up_clearly(

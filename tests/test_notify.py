@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from bot.app import BotApp, OutboxRenderer, Parts
-from bot.checkout import CheckoutService
-from bot.notify import Notifier
+from bot.app import BotApp, Parts
+from bot.core import CheckoutService
+from bot.notify import Notifier, OutboxRenderer
 from bot.reconcile import Reconciler
 from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
@@ -68,7 +68,9 @@ async def test_two_replicas_sweeping_ask_the_provider_once_per_due_order(
     other_storage = storage_from_url(database_url)
     await other_storage.open()
     try:
-        other = CheckoutService(other_storage, app.providers, public_url=app.web_url)
+        other = CheckoutService(
+            other_storage, app.providers, public_url=app.web_url, callback_secret="s"
+        )
         sweeps = [app.reconciler, Reconciler(other)]
         calls = redoya.verify_calls
         checked = await asyncio.gather(

@@ -9,17 +9,17 @@ import httpx
 import pytest
 from httpx_aiohttp import AiohttpTransport
 
+from money import Money
 from providers.base import (
     CheckoutRequest,
     InboundRequest,
-    Money,
     PaymentRef,
     PaymentState,
     ProviderRejected,
     ProviderUnavailable,
     RefundOutcome,
-    logging_hooks,
 )
+from providers.http import logging_hooks
 from providers.payture import STATUS_MAP, PaytureProvider
 from sandbox.payture import PaytureServer
 
@@ -78,15 +78,15 @@ async def test_happy_path_and_forged_success_flag(client, payture, provider) -> 
     checkout = await provider.create_checkout(request())
     assert "/apim/Pay?SessionId=" in checkout.pay_url
     ref = await provider.parse_return(
-        InboundRequest("GET", "/", {"orderid": checkout.provider_payment_id, "success": "True"})
+        InboundRequest("GET", "/", {"orderid": checkout.ref.payment_id, "success": "True"})
     )
-    assert (await provider.fetch_status(ref, Money(45000, RUB))).state is PaymentState.PENDING
+    assert (await provider.fetch_status(ref.ref)).state is PaymentState.PENDING
     redirect = await pay(client, payture, checkout.pay_url, "paid")
     assert redirect.params["success"] == "True"
     ref = await provider.parse_return(inbound(redirect))
-    status = await provider.fetch_status(ref, Money(45000, RUB))
+    status = await provider.fetch_status(ref.ref)
     assert status.state is PaymentState.PAID
-    assert status.amount == Money(45000, RUB)
+    assert status.remaining == Money(45000, RUB)
 
 
 async def test_failed_payment(client, payture, provider) -> None:
@@ -94,19 +94,19 @@ async def test_failed_payment(client, payture, provider) -> None:
     ref = await provider.parse_return(
         inbound(await pay(client, payture, checkout.pay_url, "failed"))
     )
-    assert (await provider.fetch_status(ref, Money(45000, RUB))).state is PaymentState.FAILED
+    assert (await provider.fetch_status(ref.ref)).state is PaymentState.FAILED
 
 
 async def test_outage_and_garbage_answers_are_unavailable(client, payture, provider) -> None:
     checkout = await provider.create_checkout(request())
-    ref = PaymentRef(checkout.provider_payment_id)
+    ref = checkout.ref
     payture.getstate_status_override = 503
     with pytest.raises(ProviderUnavailable):
-        await provider.fetch_status(ref, Money(45000, RUB))
+        await provider.fetch_status(ref)
     payture.getstate_status_override = None
     payture.malformed_xml = True
     with pytest.raises(ProviderUnavailable, match="malformed answer to GetState"):
-        await provider.fetch_status(ref, Money(45000, RUB))
+        await provider.fetch_status(ref)
 
 
 @pytest.mark.parametrize(
@@ -121,18 +121,18 @@ async def test_outage_and_garbage_answers_are_unavailable(client, payture, provi
 async def test_hostile_xml_is_refused(payture, provider, body: str) -> None:
     payture.raw_answer = body  # external entities, entity expansion: refused, never resolved
     with pytest.raises(ProviderUnavailable, match="malformed"):
-        await provider.fetch_status(PaymentRef("tg-1-x"), Money(100, RUB))
+        await provider.fetch_status(PaymentRef("tg-1-x"))
 
 
 async def test_retried_checkouts_get_fresh_order_ids(client, payture, provider) -> None:
     first = await provider.create_checkout(request())
     second = await provider.create_checkout(request())
-    assert first.provider_payment_id != second.provider_payment_id
+    assert first.ref.payment_id != second.ref.payment_id
     reused = await client.post(
         f"{payture.url}/apim/Init",
         data={
             "Key": payture.key,
-            "Data": f"SessionType=Pay;OrderId={first.provider_payment_id};Amount=100",
+            "Data": f"SessionType=Pay;OrderId={first.ref.payment_id};Amount=100",
         },
     )
     assert 'ErrCode="DUPLICATE_ORDER_ID"' in reused.text
@@ -162,7 +162,7 @@ async def test_notifications_parse_and_dedupe(provider) -> None:
     again = await provider.parse_callback(
         InboundRequest("POST", "/callbacks/payture", {}, {}, body)
     )
-    assert first.provider_payment_id == "tg-1-ab"
+    assert first.ref.payment_id == "tg-1-ab"
     assert first.event_key == again.event_key
     assert first.hint == "EnginePaySuccess"
 
@@ -170,9 +170,9 @@ async def test_notifications_parse_and_dedupe(provider) -> None:
 async def test_partial_then_full_refund(client, payture, provider) -> None:
     checkout = await provider.create_checkout(request())
     await pay(client, payture, checkout.pay_url, "paid")
-    order_id = checkout.provider_payment_id
+    order_id = checkout.ref
     unpaid = await provider.create_checkout(request(2))
-    refused = await provider.refund(unpaid.provider_payment_id, Money(100, RUB), "k0")
+    refused = await provider.refund(unpaid.ref, Money(100, RUB), "k0")
     assert (refused.outcome, refused.provider_code) == (
         RefundOutcome.REJECTED,
         "ILLEGAL_ORDER_STATE",
@@ -181,13 +181,13 @@ async def test_partial_then_full_refund(client, payture, provider) -> None:
     partial = await provider.refund(order_id, Money(15000, RUB), "k1")
     assert partial.outcome is RefundOutcome.DONE
     assert partial.remaining == Money(30000, RUB)
-    status = await provider.fetch_status(PaymentRef(order_id), Money(45000, RUB))
-    assert (status.state, status.amount) == (PaymentState.PAID, Money(30000, RUB))
+    status = await provider.fetch_status(order_id)
+    assert (status.state, status.remaining) == (PaymentState.PAID, Money(30000, RUB))
     beyond = await provider.refund(order_id, Money(30001, RUB), "k2")
     assert (beyond.outcome, beyond.provider_code) == (RefundOutcome.REJECTED, "AMOUNT_ERROR")
     full = await provider.refund(order_id, Money(30000, RUB), "k3")
     assert full.remaining == Money(0, RUB)
-    status = await provider.fetch_status(PaymentRef(order_id), Money(45000, RUB))
+    status = await provider.fetch_status(order_id)
     assert status.state is PaymentState.REFUNDED
 
 
@@ -203,11 +203,10 @@ async def test_save_a_card_and_pay_with_it(client, payture, provider) -> None:
     checkout = await provider.create_checkout(request(card=cards[0].card_id))
     assert "/vwapi/Pay?SessionId=" in checkout.pay_url
     await pay(client, payture, checkout.pay_url, "paid")
-    status = await provider.fetch_status(
-        PaymentRef(checkout.provider_payment_id), Money(45000, RUB)
-    )
+    assert checkout.ref.data == {"wallet": "1"}
+    status = await provider.fetch_status(checkout.ref)
     assert status.state is PaymentState.PAID
-    refund = await provider.refund(checkout.provider_payment_id, Money(45000, RUB), "k")
+    refund = await provider.refund(checkout.ref, Money(45000, RUB), "k")
     assert refund.outcome is RefundOutcome.DONE
 
 
@@ -220,20 +219,16 @@ async def test_without_a_wallet_saved_cards_are_refused(client, payture) -> None
 @pytest.mark.parametrize("state", sorted(STATUS_MAP))
 async def test_every_state_of_the_map(client, payture, provider, state: str) -> None:
     checkout = await provider.create_checkout(request())
-    payture.orders[checkout.provider_payment_id].state = state
-    status = await provider.fetch_status(
-        PaymentRef(checkout.provider_payment_id), Money(45000, RUB)
-    )
+    payture.orders[checkout.ref.payment_id].state = state
+    status = await provider.fetch_status(PaymentRef(checkout.ref.payment_id))
     assert status.state is STATUS_MAP[state]
     assert status.provider_status == state
 
 
 async def test_unknown_states_stay_pending(client, payture, provider) -> None:
     checkout = await provider.create_checkout(request())
-    payture.orders[checkout.provider_payment_id].state = "PendingSomethingNew"
-    status = await provider.fetch_status(
-        PaymentRef(checkout.provider_payment_id), Money(45000, RUB)
-    )
+    payture.orders[checkout.ref.payment_id].state = "PendingSomethingNew"
+    status = await provider.fetch_status(PaymentRef(checkout.ref.payment_id))
     assert status.state is PaymentState.PENDING
 
 
@@ -241,11 +236,11 @@ async def test_secrets_never_reach_logs_or_errors(client, payture, provider, cap
     caplog.set_level(logging.DEBUG)
     checkout = await provider.create_checkout(request())
     await pay(client, payture, checkout.pay_url, "paid")
-    await provider.refund(checkout.provider_payment_id, Money(100, RUB), "k")
+    await provider.refund(checkout.ref, Money(100, RUB), "k")
     await provider.open_card_session("tg1001", ip="127.0.0.1", return_url="http://x/c")
     payture.malformed_xml = True
     with pytest.raises(ProviderUnavailable) as caught:
-        await provider.refund(checkout.provider_payment_id, Money(100, RUB), "k2")
+        await provider.refund(checkout.ref, Money(100, RUB), "k2")
     text = caplog.text + str(caught.value)
     assert "Refund" in caplog.text
     for secret in (payture.password, payture.wallet_password, WALLET_SECRET):

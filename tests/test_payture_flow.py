@@ -9,6 +9,7 @@ import logging
 import aiohttp
 
 from bot.app import Parts
+from money import Money
 from sandbox.botuser import BotUser, button_url
 from sandbox.payture import PaytureServer
 from sandbox.telegram import TelegramServer
@@ -37,7 +38,7 @@ async def test_happy_path_via_the_chat(app: Parts, user: BotUser, payture, http)
     assert (status, "Payment received" in page) == (200, True)
     await user.wait_message("Payment received")
     order = await latest(app)
-    assert (order.state, order.paid_amount, order.currency) == (S.PAID, 45000, "RUB")
+    assert (order.state, order.paid) == (S.PAID, Money(45000, "RUB"))
 
 
 async def test_forged_success_flag_on_an_unpaid_order_pays_nothing(app: Parts, user, http) -> None:
@@ -110,7 +111,7 @@ async def test_partial_then_full_refund_by_an_admin(
     await admin.send(f"/refund {order.id}")
     await admin.wait_message("Refunded")
     order = await latest(app)
-    assert (order.state, order.refunded_amount) == (S.REFUNDED, 45000)
+    assert (order.state, order.refunded) == (S.REFUNDED, Money(45000, "RUB"))
     await admin.send(f"/order {order.id}")
     await admin.wait_message("Audit")
 

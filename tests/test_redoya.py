@@ -11,18 +11,18 @@ import httpx
 import pytest
 from httpx_aiohttp import AiohttpTransport
 
+from money import AmountNotRepresentable, Money
 from providers.base import (
-    AmountNotRepresentable,
     BadCallback,
     CheckoutRequest,
+    Inbound,
     InboundRequest,
-    Money,
     PaymentRef,
     PaymentState,
     ProviderRejected,
     ProviderUnavailable,
-    logging_hooks,
 )
+from providers.http import logging_hooks
 from providers.redoya import ERROR_MAP, STATUS_MAP, RedoyaProvider
 from sandbox.redoya import RedoyaServer
 
@@ -62,7 +62,7 @@ def request(amount: int = 15000) -> CheckoutRequest:
 
 async def paid_via_page(
     client: httpx.AsyncClient, redoya: RedoyaServer, provider: RedoyaProvider, outcome: str
-) -> tuple[str, PaymentRef]:
+) -> tuple[str, Inbound]:
     checkout = await provider.create_checkout(request())
     answer = (
         await client.post(
@@ -70,20 +70,20 @@ async def paid_via_page(
         )
     ).json()
     redirect = httpx.URL(answer["redirect"])
-    ref = await provider.parse_return(
+    inbound = await provider.parse_return(
         InboundRequest("GET", redirect.path, dict(redirect.params), {}, b"")
     )
-    return str(redirect), ref
+    return str(redirect), inbound
 
 
 async def test_paid_order_verifies_with_its_amount(client, redoya) -> None:
     provider = adapter(client, redoya)
-    redirect, ref = await paid_via_page(client, redoya, provider, "paid")
+    redirect, inbound = await paid_via_page(client, redoya, provider, "paid")
     assert "result=success" in redirect
-    assert ref.hint == "success"
-    status = await provider.fetch_status(ref, Money(15000, TRY))
+    assert inbound.hint == "success"
+    status = await provider.fetch_status(inbound.ref)
     assert status.state is PaymentState.PAID
-    assert status.amount == Money(15000, TRY)
+    assert status.paid == Money(15000, TRY)
 
 
 @pytest.mark.parametrize(
@@ -92,9 +92,9 @@ async def test_paid_order_verifies_with_its_amount(client, redoya) -> None:
 )
 async def test_failed_and_cancelled(client, redoya, outcome: str, state: PaymentState) -> None:
     provider = adapter(client, redoya)
-    redirect, ref = await paid_via_page(client, redoya, provider, outcome)
+    redirect, inbound = await paid_via_page(client, redoya, provider, outcome)
     assert "result=fail" in redirect
-    assert (await provider.fetch_status(ref, Money(15000, TRY))).state is state
+    assert (await provider.fetch_status(inbound.ref)).state is state
 
 
 async def test_pending_orders_time_out(client) -> None:
@@ -102,8 +102,8 @@ async def test_pending_orders_time_out(client) -> None:
     await server.start()
     try:
         provider = adapter(client, server)
-        _, ref = await paid_via_page(client, server, provider, "pending")
-        assert (await provider.fetch_status(ref, Money(15000, TRY))).state is PaymentState.EXPIRED
+        _, inbound = await paid_via_page(client, server, provider, "pending")
+        assert (await provider.fetch_status(inbound.ref)).state is PaymentState.EXPIRED
     finally:
         await server.stop()
 
@@ -111,35 +111,35 @@ async def test_pending_orders_time_out(client) -> None:
 async def test_not_confirmed_yet_then_paid(client, redoya) -> None:
     provider = adapter(client, redoya)
     redoya.not_confirmed_verifies = 1
-    _, ref = await paid_via_page(client, redoya, provider, "paid")
-    assert (await provider.fetch_status(ref, Money(15000, TRY))).state is PaymentState.PENDING
-    assert (await provider.fetch_status(ref, Money(15000, TRY))).state is PaymentState.PAID
+    _, inbound = await paid_via_page(client, redoya, provider, "paid")
+    assert (await provider.fetch_status(inbound.ref)).state is PaymentState.PENDING
+    assert (await provider.fetch_status(inbound.ref)).state is PaymentState.PAID
 
 
 async def test_outages_are_unavailable_not_answers(client, redoya) -> None:
     provider = adapter(client, redoya)
-    _, ref = await paid_via_page(client, redoya, provider, "paid")
+    _, inbound = await paid_via_page(client, redoya, provider, "paid")
     redoya.verify_status_override = 500
     with pytest.raises(ProviderUnavailable):
-        await provider.fetch_status(ref, Money(15000, TRY))
+        await provider.fetch_status(inbound.ref)
     redoya.verify_status_override = None
     redoya.verify_delay = 1.5
     with pytest.raises(ProviderUnavailable, match="timed out"):
-        await provider.fetch_status(ref, Money(15000, TRY))
+        await provider.fetch_status(inbound.ref)
 
 
 async def test_forged_amount_currency_and_test_mode(client, redoya) -> None:
     provider = adapter(client, redoya)
-    _, ref = await paid_via_page(client, redoya, provider, "paid")
+    _, inbound = await paid_via_page(client, redoya, provider, "paid")
     redoya.paid_amount_override = 300
-    status = await provider.fetch_status(ref, Money(15000, TRY))
-    assert status.amount == Money(300, TRY)  # confirm compares it with the order
+    status = await provider.fetch_status(inbound.ref)
+    assert status.paid == Money(300, TRY)  # confirm compares it with the order
     redoya.paid_amount_override = None
     redoya.currency_override = "USD"
-    assert (await provider.fetch_status(ref, Money(15000, TRY))).state is PaymentState.NEEDS_REVIEW
+    assert (await provider.fetch_status(inbound.ref)).state is PaymentState.NEEDS_REVIEW
     redoya.currency_override = None
     redoya.test_mode_override = 1
-    status = await provider.fetch_status(ref, Money(15000, TRY))
+    status = await provider.fetch_status(inbound.ref)
     assert status.state is PaymentState.NEEDS_REVIEW
     assert "testMode" in status.detail
 
@@ -147,7 +147,7 @@ async def test_forged_amount_currency_and_test_mode(client, redoya) -> None:
 async def test_unknown_and_malformed_ids(client, redoya) -> None:
     provider = adapter(client, redoya)
     with pytest.raises(ProviderRejected) as caught:
-        await provider.fetch_status(PaymentRef("AAAAAAAAAAAAAAAA"), Money(15000, TRY))
+        await provider.fetch_status(PaymentRef("AAAAAAAAAAAAAAAA"))
     assert caught.value.code == "UNKNOWN_ORDER"
     with pytest.raises(BadCallback):
         await provider.parse_return(InboundRequest("GET", "/", {"order_id": "../../etc"}))
@@ -157,13 +157,13 @@ def test_amount_rules() -> None:
     provider = RedoyaProvider(
         httpx.AsyncClient(), api_url="x", pay_url="x", secret="s" * 32, identifier="i"
     )
-    provider.check_amount(Money(300, TRY))
-    provider.check_amount(Money(100_000, TRY))
+    provider.amount_format.check(Money(300, TRY))
+    provider.amount_format.check(Money(100_000, TRY))
     for amount in (250, 299, 100_100, 1570):
         with pytest.raises(AmountNotRepresentable):
-            provider.check_amount(Money(amount, TRY))
+            provider.amount_format.check(Money(amount, TRY))
     with pytest.raises(AmountNotRepresentable):
-        provider.check_amount(Money(1500, "RUB"))
+        provider.amount_format.check(Money(1500, "RUB"))
     decimal = RedoyaProvider(
         httpx.AsyncClient(),
         api_url="x",
@@ -172,7 +172,7 @@ def test_amount_rules() -> None:
         identifier="i",
         decimal_prices=True,
     )
-    decimal.check_amount(Money(1570, TRY))
+    decimal.amount_format.check(Money(1570, TRY))
     for lifetime in (timedelta(minutes=10), timedelta(days=366)):
         with pytest.raises(ValueError, match="lifetime"):
             RedoyaProvider(
@@ -193,16 +193,16 @@ async def test_decimal_prices_reach_the_page_when_enabled(client, redoya) -> Non
         f"{redoya.url}/sandbox/pay", json={"url": checkout.pay_url, "outcome": "paid"}
     )
     order_id = answer.json()["order_id"]
-    status = await provider.fetch_status(PaymentRef(order_id), Money(1570, TRY))
-    assert status.amount == Money(1570, TRY)
+    status = await provider.fetch_status(PaymentRef(order_id))
+    assert status.paid == Money(1570, TRY)
 
 
 @pytest.mark.parametrize("status", sorted(STATUS_MAP))
 async def test_every_status_of_the_map(client, redoya, status: str) -> None:
     provider = adapter(client, redoya)
     outcome = {"success": "paid", "failed": "failed"}[status]
-    _, ref = await paid_via_page(client, redoya, provider, outcome)
-    assert (await provider.fetch_status(ref, Money(15000, TRY))).state is STATUS_MAP[status]
+    _, inbound = await paid_via_page(client, redoya, provider, outcome)
+    assert (await provider.fetch_status(inbound.ref)).state is STATUS_MAP[status]
 
 
 def test_every_error_type_of_the_document_is_mapped() -> None:
@@ -214,9 +214,9 @@ def test_every_error_type_of_the_document_is_mapped() -> None:
 
 async def test_the_emulator_accepts_a_form_body(client, redoya) -> None:
     provider = adapter(client, redoya)
-    _, ref = await paid_via_page(client, redoya, provider, "paid")
+    _, inbound = await paid_via_page(client, redoya, provider, "paid")
     answer = await client.post(
-        f"{redoya.url}/api/v1/order/verify/{ref.provider_payment_id}",
+        f"{redoya.url}/api/v1/order/verify/{inbound.ref.payment_id}",
         data={"identifier": redoya.identifier},
     )
     assert answer.json()["status"] == "success"
@@ -225,11 +225,11 @@ async def test_the_emulator_accepts_a_form_body(client, redoya) -> None:
 async def test_secrets_never_reach_logs_or_errors(client, redoya, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     provider = adapter(client, redoya)
-    _, ref = await paid_via_page(client, redoya, provider, "paid")
-    await provider.fetch_status(ref, Money(15000, TRY))
+    _, inbound = await paid_via_page(client, redoya, provider, "paid")
+    await provider.fetch_status(inbound.ref)
     redoya.verify_status_override = 500
     with pytest.raises(ProviderUnavailable) as caught:
-        await provider.fetch_status(ref, Money(15000, TRY))
+        await provider.fetch_status(inbound.ref)
     text = caplog.text + str(caught.value)
     assert "verify" in caplog.text  # the calls are logged...
     assert redoya.secret not in text  # ...without the secret or the identifier

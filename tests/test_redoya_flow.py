@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from bot.app import BotApp, Parts
+from money import Money
 from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
@@ -39,7 +40,7 @@ async def test_happy_path_from_start_to_paid_notification(
     await user.wait_message("Payment received for order #1")
     order = await latest_order(app)
     assert order.state is S.PAID
-    assert order.paid_amount == 15000
+    assert order.paid == Money(15000, "TRY")
     assert order.provider_payment_id is not None
     assert len(order.provider_payment_id) == 16
     await merchant.wait_message("Order #1 paid")

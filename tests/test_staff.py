@@ -55,7 +55,7 @@ MERCHANT_TEXTS = [
     (
         "en",
         "No paid orders in the last 24 hours yet.",
-        "Order #1 paid: TRY85.00 via redoya",
+        "Order #1 paid: TRY85.00 via Redoya",
         "Paid orders in the last 24 hours: 1, TRY85.00",
     ),
     (
@@ -67,7 +67,7 @@ MERCHANT_TEXTS = [
     (
         "tr",
         "Son 24 saatte henüz ödenmiş sipariş yok.",
-        "Sipariş #1 ödendi: ₺85,00, redoya ile",
+        "Sipariş #1 ödendi: ₺85,00, Redoya ile",
         "Son 24 saatte ödenen siparişler: 1, ₺85,00",
     ),
 ]

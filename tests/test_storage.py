@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from money import Money
 from storage import StorageUnavailable, storage_from_url
 from storage.base import (
     DuplicatePayment,
@@ -29,8 +30,7 @@ def new_order(n: int = 1, user_id: int = 7) -> NewOrder:
         user_id=user_id,
         chat_id=user_id,
         provider="redoya",
-        amount=23500,
-        currency="TRY",
+        total=Money(23500, "TRY"),
         token=f"token-{n}",
         items=[
             OrderItem("turkish-coffee", "Turkish coffee", 1, 15000),
@@ -75,17 +75,32 @@ async def test_orders_round_trip_with_items(storage: Storage) -> None:
     assert await storage.get_order(999) is None
 
 
-async def test_set_checkout_and_attach_payment_id(storage: Storage) -> None:
+async def test_set_checkout_and_attach_payment(storage: Storage) -> None:
     order_id = await awaiting(storage)
-    order = await storage.attach_payment_id(order_id, "P1")
+    order = await storage.attach_payment(order_id, "P1", {"bank": "halk"})
     assert order.state is S.AWAITING_PAYMENT
-    assert await storage.attach_payment_id(order_id, "P1") == order  # idempotent
+    assert await storage.attach_payment(order_id, "P1", {"bank": "halk"}) == order  # idempotent
     with pytest.raises(DuplicatePayment):
-        await storage.attach_payment_id(order_id, "P2")
+        await storage.attach_payment(order_id, "P2", {})
     other = await awaiting(storage, 2)
     with pytest.raises(DuplicatePayment):
-        await storage.attach_payment_id(other, "P1")
+        await storage.attach_payment(other, "P1", {})
     assert (await storage.get_order_by_payment("redoya", "P1")).id == order_id  # type: ignore[union-attr]
+    assert order.payment_data == {"bank": "halk"}
+
+
+async def test_a_payment_reference_the_provider_renamed_is_stored(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    await storage.attach_payment(order_id, "INV-1", {"bank": "halk"})
+    renamed = await storage.update_payment(order_id, "INV-2", {"bank": "halk", "renamed": "1"})
+    assert (renamed.provider_payment_id, renamed.payment_data) == (
+        "INV-2",
+        {"bank": "halk", "renamed": "1"},
+    )
+    assert (await storage.get_order_by_payment("redoya", "INV-2")).id == order_id  # type: ignore[union-attr]
+    other = await awaiting(storage, 2)
+    with pytest.raises(DuplicatePayment):
+        await storage.update_payment(other, "INV-2", {})
 
 
 async def test_transition_is_compare_and_set_with_audit_and_outbox(storage: Storage) -> None:
@@ -97,7 +112,7 @@ async def test_transition_is_compare_and_set_with_audit_and_outbox(storage: Stor
         actor="return",
         detail="success",
         outbox=[NewOutbox("paid", 7), NewOutbox("merchant_paid", -1)],
-        paid_amount=23500,
+        paid=Money(23500, "TRY"),
     )
     assert paid is not None
     assert paid.state is S.PAID
@@ -194,8 +209,8 @@ async def test_inbound_events_are_stored_once(storage: Storage) -> None:
 
 async def test_refunds_are_idempotent_by_key(storage: Storage) -> None:
     order_id = await awaiting(storage)
-    refund, created = await storage.create_refund(order_id, 500, "TRY", "k1", "admin:1")
-    again, created_again = await storage.create_refund(order_id, 500, "TRY", "k1", "admin:1")
+    refund, created = await storage.create_refund(order_id, Money(500, "TRY"), "k1", "admin:1")
+    again, created_again = await storage.create_refund(order_id, Money(500, "TRY"), "k1", "admin:1")
     assert created
     assert not created_again
     assert again.id == refund.id
@@ -240,11 +255,13 @@ async def test_a_due_order_is_claimed_by_one_sweep(storage: Storage) -> None:
 
 async def test_figures(storage: Storage) -> None:
     order_id = await awaiting(storage)
-    await storage.transition(order_id, S.AWAITING_PAYMENT, S.PAID, actor="x", paid_amount=23500)
+    await storage.transition(
+        order_id, S.AWAITING_PAYMENT, S.PAID, actor="x", paid=Money(23500, "TRY")
+    )
     await awaiting(storage, 2)
     figures = await storage.figures(datetime.now(UTC) - timedelta(days=1))
     assert figures.orders_by_state == {"paid": 1, "awaiting_payment": 1}
-    assert figures.paid_by_currency == {"TRY": 23500}
+    assert figures.paid == (Money(23500, "TRY"),)
 
 
 async def test_data_and_migrations_survive_reopen(url: str) -> None:

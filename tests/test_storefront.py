@@ -83,7 +83,7 @@ async def test_cart_edits_and_checkout_with_two_items(app: Parts, user: BotUser)
     assert "Turkish coffee 250 g × 1" in order["text"]
     assert "Cezve, copper × 3" in order["text"]
     stored = (await app.storage.orders_for_user(CUSTOMER, limit=1))[0]
-    assert (stored.amount, len(stored.items)) == (40500, 2)
+    assert (stored.total.amount, len(stored.items)) == (40500, 2)
     await user.send("/cart")
     await user.wait_message("Your cart is empty")
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal, InvalidOperation
-
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import Message, TelegramObject
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
-from bot.checkout import CheckoutService, RefundError
 from bot.config import Settings
-from providers.base import AmountNotRepresentable, Money
-from storage.base import Order, Storage
+from bot.core import AmountNotRepresentable, CheckoutService, Money, Order, RefundError
 
 
 class IsAdmin(Filter):
@@ -23,9 +18,20 @@ class IsAdmin(Filter):
         return user is not None and user.id in settings.admin_ids
 
 
+ORDER_ID_DIGITS = 18  # beyond this it is no order id of ours (and would overflow SQLite)
+MAX_DAYS = 36_600
+
+
+def _number(text: str, digits: int = ORDER_ID_DIGITS) -> int | None:
+    """A plain ASCII number of at most `digits` digits ('²' and '１' are not numbers here)."""
+    if not text or len(text) > digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def _order_id(command: CommandObject) -> int | None:
     first = (command.args or "").split()[:1]
-    return int(first[0]) if first and first[0].isdigit() else None
+    return _number(first[0]) if first else None
 
 
 def usage() -> str:
@@ -41,11 +47,11 @@ def usage() -> str:
     )
 
 
-def refusal(exc: RefundError, order: Order) -> str:
+def refusal(exc: RefundError, order: Order, display_name: str) -> str:
     """Why a refund was refused, in the admin's language; the provider's own words stay as
     they came."""
-    left = Money(order.left_to_refund, order.currency)
-    provider = texts.escape(order.provider.title())
+    left = order.left_to_refund
+    provider = texts.escape(display_name)
     reasons = {
         "not_refundable": _("order #{id} is {state}").format(
             id=order.id, state=texts.state_name(order.state)
@@ -68,15 +74,16 @@ async def admin_help(message: Message) -> None:
     await message.answer(usage())
 
 
-async def order_lookup(message: Message, command: CommandObject, storage: Storage) -> None:
+async def order_lookup(message: Message, command: CommandObject, checkout: CheckoutService) -> None:
     order_id = _order_id(command)
-    order = await storage.get_order(order_id) if order_id else None
+    order = await checkout.order(order_id) if order_id else None
     if order is None:
         await message.answer(texts.escape(_("No such order. Usage: /order <id>")))
         return
-    trail = await storage.audit_trail(order.id)
+    trail = await checkout.audit(order.id)
+    provider = checkout.display_name(order.provider)
     rows = [
-        texts.receipt(order) if order.paid_at else texts.order_card(order),
+        texts.receipt(order, provider) if order.paid_at else texts.order_card(order),
         _("state: {state} · provider: {provider} · customer: {user_id}").format(
             state=order.state, provider=texts.escape(order.provider), user_id=order.user_id
         ),
@@ -90,19 +97,18 @@ async def order_lookup(message: Message, command: CommandObject, storage: Storag
     await message.answer("\n".join(rows))
 
 
-async def refund(
-    message: Message, command: CommandObject, storage: Storage, checkout: CheckoutService
-) -> None:
+async def refund(message: Message, command: CommandObject, checkout: CheckoutService) -> None:
     parts = (command.args or "").split()
-    order = await storage.get_order(int(parts[0])) if parts and parts[0].isdigit() else None
+    order_id = _order_id(command)
+    order = await checkout.order(order_id) if order_id else None
     if order is None:
         await message.answer(texts.escape(_("No such order. Usage: /refund <id> [amount]")))
         return
     amount = None
     if len(parts) > 1:
         try:
-            amount = Money.from_decimal(Decimal(parts[1].replace(",", ".")), order.currency).amount
-        except (InvalidOperation, AmountNotRepresentable):
+            amount = Money.from_decimal(parts[1].replace(",", "."), order.currency)
+        except AmountNotRepresentable:
             await message.answer(
                 _("{amount} is not a valid {currency} amount").format(
                     amount=texts.escape(parts[1]), currency=order.currency
@@ -114,9 +120,9 @@ async def refund(
             order.id, amount, actor=f"admin:{message.from_user.id if message.from_user else 0}"
         )
     except RefundError as exc:
-        await message.answer(refusal(exc, order))
+        await message.answer(refusal(exc, order, checkout.display_name(order.provider)))
         return
-    left = Money(refunded.left_to_refund, refunded.currency)
+    left = refunded.left_to_refund
     await message.answer(
         _("Refunded. Order #{id} is {state}; {amount} left.").format(
             id=refunded.id, state=texts.state_name(refunded.state), amount=texts.money(left)
@@ -124,21 +130,14 @@ async def refund(
     )
 
 
-async def stats(
-    message: Message, command: CommandObject, storage: Storage, checkout: CheckoutService
-) -> None:
-    days = int(command.args) if command.args and command.args.strip().isdigit() else 30
-    figures = await storage.figures(checkout.clock() - timedelta(days=days))
+async def stats(message: Message, command: CommandObject, checkout: CheckoutService) -> None:
+    days = _number((command.args or "").strip(), 5) or 30
+    days = min(days, MAX_DAYS)
+    figures = await checkout.figures(days)
     rows = ["<b>" + _("Orders of the last {days} days").format(days=days) + "</b>"]
     rows += [f"{state}: {n}" for state, n in sorted(figures.orders_by_state.items())]
-    rows += [
-        _("Paid: {amount}").format(amount=texts.money(Money(v, c)))
-        for c, v in sorted(figures.paid_by_currency.items())
-    ]
-    rows += [
-        _("Refunded: {amount}").format(amount=texts.money(Money(v, c)))
-        for c, v in sorted(figures.refunded_by_currency.items())
-    ]
+    rows += [_("Paid: {amount}").format(amount=texts.money(m)) for m in figures.paid]
+    rows += [_("Refunded: {amount}").format(amount=texts.money(m)) for m in figures.refunded]
     if figures.undelivered_messages:
         rows.append(
             _("Messages Telegram refused: {count}").format(count=figures.undelivered_messages)

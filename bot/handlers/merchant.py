@@ -3,18 +3,14 @@ today's figures. Nothing else is answered there."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from aiogram import Router
 from aiogram.filters import Command, Filter
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
-from bot.checkout import CheckoutService
 from bot.config import Settings
-from providers.base import Money
-from storage.base import Storage
+from bot.core import CheckoutService
 
 
 class InMerchantChat(Filter):
@@ -24,9 +20,9 @@ class InMerchantChat(Filter):
         )
 
 
-async def today(message: Message, storage: Storage, checkout: CheckoutService) -> None:
-    figures = await storage.figures(checkout.clock() - timedelta(days=1))
-    paid = [texts.money(Money(v, c)) for c, v in sorted(figures.paid_by_currency.items())]
+async def today(message: Message, checkout: CheckoutService) -> None:
+    figures = await checkout.figures(1)
+    paid = [texts.money(m) for m in figures.paid]
     count = figures.orders_by_state.get("paid", 0)
     if not count:
         await message.answer(_("No paid orders in the last 24 hours yet."))

@@ -1,10 +1,11 @@
-"""The embedded web server: provider callbacks, customer returns, health, Telegram webhook."""
+"""The embedded web server: provider callbacks, customer returns, bridge pages, saved-card
+returns, health, and the Telegram webhook."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from bot.web import callbacks, cards, health, returns
+from bot.web import callbacks, cards, health, pay, returns
 from bot.web.keys import SERVICES_KEY, WebServices
 
 MAX_BODY = 256 * 1024  # provider callbacks are small; anything bigger is refused with 413
@@ -19,4 +20,5 @@ def create_web_app(services: WebServices) -> web.Application:
     app.add_routes(callbacks.routes)
     app.add_routes(health.routes)
     app.add_routes(cards.routes)
+    app.add_routes(pay.routes)
     return app

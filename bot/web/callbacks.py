@@ -3,14 +3,13 @@ request path, so a slow provider never holds a callback open."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
 
+from bot.core import BadCallback
 from bot.web.inbound import to_inbound, to_response
 from bot.web.keys import SERVICES_KEY
-from providers.base import BadCallback
 
 log = logging.getLogger("bot.web")
 routes = web.RouteTableDef()
@@ -30,8 +29,5 @@ async def provider_callback(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": str(exc.args[0]) if exc.args else "bad callback"}, status=status
         )
-    if follow_up is not None:
-        task = asyncio.create_task(follow_up())
-        services.background.add(task)
-        task.add_done_callback(services.background.discard)
+    services.detach(follow_up)
     return to_response(ack)

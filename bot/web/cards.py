@@ -7,7 +7,7 @@ import logging
 from aiogram.utils.i18n import gettext as _
 from aiohttp import web
 
-from bot.cards import CardError
+from bot.core.cards import CardError
 from bot.web.keys import SERVICES_KEY
 from bot.web.returns import page
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from providers.base import Ack, InboundRequest
+from bot.core import Ack, InboundRequest
 
 
 async def to_inbound(request: web.Request) -> InboundRequest:

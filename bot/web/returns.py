@@ -12,10 +12,9 @@ from html import escape
 from aiogram.utils.i18n import gettext as _
 from aiohttp import web
 
+from bot.core import BadCallback, OrderState
 from bot.web.inbound import to_inbound
 from bot.web.keys import SERVICES_KEY
-from providers.base import BadCallback
-from storage.base import OrderState
 
 log = logging.getLogger("bot.web")
 routes = web.RouteTableDef()

@@ -11,9 +11,10 @@ import hashlib
 import hmac
 import time
 
+from bot.core.outbox import OutboxKind, message
 from providers.base import Capability, ProviderError, SavedCards
 from providers.registry import Registry, UnknownProvider
-from storage.base import NewOutbox, SavedCard, Storage
+from storage.base import SavedCard, Storage
 
 TOKEN_LIFETIME = 3600  # the provider's card session lives 60 minutes
 
@@ -83,9 +84,7 @@ class CardService:
         if user_id is None:
             return None
         if result.lower() != "true":
-            await self.storage.enqueue(
-                None, NewOutbox("card_failed", user_id, {"user_id": user_id})
-            )
+            await self.storage.enqueue(None, message(OutboxKind.CARD_FAILED, user_id))
             return []
         wallet = self._wallet(provider_name)
         try:
@@ -102,7 +101,7 @@ class CardService:
                 saved.append(stored)
         for card in saved:
             await self.storage.enqueue(
-                None, NewOutbox("card_saved", user_id, {"user_id": user_id, "card": card.card_name})
+                None, message(OutboxKind.CARD_SAVED, user_id, {"card": card.card_name})
             )
         return saved
 

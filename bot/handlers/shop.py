@@ -1,10 +1,9 @@
-"""The customer's chat: catalog, cart, checkout, orders, language. Handlers stay thin: parse the
-input (CallbackData factories do it), call the cart or the checkout service, render."""
+"""The customer's shop: commands, catalog, cart and paying for it. Handlers stay thin: parse
+the input (CallbackData factories do it), call the cart or the checkout service, render."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
@@ -16,40 +15,28 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import cart as carts
 from bot import texts
-from bot.cards import CardError, CardService
 from bot.catalog import Catalog, Product
-from bot.checkout import CheckoutError, CheckoutService
-from bot.formatting import format_when
+from bot.core import CheckoutError, CheckoutService
+from bot.handlers.common import edit
+from bot.handlers.orders import mask
 from bot.keyboards import (
     LANGUAGES,
-    CardCb,
     CartAction,
     CartCb,
     CatalogCb,
     LanguageCb,
-    OrderAction,
-    OrderCb,
-    OrdersPage,
     PayWith,
     ProductAction,
     ProductCb,
-    cards_keyboard,
     cart_keyboard,
     catalog_keyboard,
     category_keyboard,
     language_keyboard,
-    link_keyboard,
     order_keyboard,
-    orders_keyboard,
     product_keyboard,
     provider_keyboard,
 )
 from bot.locale import LocaleMiddleware
-from providers.base import Money
-from storage.base import PAYABLE, Order, OrderState, Storage
-
-log = logging.getLogger("bot.customer")
-ORDERS_PAGE = 8
 
 
 class CartInput(StatesGroup):
@@ -96,11 +83,6 @@ async def help_command(message: Message) -> None:
 
 async def cart_command(message: Message, catalog: Catalog, state: FSMContext) -> None:
     text, markup = await render_cart(catalog, state)
-    await message.answer(text, reply_markup=markup)
-
-
-async def orders_command(message: Message, storage: Storage) -> None:
-    text, markup = await render_orders(storage, message.chat.id, 0)
     await message.answer(text, reply_markup=markup)
 
 
@@ -198,13 +180,12 @@ async def buy_now(
     callback_data: ProductCb,
     catalog: Catalog,
     checkout: CheckoutService,
-    storage: Storage,
 ) -> None:
     product = catalog.product(callback_data.id)
     if product is None:
         await query.answer(_("That product is no longer in the catalog."), show_alert=True)
         return
-    await choose_provider(query, [(product, 1)], checkout, storage, product_id=product.id)
+    await choose_provider(query, [(product, 1)], checkout, product_id=product.id)
 
 
 # --- cart ---------------------------------------------------------------------------------
@@ -272,13 +253,12 @@ async def cart_checkout(
     catalog: Catalog,
     state: FSMContext,
     checkout: CheckoutService,
-    storage: Storage,
 ) -> None:
     items = carts.lines(carts.read(await state.get_data()), catalog)
     if not items:
         await query.answer(_("Your cart is empty."), show_alert=True)
         return
-    await choose_provider(query, items, checkout, storage, state=state)
+    await choose_provider(query, items, checkout, state=state)
 
 
 async def cart_quantity(
@@ -303,7 +283,7 @@ async def quantity_entered(message: Message, catalog: Catalog, state: FSMContext
     data = await state.get_data()
     product_id = str(data.get("qty_for", ""))
     text = (message.text or "").strip()
-    if not text.isdigit() or not 0 <= int(text) <= carts.MAX_QUANTITY:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= carts.MAX_QUANTITY:
         await message.answer(cart_error("quantity_range"))
         return
     try:
@@ -325,38 +305,32 @@ async def choose_provider(
     query: CallbackQuery,
     items: list[tuple[Product, int]],
     checkout: CheckoutService,
-    storage: Storage,
     *,
     product_id: str = "",
     state: FSMContext | None = None,
 ) -> None:
     total = carts.total(items)
     assert total is not None
-    fitting = []
-    for provider in checkout.providers_for(total.currency, carts.allowed_providers(items)):
-        try:
-            provider.check_amount(total)
-        except ValueError:
-            continue
-        fitting.append(provider)
-    if not fitting:
+    offered = await checkout.payment_choices(
+        query.from_user.id, total, carts.allowed_providers(items)
+    )
+    if not offered:
         await query.answer(
             _("Sorry, no payment method here can take {total}.").format(total=texts.money(total)),
             show_alert=True,
         )
         return
     choices: list[tuple[str, PayWith]] = []
-    for provider in fitting:
-        for card in await storage.saved_cards(query.from_user.id, provider.name):
-            label = _("Pay with {card}").format(card=mask(card.card_name))
-            choices.append(
-                (label, PayWith(provider=provider.name, product=product_id, card=card.id))
-            )
-        choices.append(
-            (provider_title(provider.name), PayWith(provider=provider.name, product=product_id))
-        )
+    for choice in offered:
+        if choice.card is not None:
+            label = _("Pay with {card}").format(card=mask(choice.card.card_name))
+            data = PayWith(provider=choice.provider, product=product_id, card=choice.card.id)
+        else:
+            label = texts.provider_name(choice.display_name)
+            data = PayWith(provider=choice.provider, product=product_id)
+        choices.append((label, data))
     if len(choices) == 1:
-        await place(query, choices[0][1], items, checkout, storage, state)
+        await place(query, choices[0][1], items, checkout, state)
         return
     await query.answer()
     text = (
@@ -374,7 +348,6 @@ async def pay_with(
     catalog: Catalog,
     state: FSMContext,
     checkout: CheckoutService,
-    storage: Storage,
 ) -> None:
     if callback_data.product:
         product = catalog.product(callback_data.product)
@@ -386,7 +359,7 @@ async def pay_with(
             _("This choice is out of date. Please start again from the catalog."), show_alert=True
         )
         return
-    await place(query, callback_data, items, checkout, storage, state)
+    await place(query, callback_data, items, checkout, state)
 
 
 async def place(
@@ -394,17 +367,9 @@ async def place(
     choice: PayWith,
     items: list[tuple[Product, int]],
     checkout: CheckoutService,
-    storage: Storage,
     state: FSMContext | None = None,
 ) -> None:
     """Create the order and show it with its Pay button; a cart that became an order empties."""
-    card_id = None
-    if choice.card:
-        cards = {c.id: c for c in await storage.saved_cards(query.from_user.id, choice.provider)}
-        if choice.card not in cards:
-            await query.answer(_("That saved card is no longer available."), show_alert=True)
-            return
-        card_id = cards[choice.card].card_id
     try:
         order = await checkout.place_order(
             user_id=query.from_user.id,
@@ -412,7 +377,7 @@ async def place(
             lines=carts.checkout_lines(items),
             provider_name=choice.provider,
             locale=texts.locale(),
-            saved_card_id=card_id,
+            saved_card=choice.card or None,
         )
     except CheckoutError as exc:
         await query.answer(checkout_error(exc.reason), show_alert=True)
@@ -436,175 +401,9 @@ def checkout_error(reason: str) -> str:
         ),
         "provider_rejected": _("The payment service refused this order. The shop has been told."),
         "unknown_provider": _("This payment method is no longer available."),
+        "card_gone": _("That saved card is no longer available."),
     }
     return messages.get(reason, _("That did not work. Please try again."))
-
-
-def provider_title(name: str) -> str:
-    titles = {"redoya": "Redoya", "payture": _("Bank card (Payture)"), "stars": "Telegram Stars"}
-    return titles.get(name, name.title())
-
-
-def mask(card_name: str) -> str:
-    """'411111xxxxxx1111' -> '4111 11** **** 1111'."""
-    digits = card_name.replace("x", "*").replace("X", "*")
-    return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
-
-
-# --- orders -------------------------------------------------------------------------------
-
-
-async def render_orders(storage: Storage, user_id: int, page: int) -> tuple[str, object]:
-    orders = await storage.orders_for_user(
-        user_id, limit=ORDERS_PAGE + 1, offset=page * ORDERS_PAGE
-    )
-    more = len(orders) > ORDERS_PAGE
-    orders = orders[:ORDERS_PAGE]
-    if not orders:
-        return _("You have no orders yet. /catalog"), None
-    title = _("Your orders")
-    rows = [f"<b>{title}</b>"]
-    for order in orders:
-        total = texts.money(Money(order.amount, order.currency))
-        when = format_when(order.created_at, texts.locale())
-        rows.append(f"#{order.id} · {when} · {total} · {texts.state_name(order.state)}")
-    return "\n".join(rows), orders_keyboard(orders, page, more)
-
-
-async def orders_page(query: CallbackQuery, callback_data: OrdersPage, storage: Storage) -> None:
-    await query.answer()
-    text, markup = await render_orders(storage, query.from_user.id, callback_data.page)
-    await edit(query, text, markup)
-
-
-async def own_order(query: CallbackQuery, order_id: int, storage: Storage) -> Order | None:
-    order = await storage.get_order(order_id)
-    if order is None or order.user_id != query.from_user.id:
-        await query.answer(_("That order was not found."), show_alert=True)
-        return None
-    return order
-
-
-async def order_show(query: CallbackQuery, callback_data: OrderCb, storage: Storage) -> None:
-    order = await own_order(query, callback_data.id, storage)
-    if order is None:
-        return
-    await query.answer()
-    paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
-    text = texts.receipt(order) if paid else texts.order_card(order)
-    if isinstance(query.message, Message):
-        await query.message.answer(text, reply_markup=order_keyboard(order))
-
-
-async def order_check(
-    query: CallbackQuery, callback_data: OrderCb, storage: Storage, checkout: CheckoutService
-) -> None:
-    order = await own_order(query, callback_data.id, storage)
-    if order is None:
-        return
-    confirmation = await checkout.confirm(order.id, actor="button")
-    order = confirmation.order
-    if order.state is OrderState.PAID:
-        await query.answer(_("Paid. Thank you!"))
-    elif not confirmation.answered:
-        await query.answer(
-            _("The payment service is not answering right now; we will keep checking."),
-            show_alert=True,
-        )
-    elif order.state is OrderState.AWAITING_PAYMENT:
-        await query.answer(
-            _("No payment yet. Press Pay to open the payment page."), show_alert=True
-        )
-    else:
-        await query.answer(texts.state_name(order.state), show_alert=True)
-    await edit(query, texts.order_card(order), order_keyboard(order))
-
-
-async def order_cancel(
-    query: CallbackQuery, callback_data: OrderCb, storage: Storage, checkout: CheckoutService
-) -> None:
-    order = await own_order(query, callback_data.id, storage)
-    if order is None:
-        return
-    if order.state not in PAYABLE:
-        await query.answer(
-            _("This order can no longer be cancelled: it is {state}.").format(
-                state=texts.state_name(order.state)
-            ),
-            show_alert=True,
-        )
-        return
-    cancelled = await checkout.cancel(order.id, query.from_user.id)
-    current = cancelled or await storage.get_order(order.id) or order
-    await query.answer(_("Order cancelled.") if cancelled else texts.state_name(current.state))
-    await edit(query, texts.order_card(current), order_keyboard(current))
-
-
-async def order_save_card(
-    query: CallbackQuery, callback_data: OrderCb, storage: Storage, cards: CardService | None
-) -> None:
-    order = await own_order(query, callback_data.id, storage)
-    if order is None:
-        return
-    if cards is None or order.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
-        await query.answer(_("Saving a card is not available for this order."), show_alert=True)
-        return
-    try:
-        url = await cards.open_session(order.provider, query.from_user.id)
-    except CardError:
-        await query.answer(
-            _("The payment service is not answering right now. Please try again in a minute."),
-            show_alert=True,
-        )
-        return
-    await query.answer()
-    if isinstance(query.message, Message):
-        await query.message.answer(
-            _("Open the page to save your card. We keep only its masked number."),
-            reply_markup=link_keyboard(_("Save a card"), url),
-        )
-
-
-async def render_cards(storage: Storage, user_id: int) -> tuple[str, object]:
-    saved = await storage.saved_cards(user_id)
-    if not saved:
-        return _("You have no saved cards."), None
-    title = _("Your saved cards")
-    rows = [f"<b>{title}</b>"] + [f"• {texts.escape(mask(c.card_name))}" for c in saved]
-    return "\n".join(rows), cards_keyboard([(c.id, mask(c.card_name)) for c in saved])
-
-
-async def cards_command(message: Message, storage: Storage) -> None:
-    text, markup = await render_cards(storage, message.chat.id)
-    await message.answer(text, reply_markup=markup)
-
-
-async def card_forget(query: CallbackQuery, callback_data: CardCb, storage: Storage) -> None:
-    if not await storage.forget_card(query.from_user.id, callback_data.id):
-        await query.answer(_("That saved card is no longer available."), show_alert=True)
-        return
-    await query.answer(_("Card forgotten."))
-    text, markup = await render_cards(storage, query.from_user.id)
-    await edit(query, text, markup)
-
-
-# --- helpers ------------------------------------------------------------------------------
-
-
-async def edit(query: CallbackQuery, text: str, markup: object = None) -> None:
-    """Edit the message the button was on; a photo card or an unchanged text gets a new
-    message or nothing, never an error for the customer."""
-    message = query.message
-    if not isinstance(message, Message):
-        return
-    try:
-        if message.photo:
-            await message.answer(text, reply_markup=markup)  # type: ignore[arg-type]
-        else:
-            await message.edit_text(text, reply_markup=markup)  # type: ignore[arg-type]
-    except TelegramBadRequest as exc:
-        if "not modified" not in str(exc):
-            log.warning("edit failed: %s", exc)
 
 
 def create_router() -> Router:
@@ -619,7 +418,6 @@ def create_router() -> Router:
     router.message.register(catalog_command, Command("catalog"))
     router.message.register(help_command, Command("help"))
     router.message.register(cart_command, Command("cart"))
-    router.message.register(orders_command, Command("orders"))
     router.message.register(language_command, Command("language"))
     router.callback_query.register(language_chosen, LanguageCb.filter(F.code.in_(LANGUAGES)))
     router.callback_query.register(catalog_page, CatalogCb.filter())
@@ -637,13 +435,4 @@ def create_router() -> Router:
     router.callback_query.register(cart_quantity, CartCb.filter(F.action == CartAction.QTY))
     router.message.register(quantity_entered, StateFilter(CartInput.quantity), F.text)
     router.callback_query.register(pay_with, PayWith.filter())
-    router.callback_query.register(orders_page, OrdersPage.filter(F.page >= 0))
-    router.callback_query.register(order_show, OrderCb.filter(F.action == OrderAction.SHOW))
-    router.callback_query.register(order_check, OrderCb.filter(F.action == OrderAction.CHECK))
-    router.callback_query.register(order_cancel, OrderCb.filter(F.action == OrderAction.CANCEL))
-    router.callback_query.register(
-        order_save_card, OrderCb.filter(F.action == OrderAction.SAVE_CARD)
-    )
-    router.message.register(cards_command, Command("cards"))
-    router.callback_query.register(card_forget, CardCb.filter())
     return router

@@ -1,0 +1,61 @@
+"""The one checkout service, split by job into rooms of its own:
+
+- `checkout.py`: placing and cancelling orders, and the reads the chat shows;
+- `inbound.py`: returns, callbacks, bridge pages, chat payments, replay;
+- `confirm.py`: the one confirm;
+- `refunds.py`: refunds;
+- `outbox.py`: the kinds of messages the notifier sends.
+
+The chat, the web routes, the notifier and the sweep import from here, never from storage or
+providers: the records they show are re-exported below.
+"""
+
+from __future__ import annotations
+
+from bot.core.checkout import CartLine, Ordering, PaymentChoice
+from bot.core.confirm import Confirmation
+from bot.core.context import CheckoutError, CheckSchedule, RefundError
+from bot.core.outbox import Audience, OutboxKind
+from bot.core.refunds import Refunding
+from money import AmountNotRepresentable, Money
+from providers.base import Ack, BadCallback, InboundRequest
+from storage.base import (
+    FINAL,
+    PAYABLE,
+    AuditEntry,
+    Figures,
+    Order,
+    OrderState,
+    OutboxMessage,
+    SavedCard,
+)
+
+
+class CheckoutService(Ordering, Refunding):
+    """Orders, confirmation, inbound requests and refunds: one service, one set of rules."""
+
+
+__all__ = [
+    "FINAL",
+    "PAYABLE",
+    "Ack",
+    "AmountNotRepresentable",
+    "Audience",
+    "AuditEntry",
+    "BadCallback",
+    "CartLine",
+    "CheckSchedule",
+    "CheckoutError",
+    "CheckoutService",
+    "Confirmation",
+    "Figures",
+    "InboundRequest",
+    "Money",
+    "Order",
+    "OrderState",
+    "OutboxKind",
+    "OutboxMessage",
+    "PaymentChoice",
+    "RefundError",
+    "SavedCard",
+]

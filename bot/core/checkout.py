@@ -1,0 +1,193 @@
+"""Placing and cancelling orders, and the reads the chat shows: the chat asks the core, never
+storage or a provider."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.core.context import CheckoutError
+from bot.core.inbound import Receiving
+from money import AmountNotRepresentable, Money
+from providers.base import Capability, Provider, ProviderError, ProviderUnavailable
+from providers.registry import UnknownProvider
+from storage.base import AuditEntry, Figures, NewOrder, Order, OrderItem, OrderState, SavedCard
+
+log = logging.getLogger("bot.core.checkout")
+
+S = OrderState
+
+
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    product_id: str
+    title: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentChoice:
+    """One way to pay a total, as the chat offers it: a provider, or a card saved with it."""
+
+    provider: str
+    display_name: str
+    card: SavedCard | None = None
+
+
+class Ordering(Receiving):
+    # --- placing orders -----------------------------------------------------------------
+
+    def providers_for(self, currency: str, allowed: Sequence[str] = ()) -> list[Provider]:
+        """Providers that take this currency (and that the products allow, if they say)."""
+        found = self.providers.for_currency(currency)
+        return [p for p in found if not allowed or p.name in allowed]
+
+    def display_name(self, provider: str) -> str:
+        """What the chat calls a provider; the bare name for one that is no longer enabled."""
+        if provider in self.providers:
+            return self.providers.get(provider).display_name
+        return provider.title()
+
+    def can_save_cards(self, provider: str) -> bool:
+        return (
+            provider in self.providers
+            and Capability.SAVED_CARDS in self.providers.get(provider).capabilities
+        )
+
+    async def payment_choices(
+        self, user_id: int, total: Money, allowed: Sequence[str] = ()
+    ) -> list[PaymentChoice]:
+        """Every way this customer may pay this total: each provider that takes it, its saved
+        cards first."""
+        choices: list[PaymentChoice] = []
+        for provider in self.providers_for(total.currency, allowed):
+            try:
+                provider.amount_format.check(total)
+            except AmountNotRepresentable:
+                continue
+            if Capability.SAVED_CARDS in provider.capabilities:
+                for card in await self.storage.saved_cards(user_id, provider.name):
+                    choices.append(PaymentChoice(provider.name, provider.display_name, card))
+            choices.append(PaymentChoice(provider.name, provider.display_name))
+        return choices
+
+    async def place_order(
+        self,
+        *,
+        user_id: int,
+        chat_id: int,
+        lines: Sequence[CartLine],
+        provider_name: str,
+        locale: str = "en",
+        saved_card: int | None = None,
+    ) -> Order:
+        """Create the order and open the provider's checkout; the order then awaits payment.
+
+        Refused before anything is stored when the cart is empty, mixes currencies, the
+        provider cannot take the amount, or the saved card is not the customer's.
+        """
+        if not lines:
+            raise CheckoutError("empty_cart")
+        currencies = {line.unit_price.currency for line in lines}
+        if len(currencies) != 1:
+            raise CheckoutError("mixed_currencies")
+        try:
+            provider = self.providers.get(provider_name)
+        except UnknownProvider:
+            raise CheckoutError("unknown_provider", provider_name) from None
+        total = sum(
+            (line.unit_price * line.quantity for line in lines[1:]),
+            lines[0].unit_price * lines[0].quantity,
+        )
+        try:
+            provider.amount_format.check(total)
+        except AmountNotRepresentable as exc:
+            raise CheckoutError("amount_not_accepted", str(exc)) from None
+        card_id = None
+        if saved_card is not None:
+            cards = {c.id: c for c in await self.storage.saved_cards(user_id, provider.name)}
+            if saved_card not in cards:
+                raise CheckoutError("card_gone")
+            card_id = cards[saved_card].card_id
+
+        description = ", ".join(f"{line.title} x{line.quantity}" for line in lines)[:250]
+        order = await self.storage.create_order(
+            NewOrder(
+                user_id=user_id,
+                chat_id=chat_id,
+                provider=provider.name,
+                total=total,
+                token=secrets.token_urlsafe(24),
+                items=[
+                    OrderItem(line.product_id, line.title, line.quantity, line.unit_price.amount)
+                    for line in lines
+                ],
+                locale=locale,
+                description=description,
+            )
+        )
+        return await self._open_checkout(order, provider, card_id)
+
+    async def _open_checkout(self, order: Order, provider: Provider, card_id: str | None) -> Order:
+        request = self.checkout_request(order, provider, saved_card_id=card_id)
+        try:
+            checkout = await provider.create_checkout(request)
+        except ProviderError as exc:
+            log.warning("checkout for order %s failed: %s", order.id, exc)
+            await self.storage.transition(
+                order.id, S.CREATED, S.FAILED, actor="checkout", detail=str(exc)
+            )
+            reason = (
+                "provider_unavailable"
+                if isinstance(exc, ProviderUnavailable)
+                else "provider_rejected"
+            )
+            raise CheckoutError(reason, str(exc)) from None
+        return await self.storage.set_checkout(
+            order.id,
+            pay_url=checkout.pay_url,
+            provider_payment_id=checkout.ref.payment_id if checkout.ref else None,
+            payment_data=checkout.ref.data if checkout.ref else None,
+            expires_at=checkout.expires_at,
+            next_check_at=self.clock() + self.schedule.first,
+        )
+
+    async def cancel(self, order_id: int, user_id: int) -> Order | None:
+        """The customer gives up on an unpaid order. None when it is not theirs or not payable."""
+        order = await self.order_of(user_id, order_id)
+        if order is None:
+            return None
+        return await self.storage.transition(
+            order.id, [S.CREATED, S.AWAITING_PAYMENT], S.CANCELLED, actor=f"user:{user_id}"
+        )
+
+    # --- what the chat shows ------------------------------------------------------------
+
+    async def orders_of(self, user_id: int, *, limit: int, offset: int = 0) -> list[Order]:
+        return await self.storage.orders_for_user(user_id, limit=limit, offset=offset)
+
+    async def order_of(self, user_id: int, order_id: int) -> Order | None:
+        """One order of this customer; None when it is not there or not theirs."""
+        order = await self.storage.get_order(order_id)
+        return order if order is not None and order.user_id == user_id else None
+
+    async def order(self, order_id: int) -> Order | None:
+        """Any order, for the staff."""
+        return await self.storage.get_order(order_id)
+
+    async def audit(self, order_id: int) -> list[AuditEntry]:
+        return await self.storage.audit_trail(order_id)
+
+    async def figures(self, days: int) -> Figures:
+        return await self.storage.figures(self.clock() - timedelta(days=days))
+
+    async def saved_cards(self, user_id: int) -> list[SavedCard]:
+        return await self.storage.saved_cards(user_id)
+
+    async def forget_card(self, user_id: int, saved_card_id: int) -> bool:
+        """Delete the customer's own saved card; False when it is not theirs or not there."""
+        return await self.storage.forget_card(user_id, saved_card_id)

@@ -1,0 +1,243 @@
+"""The one confirm: every path that may change what we believe about a payment ends here.
+
+1. the truth: `fetch_status` from the provider, or for STATUS_IN_CALLBACK providers the
+   authenticated status stored with the event;
+2. amount and currency compared with the order (or with what the bank will hold, where the
+   adapter declares it): a mismatch goes to needs_review, never paid;
+3. a compare-and-set transition that writes its messages in the same transaction, so only the
+   caller whose transition succeeded notifies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.core.context import CoreContext
+from bot.core.outbox import OutboxKind, message
+from bot.core.serial import load_request
+from money import Money
+from providers.base import (
+    BadCallback,
+    Capability,
+    Inbound,
+    PaymentRef,
+    PaymentState,
+    PaymentStatus,
+    Provider,
+    ProviderMisconfigured,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from storage.base import DuplicatePayment, NewOutbox, Order, OrderState
+
+log = logging.getLogger("bot.core.confirm")
+
+S = OrderState
+# States in which a provider's answer still matters: awaiting, or closed by us while the
+# customer may still have paid on an open provider page (that becomes needs_review).
+CONFIRMABLE = frozenset({S.AWAITING_PAYMENT, S.EXPIRED, S.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    order: Order
+    answered: bool  # False: the provider could not be reached; a later check will retry
+
+
+def stored_ref(order: Order) -> PaymentRef | None:
+    if order.provider_payment_id is None:
+        return None
+    return PaymentRef(order.provider_payment_id, order.payment_data)
+
+
+def paid_of(status: PaymentStatus, order: Order) -> Money | None:
+    """What the customer paid: said outright, or what is left plus what we refunded (a
+    provider like Payture reports only what is left on the payment)."""
+    if status.paid is not None:
+        return status.paid
+    if status.remaining is not None and status.remaining.currency == order.currency:
+        return status.remaining + order.refunded_so_far
+    return status.remaining
+
+
+class Confirming(CoreContext):
+    async def confirm(
+        self,
+        order_id: int,
+        *,
+        actor: str,
+        inbound: Inbound | None = None,
+        now: datetime | None = None,
+    ) -> Confirmation:
+        """Find out the truth about this order and apply it. Safe to call any number of times
+        from any path: calls for one order run one at a time, and a settled order is not
+        asked about again."""
+        now = now or self.clock()
+        async with self._lock(order_id):
+            order = await self.storage.get_order(order_id)
+            if order is None:
+                raise KeyError(order_id)
+            try:
+                return await self._confirm(order, actor, inbound, now)
+            except ProviderUnavailable as exc:
+                log.warning("order %s: provider unavailable (%s), will retry", order.id, exc)
+            except ProviderMisconfigured as exc:
+                await self._misconfigured(order, exc)
+            await self._schedule_retry(order, now)
+            return Confirmation(order, answered=False)
+
+    async def _confirm(
+        self, order: Order, actor: str, inbound: Inbound | None, now: datetime
+    ) -> Confirmation:
+        if order.state not in CONFIRMABLE:
+            return Confirmation(order, answered=True)
+        provider = self.providers.get(order.provider)
+        claimed = inbound.ref if inbound else None
+        if claimed is not None and claimed.payment_id != order.provider_payment_id:
+            return await self._claimed(order, provider, claimed, inbound, actor, now)
+        status = await self._truth(order, provider, inbound)
+        if status is None:
+            if order.state is S.AWAITING_PAYMENT:
+                await self._expire_or_wait(order, provider, now, actor, "no answer to apply")
+            return Confirmation(order, answered=True)
+        return Confirmation(await self._apply(order, status, actor, now), answered=True)
+
+    async def _claimed(
+        self,
+        order: Order,
+        provider: Provider,
+        claimed: PaymentRef,
+        inbound: Inbound | None,
+        actor: str,
+        now: datetime,
+    ) -> Confirmation:
+        """A return or callback names a payment the order does not have yet (Redoya assigns
+        its id on the return) or another one than it has."""
+        status = await self._status_of(provider, claimed, inbound)
+        if status is None:  # the provider does not know it: a forged or stale reference
+            return Confirmation(order, answered=True)
+        if order.provider_payment_id is None:
+            try:
+                order = await self.storage.attach_payment(
+                    order.id, claimed.payment_id, claimed.data
+                )
+            except DuplicatePayment:
+                log.warning("order %s: payment id belongs to another order", order.id)
+                return Confirmation(order, answered=True)
+            return Confirmation(await self._apply(order, status, actor, now), answered=True)
+        if status.state is PaymentState.PAID:
+            reason = (
+                f"a second payment {claimed.payment_id} for an order already paying with another id"
+            )
+            return Confirmation(await self._review(order, actor, reason), answered=True)
+        return Confirmation(order, answered=True)
+
+    async def _truth(
+        self, order: Order, provider: Provider, inbound: Inbound | None
+    ) -> PaymentStatus | None:
+        if Capability.STATUS_IN_CALLBACK in provider.capabilities:
+            if inbound is not None and inbound.status is not None:
+                return inbound.status
+            return await self._stored_status(order, provider)
+        ref = stored_ref(order)
+        if ref is None:  # nothing to ask about yet (Redoya before the return)
+            return None
+        return await self._status_of(provider, ref, None)
+
+    async def _status_of(
+        self, provider: Provider, ref: PaymentRef, inbound: Inbound | None
+    ) -> PaymentStatus | None:
+        """The truth about one payment; None when the provider refuses to say."""
+        if Capability.STATUS_IN_CALLBACK in provider.capabilities:
+            return inbound.status if inbound is not None else None
+        try:
+            return await provider.fetch_status(ref)
+        except ProviderMisconfigured:
+            raise
+        except ProviderRejected as exc:
+            log.warning("%s refused the status query: %s", provider.name, exc)
+            return None
+
+    async def _stored_status(self, order: Order, provider: Provider) -> PaymentStatus | None:
+        """The newest authenticated status stored for this order (KTWidget: no status API,
+        so the callback we stored is all the truth there is)."""
+        for event in reversed(await self.storage.inbound_for_order(order.id)):
+            try:
+                kind, request = load_request(event.body)
+                if kind != "callback":
+                    continue
+                found = await provider.parse_callback(request)
+            except (ValueError, KeyError, BadCallback):
+                continue
+            if found.status is not None:
+                return found.status
+        return None
+
+    async def _apply(self, order: Order, status: PaymentStatus, actor: str, now: datetime) -> Order:
+        provider = self.providers.get(order.provider)
+        if status.ref is not None and status.ref != stored_ref(order):
+            order = await self.storage.update_payment(
+                order.id, status.ref.payment_id, status.ref.data
+            )
+        detail = " ".join(p for p in (status.provider_status, status.detail) if p)
+        state = status.state
+        if state is PaymentState.PAID:
+            paid = paid_of(status, order)
+            held = provider.amount_format.held(order.total)
+            if paid != order.total and paid != held:
+                said = str(paid) if paid else "no amount"
+                return await self._review(
+                    order, actor, f"amount mismatch: provider says {said}, order is {order.total}"
+                )
+            if paid != order.total:
+                detail = f"{detail}; the bank holds {held}, {order.total - held} less".strip("; ")
+            if order.state is not S.AWAITING_PAYMENT:
+                return await self._review(order, actor, f"paid after the order was {order.state}")
+            return await self._move(
+                order, S.PAID, actor, detail or "paid", self._paid_messages(order), paid=paid
+            )
+        if order.state is not S.AWAITING_PAYMENT:
+            return order  # closed by us and not paid: nothing to do
+        if state in (PaymentState.FAILED, PaymentState.CANCELLED):
+            return await self._move(
+                order, S.FAILED, actor, detail or state.value, [self._to_customer(order, "failed")]
+            )
+        if state is PaymentState.EXPIRED:
+            return await self._move(
+                order, S.EXPIRED, actor, detail or "expired", [self._to_customer(order, "expired")]
+            )
+        if state in (PaymentState.NEEDS_REVIEW, PaymentState.REFUNDED):
+            return await self._review(order, actor, f"provider says {state.value}: {detail}")
+        await self._expire_or_wait(order, provider, now, actor, detail or "pending")
+        return order
+
+    async def _expire_or_wait(
+        self, order: Order, provider: Provider, now: datetime, actor: str, detail: str
+    ) -> None:
+        if order.expires_at is not None and now >= order.expires_at + provider.confirm_window:
+            await self._move(
+                order,
+                S.EXPIRED,
+                actor,
+                f"{detail}; past the payment deadline",
+                [self._to_customer(order, "expired")],
+            )
+            return
+        delay = self.schedule.after(order.check_attempts)
+        await self.storage.schedule_check(order.id, now + delay, order.check_attempts + 1)
+
+    async def _schedule_retry(self, order: Order, now: datetime) -> None:
+        if order.state is S.AWAITING_PAYMENT:
+            delay = self.schedule.after(order.check_attempts)
+            await self.storage.schedule_check(order.id, now + delay, order.check_attempts + 1)
+
+    def _to_customer(self, order: Order, kind: str) -> NewOutbox:
+        return message(OutboxKind(kind), order.chat_id)
+
+    def _paid_messages(self, order: Order) -> list[NewOutbox]:
+        messages = [message(OutboxKind.PAID, order.chat_id)]
+        if self.merchant_chat_id is not None:
+            messages.append(message(OutboxKind.MERCHANT_PAID, self.merchant_chat_id))
+        return messages

@@ -1,0 +1,149 @@
+"""What every part of the checkout service shares: its dependencies, the per-order lock, the
+callback key, and the one way an order moves (a compare-and-set with its messages)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.core.outbox import OutboxKind, message
+from providers.base import ProviderMisconfigured
+from providers.registry import Registry
+from storage.base import NewOutbox, Order, OrderState, Storage
+
+log = logging.getLogger("bot.core")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CheckoutError(Exception):
+    """A checkout the customer cannot make; `reason` is a key the chat turns into text."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class RefundError(CheckoutError):
+    """A refund we refuse before (or after) asking the provider."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSchedule:
+    """Growing gaps between re-checks of an order awaiting payment."""
+
+    first: timedelta = timedelta(seconds=15)
+    longest: timedelta = timedelta(minutes=10)
+
+    def after(self, attempts: int) -> timedelta:
+        return min(self.first * (2 ** min(attempts, 20)), self.longest)
+
+
+class CoreContext:
+    """The state the service's parts (ordering, confirm, inbound, refunds) share."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        providers: Registry,
+        *,
+        public_url: str,
+        callback_secret: str,
+        merchant_chat_id: int | None = None,
+        admin_ids: Sequence[int] = (),
+        schedule: CheckSchedule | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        if not callback_secret:
+            raise ValueError("the callback secret must not be empty")
+        self.storage = storage
+        self.providers = providers
+        self.public_url = public_url.rstrip("/")
+        self.merchant_chat_id = merchant_chat_id
+        self.admin_ids = tuple(admin_ids)
+        self.schedule = schedule or CheckSchedule()
+        self.clock = clock
+        self._on_outbox = on_outbox
+        self._callback_secret = callback_secret.encode()
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._told_misconfigured: set[tuple[str, str]] = set()
+
+    # --- callback keys --------------------------------------------------------------------
+
+    def callback_key(self, provider: str, order_id: int) -> str:
+        """The per-order key in callback URLs: HMAC of the server secret over provider and
+        order id. The customer never sees it (unlike the return token)."""
+        mac = hmac.new(self._callback_secret, f"{provider}:{order_id}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
+    def callback_key_valid(self, provider: str, order_id: int, key: str) -> bool:
+        return hmac.compare_digest(key.encode(), self.callback_key(provider, order_id).encode())
+
+    # --- moving orders --------------------------------------------------------------------
+
+    def _lock(self, order_id: int) -> asyncio.Lock:
+        lock = self._locks.get(order_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[order_id] = lock
+        return lock
+
+    async def _move(
+        self,
+        order: Order,
+        target: OrderState,
+        actor: str,
+        detail: str,
+        messages: Sequence[NewOutbox],
+        **amounts: object,
+    ) -> Order:
+        moved = await self.storage.transition(
+            order.id,
+            order.state,
+            target,
+            actor=actor,
+            detail=detail[:500],
+            outbox=messages,
+            **amounts,  # type: ignore[arg-type]
+        )
+        if moved is None:  # someone else moved it first; they queued the messages
+            return await self.storage.get_order(order.id) or order
+        if messages:
+            self._on_outbox()
+        return moved
+
+    async def _review(self, order: Order, actor: str, reason: str) -> Order:
+        log.warning("order %s needs review: %s", order.id, reason)
+        messages = [message(OutboxKind.REVIEW, order.chat_id)]
+        messages += [
+            message(OutboxKind.ADMIN_REVIEW, admin, {"reason": reason}) for admin in self.admin_ids
+        ]
+        if self.merchant_chat_id is not None:
+            messages.append(
+                message(OutboxKind.MERCHANT_REVIEW, self.merchant_chat_id, {"reason": reason})
+            )
+        return await self._move(order, OrderState.NEEDS_REVIEW, actor, reason, messages)
+
+    async def _misconfigured(self, order: Order, exc: ProviderMisconfigured) -> None:
+        """Tell the admins once per provider and cause (per process), never the customer."""
+        cause = (exc.provider or order.provider, exc.code or str(exc.http_status or ""))
+        log.error("provider %s is misconfigured: %s", cause[0], exc)
+        if cause in self._told_misconfigured:
+            return
+        self._told_misconfigured.add(cause)
+        for admin in self.admin_ids:
+            await self.storage.enqueue(
+                order.id,
+                message(OutboxKind.ADMIN_MISCONFIGURED, admin, {"error": str(exc)[:300]}),
+            )
+        self._on_outbox()

@@ -1,0 +1,252 @@
+"""Everything that arrives from outside about a payment: the customer's return, provider
+callbacks, bridge-page posts, payments reported in the chat, and the replay of stored ones.
+
+Each is authenticated and identified, stored in the inbox before it is answered (so a crash
+loses nothing), and then handed to the one `confirm`. None of them marks anything paid itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from bot.core.confirm import Confirming
+from bot.core.serial import dump_request, load_request
+from providers.base import (
+    Ack,
+    BadCallback,
+    BridgePage,
+    Capability,
+    ChatPayment,
+    CheckoutRequest,
+    Inbound,
+    InboundRequest,
+    InChat,
+    Provider,
+)
+from providers.registry import UnknownProvider
+from storage.base import InboundEvent, Order
+
+log = logging.getLogger("bot.core.inbound")
+
+FollowUp = Callable[[], Awaitable[None]]
+ORDER_REF_DIGITS = 18  # an order reference longer than this is no id of ours (int64 range)
+
+
+def order_ref(value: str | None) -> int | None:
+    """Our order id from a URL parameter, or None for anything that is not one."""
+    if not value or len(value) > ORDER_REF_DIGITS or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
+class Receiving(Confirming):
+    def checkout_request(
+        self, order: Order, provider: Provider, **extra: object
+    ) -> CheckoutRequest:
+        """What an adapter is told about an order: amounts, our URLs, who pays."""
+        return CheckoutRequest(
+            order_id=order.id,
+            amount=order.total,
+            description=order.description or f"Order {order.id}",
+            return_url=f"{self.public_url}/return/{provider.name}/{order.token}",
+            callback_url=(
+                f"{self.public_url}/callbacks/{provider.name}"
+                f"?o={order.id}&k={self.callback_key(provider.name, order.id)}"
+            ),
+            bridge_url=f"{self.public_url}/pay/{provider.name}/{order.token}",
+            token=order.token,
+            locale=order.locale,
+            customer_ref=f"tg{order.user_id}",
+            user_id=order.user_id,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    def _provider(self, name: str) -> Provider:
+        try:
+            return self.providers.get(name)
+        except UnknownProvider:
+            raise BadCallback("unknown provider", provider=name, http_status=404) from None
+
+    # --- the customer's return ------------------------------------------------------------
+
+    async def handle_return(
+        self, provider_name: str, token: str, request: InboundRequest
+    ) -> Order | None:
+        """The customer's browser is back. None for an unknown token (the page answers 404)."""
+        order = await self.storage.get_order_by_token(token)
+        if order is None or order.provider != provider_name or provider_name not in self.providers:
+            return None
+        provider = self.providers.get(provider_name)
+        inbound = await provider.parse_return(request)  # BadCallback: the page answers 400
+        event_id = await self._store_event("return", provider, order, inbound, request)
+        confirmation = await self.confirm(order.id, actor="return", inbound=inbound)
+        if confirmation.answered and event_id is not None:
+            await self.storage.mark_inbound_processed(event_id)
+        return confirmation.order
+
+    # --- provider callbacks ---------------------------------------------------------------
+
+    async def accept_callback(
+        self, provider_name: str, request: InboundRequest
+    ) -> tuple[Ack, FollowUp | None]:
+        """Authenticate, identify and store a provider callback; answer only after it is stored.
+
+        The order comes from the callback key in the URL (`o`, `k`); without one, a callback
+        is only a hint found by its payment id, and for providers whose callback is the truth
+        it is refused. Returns the answer for the provider and the confirm to run off the
+        request path, or None when there is nothing new to do.
+        """
+        provider = self._provider(provider_name)
+        order = await self._callback_order(provider, request)
+        inbound = await provider.parse_callback(request)
+        if order is None and inbound.ref is not None:
+            order = await self.storage.get_order_by_payment(provider.name, inbound.ref.payment_id)
+        if order is None or order.provider != provider.name:
+            raise BadCallback("no such order", provider=provider.name, http_status=404)
+        event_id = await self._store_event("callback", provider, order, inbound, request)
+        if event_id is None:
+            return provider.ack(True), None
+        return provider.ack(True), self._follow_up(order.id, event_id, "callback", inbound)
+
+    async def _callback_order(self, provider: Provider, request: InboundRequest) -> Order | None:
+        key = request.query.get("k")
+        if key is None:
+            if Capability.STATUS_IN_CALLBACK in provider.capabilities:
+                raise BadCallback("callback without a key", provider=provider.name, http_status=401)
+            return None
+        order_id = order_ref(request.query.get("o"))
+        if order_id is None or not self.callback_key_valid(provider.name, order_id, key):
+            raise BadCallback(
+                "callback key does not match", provider=provider.name, http_status=403
+            )
+        return await self.storage.get_order(order_id)
+
+    def _follow_up(self, order_id: int, event_id: int, actor: str, inbound: Inbound) -> FollowUp:
+        async def follow_up() -> None:
+            try:
+                confirmation = await self.confirm(order_id, actor=actor, inbound=inbound)
+            except Exception:  # runs detached: log it here, the stored event is replayed later
+                log.exception("confirming order %s after a %s failed", order_id, actor)
+                return
+            if confirmation.answered:
+                await self.storage.mark_inbound_processed(event_id)
+
+        return follow_up
+
+    # --- bridge pages ---------------------------------------------------------------------
+
+    async def open_bridge(
+        self, provider_name: str, token: str, request: InboundRequest
+    ) -> tuple[Ack, FollowUp | None] | None:
+        """Our page at /pay/{provider}/{token} (Pocket). The adapter shows the page, and its
+        POST opens the payment: the ref is stored and confirmed as any other. None for an
+        unknown token or a provider without a bridge page."""
+        order = await self.storage.get_order_by_token(token)
+        if order is None or order.provider != provider_name or provider_name not in self.providers:
+            return None
+        provider = self.providers.get(provider_name)
+        if Capability.BRIDGE_PAGE not in provider.capabilities or not isinstance(
+            provider, BridgePage
+        ):
+            return None
+        result = await provider.bridge(request, self.checkout_request(order, provider))
+        if result.ref is None:
+            return result.ack, None
+        inbound = Inbound(result.ref, event_key=f"bridge:{result.ref.payment_id}")
+        event_id = await self._store_event("bridge", provider, order, inbound, request)
+        if event_id is None:
+            return result.ack, None
+        return result.ack, self._follow_up(order.id, event_id, "bridge", inbound)
+
+    # --- payments reported in the chat ----------------------------------------------------
+
+    async def receive_chat_payment(self, provider_name: str, payment: ChatPayment) -> Order | None:
+        """A payment Telegram reports in the chat (authenticated by the Bot API itself):
+        stored once per charge, then confirmed. None when no order of ours matches."""
+        provider = self._provider(provider_name)
+        if not isinstance(provider, InChat):
+            raise BadCallback("not an in-chat provider", provider=provider_name)
+        inbound = provider.parse_chat_payment(payment)
+        if inbound.ref is None:
+            return None
+        order = await self.storage.get_order_by_payment(provider.name, inbound.ref.payment_id)
+        if order is None or order.user_id != payment.user_id:
+            log.warning("a %s payment matches no order of this user", provider.name)
+            return None
+        request = InboundRequest("CHAT", "successful_payment", body=_chat_body(payment))
+        event_id = await self._store_event("chat", provider, order, inbound, request)
+        confirmation = await self.confirm(order.id, actor="chat", inbound=inbound)
+        if confirmation.answered and event_id is not None:
+            await self.storage.mark_inbound_processed(event_id)
+        return confirmation.order
+
+    # --- the inbox ------------------------------------------------------------------------
+
+    async def _store_event(
+        self,
+        kind: str,
+        provider: Provider,
+        order: Order,
+        inbound: Inbound,
+        request: InboundRequest,
+    ) -> int | None:
+        payment_id = inbound.ref.payment_id if inbound.ref else order.token
+        key = inbound.event_key or f"{kind}:{payment_id}"
+        return await self.storage.record_inbound(
+            provider.name, key, order.id, dump_request(kind, request)
+        )
+
+    async def replay_inbound(self, limit: int = 100, now: datetime | None = None) -> int:
+        """Confirm stored returns and callbacks that were not processed (crash, outage)."""
+        now = now or self.clock()
+        done = 0
+        # an order backing off after a failed check waits for its next check, not the next sweep
+        for event in await self.storage.unprocessed_inbound(limit, due_at=now):
+            if await self._replay(event, now):
+                await self.storage.mark_inbound_processed(event.id)
+                done += 1
+        return done
+
+    async def _replay(self, event: InboundEvent, now: datetime) -> bool:
+        if event.order_id is None or event.provider not in self.providers:
+            return True
+        provider = self.providers.get(event.provider)
+        try:
+            kind, request = load_request(event.body)
+            inbound = await self._parse_again(provider, kind, request)
+        except (ValueError, KeyError, BadCallback) as exc:
+            log.warning("dropping stored event %s: %s", event.id, exc)
+            return True
+        confirmation = await self.confirm(
+            event.order_id, actor=f"replay:{kind}", inbound=inbound, now=now
+        )
+        return confirmation.answered
+
+    async def _parse_again(self, provider: Provider, kind: str, request: InboundRequest) -> Inbound:
+        if kind == "return":
+            return await provider.parse_return(request)
+        if kind == "callback":
+            return await provider.parse_callback(request)
+        if kind == "chat" and isinstance(provider, InChat):
+            return provider.parse_chat_payment(_chat_payment(request.body))
+        return Inbound(None)  # a bridge post: the ref is on the order already
+
+
+def _chat_body(payment: ChatPayment) -> bytes:
+    return json.dumps(
+        {
+            "user_id": payment.user_id,
+            "currency": payment.currency,
+            "total_amount": payment.total_amount,
+            "invoice_payload": payment.invoice_payload,
+            "charge_id": payment.charge_id,
+            "provider_charge_id": payment.provider_charge_id,
+        }
+    ).encode()
+
+
+def _chat_payment(body: bytes) -> ChatPayment:
+    return ChatPayment(**json.loads(body))

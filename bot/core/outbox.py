@@ -1,0 +1,83 @@
+"""What the core queues for the notifier: one enum of message kinds and the builders.
+
+A row's stored `kind` is its key: unique per order, so a transition raced by two callers
+queues its messages once. A kind that can recur for one order (a second review, a second
+refund) carries a suffix of its own, so the uniqueness never swallows it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from storage.base import NewOutbox
+
+
+class Audience(StrEnum):
+    CUSTOMER = "customer"  # in the order's language
+    MERCHANT = "merchant"  # MERCHANT_LOCALE
+    ADMIN = "admin"  # the admin's own language
+
+
+class OutboxKind(StrEnum):
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REVIEW = "review"
+    REFUNDED = "refunded"
+    MERCHANT_PAID = "merchant_paid"
+    MERCHANT_REVIEW = "merchant_review"
+    ADMIN_REVIEW = "admin_review"
+    ADMIN_MISCONFIGURED = "admin_misconfigured"
+    CARD_SAVED = "card_saved"
+    CARD_FAILED = "card_failed"
+
+    @property
+    def audience(self) -> Audience:
+        if self.startswith("merchant_"):
+            return Audience.MERCHANT
+        if self.startswith("admin_"):
+            return Audience.ADMIN
+        return Audience.CUSTOMER
+
+    @property
+    def recurs(self) -> bool:
+        """May be queued more than once for one order."""
+        return self in RECURRING
+
+    @classmethod
+    def of(cls, key: str) -> OutboxKind | None:
+        """The kind of a stored row's key ('review:3f9a' -> REVIEW); None for one we do not
+        know (a row written by a newer version)."""
+        try:
+            return cls(key.partition(":")[0])
+        except ValueError:
+            return None
+
+
+RECURRING = frozenset(
+    {
+        OutboxKind.REVIEW,
+        OutboxKind.REFUNDED,
+        OutboxKind.MERCHANT_REVIEW,
+        OutboxKind.ADMIN_REVIEW,
+        OutboxKind.ADMIN_MISCONFIGURED,
+        OutboxKind.CARD_SAVED,
+        OutboxKind.CARD_FAILED,
+    }
+)
+
+
+def message(
+    kind: OutboxKind, chat_id: int, payload: Mapping[str, Any] | None = None, *, tag: str = ""
+) -> NewOutbox:
+    """One outbox row. Rows of a recurring kind get `tag` (a refund id) or a fresh suffix;
+    rows of other kinds are once per order (and per admin, for admin kinds)."""
+    parts = [kind.value]
+    if kind.audience is Audience.ADMIN:
+        parts.append(str(chat_id))
+    if kind.recurs:
+        parts.append(tag or secrets.token_hex(4))
+    return NewOutbox(":".join(parts), chat_id, dict(payload or {}))

@@ -1,0 +1,33 @@
+"""Inbound requests as stored in the inbox: enough to parse them again after a crash."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from providers.base import InboundRequest
+
+
+def dump_request(kind: str, request: InboundRequest) -> bytes:
+    return json.dumps(
+        {
+            "kind": kind,
+            "method": request.method,
+            "path": request.path,
+            "query": dict(request.query),
+            "headers": dict(request.headers),
+            "body": base64.b64encode(request.body).decode(),
+        }
+    ).encode()
+
+
+def load_request(raw: bytes) -> tuple[str, InboundRequest]:
+    """(kind, request); ValueError or KeyError for a row that is not one of ours."""
+    data = json.loads(raw)
+    return data["kind"], InboundRequest(
+        method=data["method"],
+        path=data["path"],
+        query=data["query"],
+        headers=data["headers"],
+        body=base64.b64decode(data["body"]),
+    )

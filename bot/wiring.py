@@ -1,0 +1,151 @@
+"""One table of providers: name -> settings model -> builder. Adding a provider is one entry
+here (and an adapter, an emulator and a test driver); nothing else in bot/ names providers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from bot.config import ENV, ProviderSettings, Settings
+from providers.base import Provider
+from providers.payture import PaytureProvider
+from providers.redoya import RedoyaProvider
+from providers.registry import Registry
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+class RedoyaSettings(ProviderSettings):
+    """Redoya (Turkey, TRY)."""
+
+    model_config = SettingsConfigDict(**ENV, env_prefix="REDOYA_")
+    required: ClassVar[tuple[str, ...]] = ("secret", "identifier")
+
+    secret: SecretStr | None = None
+    identifier: SecretStr | None = None
+    api_url: str = "https://pay.redoya.net"
+    pay_url: str = "https://pay.redoya.net"
+    test_mode: bool = False
+    token_minutes: int = Field(30, ge=11, le=525600)
+    decimal_prices: bool = False
+
+    def build(self, client: httpx.AsyncClient) -> Provider:
+        return RedoyaProvider(
+            client,
+            api_url=self.api_url,
+            pay_url=self.pay_url,
+            secret=_secret(self.secret) or "",
+            identifier=_secret(self.identifier) or "",
+            test_mode=self.test_mode,
+            token_lifetime=timedelta(minutes=self.token_minutes),
+            decimal_prices=self.decimal_prices,
+        )
+
+
+class PaytureSettings(ProviderSettings):
+    """Payture (Russia, RUB): InPay, and EWallet for saved cards when its terminal is set."""
+
+    model_config = SettingsConfigDict(**ENV, env_prefix="PAYTURE_")
+    required: ClassVar[tuple[str, ...]] = ("key", "password")
+
+    url: str = "https://sandbox3.payture.com"
+    key: SecretStr | None = None
+    password: SecretStr | None = None
+    wallet_key: SecretStr | None = None
+    wallet_password: SecretStr | None = None
+    wallet_secret: SecretStr | None = None
+
+    def build(self, client: httpx.AsyncClient) -> Provider:
+        return PaytureProvider(
+            client,
+            base_url=self.url,
+            key=_secret(self.key) or "",
+            password=_secret(self.password) or "",
+            wallet_key=_secret(self.wallet_key),
+            wallet_password=_secret(self.wallet_password),
+            wallet_secret=_secret(self.wallet_secret),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    settings: type[ProviderSettings]
+    build: Callable[[Any, httpx.AsyncClient], Provider]
+
+
+PROVIDERS: Mapping[str, Entry] = {
+    "redoya": Entry(RedoyaSettings, RedoyaSettings.build),
+    "payture": Entry(PaytureSettings, PaytureSettings.build),
+}
+
+
+class ConfigError(ValueError):
+    """Settings that do not validate; `problems` name each variable and what is wrong."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    return [
+        f"{prefix}{'.'.join(str(p) for p in error['loc']).upper() or 'settings'}: {error['msg']}"
+        for error in exc.errors()
+    ]
+
+
+def configured(env: Mapping[str, str] | None = None) -> dict[str, ProviderSettings]:
+    """The enabled providers' settings: from the environment and .env, or only from `env`."""
+    found: dict[str, ProviderSettings] = {}
+    problems: list[str] = []
+    for name, entry in PROVIDERS.items():
+        model = entry.settings
+        try:
+            settings = model() if env is None else model.from_env(env)
+        except ValidationError as exc:
+            problems += _problems(exc, model.prefix())
+            continue
+        if settings.enabled():
+            found[name] = settings
+    if problems:
+        raise ConfigError(problems)
+    return found
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings with every enabled provider: from the environment and .env, or, for the demo
+    and the tests, only from `env` (the sandbox's lines) and `overrides`."""
+    try:
+        if env is None:
+            settings = Settings(**overrides)
+        else:
+            names = Settings.model_fields
+            values = {k.lower(): v for k, v in env.items() if k.lower() in names}
+            settings = Settings.model_validate(values | overrides)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
+    if "providers" in overrides:
+        return settings
+    return settings.model_copy(update={"providers": configured(env)})
+
+
+def build_providers(settings: Settings, client: httpx.AsyncClient) -> Registry:
+    """The adapters of the enabled providers, in the table's order."""
+    return Registry(
+        entry.build(settings.providers[name], client)
+        for name, entry in PROVIDERS.items()
+        if name in settings.providers
+    )
+
+
+def setting_names() -> str:
+    """'REDOYA_*, PAYTURE_*' for the start-up error with no provider configured."""
+    return ", ".join(f"{entry.settings.prefix()}*" for entry in PROVIDERS.values())
