@@ -9,18 +9,18 @@ import sys
 
 from bench.rss import rss_kib
 from bot.app import BotApp
-from bot.config import Settings
+from bot.wiring import load_settings
 
 
 async def main() -> None:
-    settings = Settings()  # type: ignore[call-arg]  # from the environment the runner sets
+    settings = load_settings()  # from the environment the runner sets
     async with BotApp(settings) as parts:
         print(f"ready {rss_kib()}", flush=True)
         await parts.reconciler.run_once()
         for user_id in range(1, 200):
-            await parts.storage.orders_for_user(user_id, limit=10)
+            await parts.checkout.orders_of(user_id, limit=10)
         await parts.notifier.flush()
-        await parts.storage.figures()
+        await parts.checkout.figures(36_500)
         print(f"loaded {rss_kib()}", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 

@@ -27,10 +27,10 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from bot.demo import sandbox_settings
-from sandbox.payture import PaytureServer
+from bot.demo import DEMO_CATALOG
+from money import Money
+from sandbox import registry
 from sandbox.redoya import RedoyaServer
-from sandbox.telegram import TelegramServer
 from storage import storage_from_url
 from storage.base import NewOrder, OrderItem, OrderState
 
@@ -72,17 +72,22 @@ async def finish(proc: asyncio.subprocess.Process) -> None:
         proc.kill()
 
 
-def env_for(settings: dict[str, object]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDOYA_", "PAYTURE_"))}
-    for key, value in settings.items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        if isinstance(value, frozenset):
-            value = ",".join(str(v) for v in value)
-        env[key.upper()] = str(value)
-    return env
+def env_for(sandbox: dict[str, str], database_url: str) -> dict[str, str]:
+    """The process environment, less any provider settings of the caller's, plus the
+    sandbox's .env lines and ours."""
+    prefixes = tuple(f"{name.upper()}_" for name in registry.EMULATORS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return (
+        env
+        | sandbox
+        | {
+            "DATABASE_URL": database_url,
+            "SWEEP_EVERY": "3600",
+            "WEB_PORT": "0",
+            "CATALOG_PATH": str(DEMO_CATALOG),
+            "MERCHANT_CHAT_ID": "-1000001",
+        }
+    )
 
 
 async def fill(database_url: str, orders: int) -> float:
@@ -96,8 +101,7 @@ async def fill(database_url: str, orders: int) -> float:
                 user_id=1 + n % 10_000,
                 chat_id=1 + n % 10_000,
                 provider="redoya",
-                amount=15000,
-                currency="TRY",
+                total=Money(15000, "TRY"),
                 token=f"bench-{n}",
                 items=[OrderItem("turkish-coffee", "Turkish coffee 250 g", 1, 15000)],
                 description="Turkish coffee 250 g x1",
@@ -116,7 +120,7 @@ async def fill(database_url: str, orders: int) -> float:
                 OrderState.AWAITING_PAYMENT,
                 OrderState.PAID,
                 actor="bench",
-                paid_amount=15000,
+                paid=Money(15000, "TRY"),
             )
     await storage.close()
     return time.perf_counter() - started
@@ -154,17 +158,15 @@ async def transports(redoya: RedoyaServer, calls: int, parallel: int) -> dict[st
 
 
 async def main(orders: int, rounds: int) -> None:
-    servers = (TelegramServer(), RedoyaServer(), PaytureServer())
-    for server in servers:
-        await server.start()
-    telegram, redoya, payture = servers
+    servers = await registry.start_all()
+    redoya = servers["redoya"]
+    assert isinstance(redoya, RedoyaServer)
+    sandbox = registry.env_of(servers)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = sandbox_settings(telegram, redoya, payture)
-        base = {name: getattr(settings, name) for name in type(settings).model_fields}
         empty_db = f"sqlite:///{tmp}/empty.db"
         full_db = f"sqlite:///{tmp}/full.db"
-        base_env = env_for({**base, "database_url": empty_db, "sweep_every": 3600})
-        full_env = env_for({**base, "database_url": full_db, "sweep_every": 3600})
+        base_env = env_for(sandbox, empty_db)
+        full_env = env_for(sandbox, full_db)
         filled = await fill(full_db, orders)
 
         idle_t, ours_t, idle_rss, ours_rss = [], [], [], []
@@ -180,8 +182,7 @@ async def main(orders: int, rounds: int) -> None:
             ours_rss.append(rss)
             await finish(proc)
         speeds = await transports(redoya, 2000, 20)
-    for server in servers:
-        await server.stop()
+    await registry.stop_all(servers)
 
     med = statistics.median
     print(f"## Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({rounds} rounds, medians)\n")
