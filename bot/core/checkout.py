@@ -12,7 +12,13 @@ from datetime import timedelta
 from bot.core.context import CheckoutError
 from bot.core.inbound import Receiving
 from money import AmountNotRepresentable, Money
-from providers.base import Capability, Provider, ProviderError, ProviderUnavailable
+from providers.base import (
+    Capability,
+    Provider,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderUnavailable,
+)
 from providers.registry import UnknownProvider
 from storage.base import AuditEntry, Figures, NewOrder, Order, OrderItem, OrderState, SavedCard
 
@@ -138,6 +144,8 @@ class Ordering(Receiving):
             checkout = await provider.create_checkout(request)
         except ProviderError as exc:
             log.warning("checkout for order %s failed: %s", order.id, exc)
+            if isinstance(exc, ProviderMisconfigured):
+                await self._misconfigured(order, exc)
             await self.storage.transition(
                 order.id, S.CREATED, S.FAILED, actor="checkout", detail=str(exc)
             )

@@ -178,9 +178,13 @@ class Confirming(CoreContext):
     async def _apply(self, order: Order, status: PaymentStatus, actor: str, now: datetime) -> Order:
         provider = self.providers.get(order.provider)
         if status.ref is not None and status.ref != stored_ref(order):
-            order = await self.storage.update_payment(
-                order.id, status.ref.payment_id, status.ref.data
-            )
+            try:
+                order = await self.storage.update_payment(
+                    order.id, status.ref.payment_id, status.ref.data
+                )
+            except DuplicatePayment:
+                why = f"the provider renamed it to {status.ref.payment_id}, another order's"
+                return await self._review(order, actor, why)
         detail = " ".join(p for p in (status.provider_status, status.detail) if p)
         state = status.state
         if state is PaymentState.PAID:

@@ -11,7 +11,7 @@ from aiohttp import web
 from bot.core import BadCallback
 from bot.web.inbound import to_inbound, to_response
 from bot.web.keys import SERVICES_KEY
-from bot.web.returns import page
+from bot.web.returns import bad_link, unknown_link
 
 log = logging.getLogger("bot.web")
 routes = web.RouteTableDef()
@@ -26,9 +26,9 @@ async def bridge_page(request: web.Request) -> web.Response:
         found = await services.checkout.open_bridge(provider, token, await to_inbound(request))
     except BadCallback as exc:
         log.warning("bad bridge request for %s: %s", provider, exc)
-        return page("Bad request", "This link is not valid.", status=400)
+        return bad_link()
     if found is None:
-        return page("Not found", "This payment link is not known.", status=404)
+        return unknown_link()
     ack, follow_up = found
     services.detach(follow_up)
     return to_response(ack)

@@ -35,6 +35,14 @@ def page(title: str, text: str, bot_username: str = "", status: int = 200) -> we
     return web.Response(text=body, status=status, content_type="text/html")
 
 
+def bad_link() -> web.Response:
+    return page("Bad request", "This link is not valid.", status=400)
+
+
+def unknown_link() -> web.Response:
+    return page("Not found", "This payment link is not known.", status=404)
+
+
 @routes.get("/return/{provider}/{token}")
 async def customer_return(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
@@ -43,9 +51,9 @@ async def customer_return(request: web.Request) -> web.Response:
         order = await services.checkout.handle_return(provider, token, await to_inbound(request))
     except BadCallback as exc:
         log.warning("bad return for %s: %s", provider, exc)
-        return page("Bad request", "This link is not valid.", status=400)
+        return bad_link()
     if order is None:
-        return page("Not found", "This payment link is not known.", status=404)
+        return unknown_link()
     with services.i18n.context(), services.i18n.use_locale(order.locale):
         if order.state is OrderState.PAID:
             title, text = (
