@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +171,8 @@ def _price(value: object, currency: str, where: str) -> Money:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise CatalogError(f"{where}, field 'price': must be a string like \"12.50\" or an integer")
     try:
-        money = Money.from_decimal(Decimal(str(value).strip()), currency)
-    except (InvalidOperation, AmountNotRepresentable) as exc:
+        money = Money.from_decimal(str(value).strip(), currency)
+    except AmountNotRepresentable as exc:
         raise CatalogError(
             f"{where}, field 'price': {value!r} is not a valid {currency} amount "
             f"({exc or 'not a number'})"

@@ -4,8 +4,7 @@ stale .mo files to commit."""
 
 from __future__ import annotations
 
-import gettext
-import io
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,19 @@ LOCALES_DIR = Path(__file__).parent / "locales"
 SUPPORTED = LOCALES
 
 
-class PoI18n(I18n):
-    """aiogram's I18n reading `<locale>/LC_MESSAGES/<domain>.po` directly."""
-
-    def find_locales(self) -> dict[str, gettext.GNUTranslations]:
-        found: dict[str, gettext.GNUTranslations] = {}
-        if not self.path.is_dir():
-            return found
-        for po_path in sorted(self.path.glob(f"*/LC_MESSAGES/{self.domain}.po")):
+def build_i18n(default_locale: str = "en", path: Path = LOCALES_DIR) -> I18n:
+    """aiogram's own I18n over our .po catalogs: each is compiled to a .mo in a folder that
+    lives only while I18n loads them (it keeps the translations in memory)."""
+    with tempfile.TemporaryDirectory(prefix="bot-locales-") as compiled:
+        for po_path in sorted(path.glob("*/LC_MESSAGES/messages.po")):
             locale = po_path.parent.parent.name
             with po_path.open("rb") as po_file:
                 catalog = read_po(po_file, locale=locale)
-            buffer = io.BytesIO()
-            write_mo(buffer, catalog)
-            buffer.seek(0)
-            found[locale] = gettext.GNUTranslations(buffer)
-        return found
-
-
-# aiogram's gettext helpers look the instance up through I18n's own context variable; a subclass
-# would get a variable of its own, so share I18n's.
-PoI18n._ContextInstanceMixin__context_instance = I18n._ContextInstanceMixin__context_instance  # type: ignore[attr-defined]
-
-
-def build_i18n(default_locale: str = "en", path: Path = LOCALES_DIR) -> PoI18n:
-    return PoI18n(path=path, default_locale=default_locale, domain="messages")
+            target = Path(compiled) / locale / "LC_MESSAGES" / "messages.mo"
+            target.parent.mkdir(parents=True)
+            with target.open("wb") as mo_file:
+                write_mo(mo_file, catalog)
+        return I18n(path=compiled, default_locale=default_locale, domain="messages")
 
 
 def pick_locale(language_code: str | None, default: str) -> str:
@@ -55,8 +42,9 @@ def pick_locale(language_code: str | None, default: str) -> str:
 
 
 class LocaleMiddleware(I18nMiddleware):
-    """Looks up a user's saved choice once, then keeps it in memory. The merchant's chat is
-    answered in its own language (MERCHANT_LOCALE), whoever writes there."""
+    """A user's saved choice (read from storage, so every replica sees it), else their
+    Telegram language. The merchant's chat is answered in its own language (MERCHANT_LOCALE),
+    whoever writes there."""
 
     def __init__(
         self,
@@ -67,7 +55,6 @@ class LocaleMiddleware(I18nMiddleware):
         super().__init__(i18n=i18n, middleware_key="locale_middleware")
         self.storage = storage
         self.merchant_chat = merchant_chat
-        self._chosen: dict[int, str | None] = {}
 
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
         chat: Chat | None = data.get("event_chat")
@@ -76,13 +63,9 @@ class LocaleMiddleware(I18nMiddleware):
         user: User | None = data.get("event_from_user")
         if user is None:
             return self.i18n.default_locale
-        if user.id not in self._chosen:
-            if len(self._chosen) > 50_000:
-                self._chosen.clear()
-            self._chosen[user.id] = await self.storage.get_user_locale(user.id)
-        chosen = self._chosen[user.id]
+        # read every time (one primary-key lookup): a choice made through another replica holds
+        chosen = await self.storage.get_user_locale(user.id)
         return chosen or pick_locale(user.language_code, self.i18n.default_locale)
 
     async def set_locale(self, user_id: int, locale: str) -> None:
         await self.storage.set_user_locale(user_id, locale)
-        self._chosen[user_id] = locale

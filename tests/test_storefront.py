@@ -229,6 +229,15 @@ async def test_set_my_commands_failing_is_not_fatal(make_settings, telegram) -> 
         ('[[products]]\nid = "a"\nprice = "1"\ncurrency = "TRY"', "products[0] (a), field 'name'"),
         ('[[products]]\nid = "a"\nname = "A"\nprice = "1.005"\ncurrency = "TRY"', "field 'price'"),
         (
+            '[[products]]\nid = "a"\nname = "A"\nprice = "Infinity"\ncurrency = "TRY"',
+            "field 'price'",
+        ),
+        ('[[products]]\nid = "a"\nname = "A"\nprice = "NaN"\ncurrency = "TRY"', "field 'price'"),
+        (
+            '[[products]]\nid = "a"\nname = "A"\nprice = "1e999999"\ncurrency = "TRY"',
+            "field 'price'",
+        ),
+        (
             '[[products]]\nid = "a"\nname = "A"\nprice = "1"\ncurrency = "TRY"\ncategory = "x"',
             "field 'category'",
         ),
