@@ -223,7 +223,9 @@ class BotApp:
             me.username or "",
         )
         await self._set_commands(bot, i18n)
-        await checkout.replay_inbound()  # events stored before a crash
+        # events stored before a crash, replayed off the start-up path: a provider that is down
+        # must not hold up the bot (the sweep replays them too)
+        self._tasks.append(asyncio.create_task(self._replay(checkout), name="replay"))
         if self.background:
             self._tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
             self._tasks.append(asyncio.create_task(reconciler.run(), name="reconciler"))
@@ -269,6 +271,13 @@ class BotApp:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
         await self._stack.aclose()
+
+    @staticmethod
+    async def _replay(checkout: CheckoutService) -> None:
+        try:
+            await checkout.replay_inbound()
+        except Exception:
+            log.exception("replaying stored events at start-up failed; the sweep retries")
 
     async def _set_commands(self, bot: Bot, i18n: I18n) -> None:
         """The command menu in every language; a failure is logged, not fatal."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -33,6 +34,8 @@ log = logging.getLogger("bot.core.inbound")
 
 FollowUp = Callable[[], Awaitable[None]]
 ORDER_REF_DIGITS = 18  # an order reference longer than this is no id of ours (int64 range)
+TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what secrets.token_urlsafe gives our orders
+PAYMENT_ID_LIMIT = 200
 
 
 def order_ref(value: str | None) -> int | None:
@@ -40,6 +43,16 @@ def order_ref(value: str | None) -> int | None:
     if not value or len(value) > ORDER_REF_DIGITS or not value.isascii() or not value.isdigit():
         return None
     return int(value)
+
+
+def identified(inbound: Inbound, provider: str) -> Inbound:
+    """The adapter's reading of a request, refused when the payment id it found cannot be one
+    (control characters such as NUL, which PostgreSQL refuses in text, or a runaway length)."""
+    if inbound.ref is not None:
+        payment_id = inbound.ref.payment_id
+        if not payment_id or len(payment_id) > PAYMENT_ID_LIMIT or not payment_id.isprintable():
+            raise BadCallback("not a payment id", provider=provider)
+    return inbound
 
 
 class Receiving(Confirming):
@@ -64,6 +77,13 @@ class Receiving(Confirming):
             **extra,  # type: ignore[arg-type]
         )
 
+    async def _order_of_token(self, provider_name: str, token: str) -> Order | None:
+        """The order a return or bridge URL names; None for a token that is not one of ours."""
+        if not TOKEN.fullmatch(token) or provider_name not in self.providers:
+            return None
+        order = await self.storage.get_order_by_token(token)
+        return order if order is not None and order.provider == provider_name else None
+
     def _provider(self, name: str) -> Provider:
         try:
             return self.providers.get(name)
@@ -76,11 +96,11 @@ class Receiving(Confirming):
         self, provider_name: str, token: str, request: InboundRequest
     ) -> Order | None:
         """The customer's browser is back. None for an unknown token (the page answers 404)."""
-        order = await self.storage.get_order_by_token(token)
-        if order is None or order.provider != provider_name or provider_name not in self.providers:
+        order = await self._order_of_token(provider_name, token)
+        if order is None:
             return None
         provider = self.providers.get(provider_name)
-        inbound = await provider.parse_return(request)  # BadCallback: the page answers 400
+        inbound = identified(await provider.parse_return(request), provider.name)  # else 400
         event_id = await self._store_event("return", provider, order, inbound, request)
         confirmation = await self.confirm(order.id, actor="return", inbound=inbound)
         if confirmation.answered and event_id is not None:
@@ -101,7 +121,7 @@ class Receiving(Confirming):
         """
         provider = self._provider(provider_name)
         order = await self._callback_order(provider, request)
-        inbound = await provider.parse_callback(request)
+        inbound = identified(await provider.parse_callback(request), provider.name)
         if order is None and inbound.ref is not None:
             order = await self.storage.get_order_by_payment(provider.name, inbound.ref.payment_id)
         if order is None or order.provider != provider.name:
@@ -144,8 +164,8 @@ class Receiving(Confirming):
         """Our page at /pay/{provider}/{token} (Pocket). The adapter shows the page, and its
         POST opens the payment: the ref is stored and confirmed as any other. None for an
         unknown token or a provider without a bridge page."""
-        order = await self.storage.get_order_by_token(token)
-        if order is None or order.provider != provider_name or provider_name not in self.providers:
+        order = await self._order_of_token(provider_name, token)
+        if order is None:
             return None
         provider = self.providers.get(provider_name)
         if Capability.BRIDGE_PAGE not in provider.capabilities or not isinstance(

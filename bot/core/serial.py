@@ -7,6 +7,10 @@ import json
 
 from providers.base import InboundRequest
 
+# The only headers an inbound request keeps when it is stored: what an adapter may need to parse
+# it again. Never Authorization, cookies or anything else that may carry a credential.
+STORED_HEADERS = frozenset({"content-type", "user-agent", "x-forwarded-for", "x-real-ip"})
+
 
 def dump_request(kind: str, request: InboundRequest) -> bytes:
     return json.dumps(
@@ -15,7 +19,7 @@ def dump_request(kind: str, request: InboundRequest) -> bytes:
             "method": request.method,
             "path": request.path,
             "query": dict(request.query),
-            "headers": dict(request.headers),
+            "headers": {k: v for k, v in request.headers.items() if k in STORED_HEADERS},
             "body": base64.b64encode(request.body).decode(),
         }
     ).encode()

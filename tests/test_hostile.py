@@ -1,0 +1,148 @@
+"""Hostile and odd input, in chat and on the web routes: each gets a clear answer, changes
+nothing, and leaves no traceback in the log and no generic apology in the chat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from bot.app import BotApp, Parts
+from bot.core.serial import load_request
+from sandbox.botuser import BotUser
+from sandbox.redoya import RedoyaServer
+from sandbox.telegram import TelegramServer
+from tests.conftest import ADMIN, CUSTOMER, both_databases
+from tests.flows import order_product, pay
+
+APOLOGY = "Something went wrong on our side"
+
+
+@pytest.fixture
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fails the test when anything logged an exception (a handler's, aiohttp's, the core's)."""
+    caplog.set_level(logging.WARNING)
+    yield
+    failed = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not failed, [f"{r.name}: {r.getMessage()}" for r in failed]
+
+
+async def test_odd_numbers_in_chat_get_a_clear_answer(
+    app: Parts, user: BotUser, telegram: TelegramServer, http, no_tracebacks
+) -> None:
+    await user.send("/start")
+    await user.wait_message("Catalog")
+    await user.press(text="Coffee")
+    await user.wait_message(predicate=lambda m: "Coffee" in (m.get("text") or ""))
+    await user.press(text="Turkish coffee")
+    await user.wait_message("Turkish coffee")
+    await user.press(text="Add to cart")
+    await user.press(text="🛒 Cart")
+    await user.wait_message("Your cart")
+    await user.press(text="Turkish coffee 250 g ×1")
+    await user.wait_message("How many of")
+    for typed in ("²", "١٢", "１２", "99999999999999999999999"):
+        await user.send(typed)
+        await user.wait_message("whole number from 1 to")
+
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    await admin.send("/stats 99999999999")
+    await admin.wait_message("Orders of the last")
+    await admin.send("/order 99999999999999999999999")
+    await admin.wait_message("No such order")
+    for amount in ("inf", "NaN", "1e999999", "-Infinity"):
+        await admin.send(f"/refund 1 {amount}")
+        await admin.wait_message(predicate=lambda m: "No such order" in (m.get("text") or ""))
+    order = await order_product(user, "Coffee", "Cezve")
+    order_id = int(order["text"].split("#")[1].split()[0])
+    for amount in ("inf", "NaN", "1e999999"):
+        await admin.send(f"/refund {order_id} {amount}")
+        await admin.wait_message(f"{amount} is not a valid TRY amount")
+    texts = [m.get("text") or "" for m in await user.messages() + await admin.messages()]
+    assert not [t for t in texts if APOLOGY in t]
+
+
+@both_databases
+async def test_hostile_web_requests_are_4xx_and_change_nothing(
+    app: Parts,
+    user: BotUser,
+    redoya: RedoyaServer,
+    http: aiohttp.ClientSession,
+    no_tracebacks,
+) -> None:
+    """A forged order reference of 23 digits (past SQLite's integers), NUL bytes (which
+    PostgreSQL refuses in text), and garbage in every place a request carries an id."""
+    message = await order_product(user, "Coffee", "Cezve")
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    base = app.web_url
+    huge = "9" * 23
+    attempts = [
+        ("POST", f"/callbacks/payture?o={huge}&k=abc", b"Notification=EnginePaySuccess"),
+        ("POST", "/callbacks/payture?o=1%00&k=abc", b""),
+        ("POST", "/callbacks/payture", b"Notification=EnginePaySuccess&OrderId=tg-1%00x"),
+        ("POST", "/callbacks/payture?k=%00", b"Notification=EnginePaySuccess&OrderId=x"),
+        ("POST", "/callbacks/redoya", b"{}"),
+        ("POST", "/callbacks/nobody", b"{}"),
+        ("GET", f"/return/redoya/{order.token}%00", b""),
+        ("GET", f"/return/redoya/{order.token}?order_id=AAAAAAAA%00AAAAAAA", b""),
+        ("GET", f"/return/redoya/{'x' * 5000}", b""),
+        ("GET", f"/pay/redoya/{order.token}%00", b""),
+        ("GET", f"/cards/payture/{huge}-{huge}-00", b""),
+    ]
+    for method, path, body in attempts:
+        async with http.request(method, base + path, data=body) as answer:
+            assert 400 <= answer.status < 500, (path, answer.status, await answer.text())
+    assert (await app.checkout.order(order.id)).state == order.state  # type: ignore[union-attr]
+    assert message["text"].startswith("Order #")
+
+
+async def test_stored_requests_keep_no_credentials(
+    app: Parts, user: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
+) -> None:
+    message = await order_product(user, "Coffee", "Cezve")
+    redirect = await pay(http, redoya.url, message, "paid")
+    headers = {"Authorization": "Bearer s3cret", "Cookie": "session=s3cret", "X-Api-Key": "s3cret"}
+    async with http.get(redirect, headers=headers) as page:
+        assert page.status == 200
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    events = await app.storage.inbound_for_order(order.id)
+    assert events
+    for event in events:
+        assert b"s3cret" not in event.body
+        _, request = load_request(event.body)
+        assert set(request.headers) <= {"content-type", "user-agent", "x-forwarded-for"}
+
+
+async def test_a_language_chosen_through_another_replica_holds(app: Parts, user: BotUser) -> None:
+    await user.send("/help")
+    await user.wait_message("browse products")
+    await app.storage.set_user_locale(CUSTOMER, "tr")  # as another replica's /language would
+    await user.send("/help")
+    await user.wait_message("ürünlere göz at")
+
+
+async def test_start_up_does_not_wait_for_a_provider_that_is_down(
+    make_settings, user: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
+) -> None:
+    settings = make_settings()
+    async with BotApp(settings) as app:
+        message = await order_product(user, "Coffee", "Cezve")
+        redirect = await pay(http, redoya.url, message, "paid")
+        redoya.verify_delay = 30  # the provider hangs from here on
+        back = asyncio.create_task(http.get(redirect))
+        order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+        for _ in range(100):
+            if await app.storage.inbound_for_order(order.id):
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.gather(back, return_exceptions=True)
+
+    async with BotApp(settings) as app:  # the stored return waits on the hung provider...
+        await user.send("/help")  # ...while the bot already answers
+        await user.wait_message("browse products")
+        (event,) = await app.storage.inbound_for_order(order.id)
+        assert event.processed_at is None
+        redoya.verify_delay = 0
