@@ -41,6 +41,7 @@ from storage.base import Storage
 log = logging.getLogger("bot.notify")
 
 MAX_ATTEMPTS = 12
+MAX_RENDER_ATTEMPTS = 3  # a row that cannot be rendered will not render better later
 CLAIM_FOR = timedelta(seconds=60)
 
 
@@ -132,7 +133,16 @@ class Notifier:
         return True
 
     async def _send(self, message: OutboxMessage) -> None:
-        rendered = await self.render(message)
+        try:
+            rendered = await self.render(message)
+        except Exception as exc:  # a bug in a text or a row it cannot read: counts as an attempt
+            attempts = message.attempts + 1
+            log.error("outbox %s cannot be rendered (%s), attempt %s", message.id, exc, attempts)
+            if attempts >= MAX_RENDER_ATTEMPTS:
+                await self.storage.mark_failed(message.id, f"render: {type(exc).__name__}")
+            else:
+                await self._defer(message, 2**attempts, f"render: {type(exc).__name__}")
+            return
         if rendered is None:
             await self.storage.mark_sent(message.id)
             return

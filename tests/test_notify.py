@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from bot.app import BotApp, Parts
-from bot.core import CheckoutService
+from bot.core import CartLine, CheckoutService, Money
 from bot.notify import Notifier, OutboxRenderer
 from bot.reconcile import Reconciler
 from sandbox.botuser import BotUser
@@ -25,7 +25,7 @@ def notifier_for(
     app: Parts, storage: Storage, *, per_chat_gap: float = 1.0, per_group_gap: float = 3.0
 ) -> Notifier:
     """Another sender on the app's bot, as a replica would run it, over `storage`."""
-    renderer = OutboxRenderer(storage, app.i18n, app.providers, "en", "en")
+    renderer = OutboxRenderer(storage, app.i18n, app.checkout, "en", "en")
     return Notifier(
         app.bot, storage, renderer, per_chat_gap=per_chat_gap, per_group_gap=per_group_gap
     )
@@ -118,3 +118,32 @@ async def test_a_backlog_in_the_merchant_chat_does_not_hold_up_customers(
         await notifier.flush()
         await notifier.flush()
         assert sent_to(telegram) == [-7003, 7004]
+
+
+async def test_a_row_that_cannot_be_rendered_counts_attempts_and_ends_failed(
+    make_settings, telegram: TelegramServer
+) -> None:
+    async with BotApp(make_settings(), background=False) as app:
+        # a payload the text cannot read: the refunded amount is not a number
+        order_id = await _an_order(app)
+        await app.storage.enqueue(order_id, NewOutbox("refunded:9", CUSTOMER, {"amount": "x"}))
+        notifier = notifier_for(app, app.storage, per_chat_gap=0)
+        for _ in range(3):
+            await notifier.flush()
+            rows = await app.storage.due_outbox(datetime.now(UTC) + timedelta(hours=1))
+            for row in rows:  # make the deferred row due again
+                await app.storage.defer(row.id, datetime.now(UTC), "test")
+        assert await app.storage.due_outbox(datetime.now(UTC) + timedelta(hours=1)) == []
+        figures = await app.checkout.figures(1)
+        assert figures.undelivered_messages == 1
+        assert sent_to(telegram) == []
+
+
+async def _an_order(app: Parts) -> int:
+    order = await app.checkout.place_order(
+        user_id=CUSTOMER,
+        chat_id=CUSTOMER,
+        lines=[CartLine("cezve", "Cezve", 1, Money(8500, "TRY"))],
+        provider_name="redoya",
+    )
+    return order.id
