@@ -42,6 +42,7 @@ class Reconciler:
         many orders were checked."""
         now = now or self.checkout.clock()
         await self.checkout.replay_inbound(self.batch, now)
+        await self.checkout.close_stale(now)
         due = await self.checkout.storage.due_for_check(now, self.batch)
 
         async def check(order_id: int) -> bool:

@@ -293,6 +293,10 @@ class Storage(Protocol):
     async def due_for_check(self, now: datetime, limit: int = 100) -> list[Order]:
         """Orders AWAITING_PAYMENT whose next_check_at <= now, oldest first."""
 
+    async def stale_created(self, before: datetime, limit: int = 100) -> list[Order]:
+        """Orders still CREATED that were created before `before`: a checkout that never
+        finished (the process died, or the adapter raised something unexpected)."""
+
     async def claim_check(self, order_id: int, now: datetime, until: datetime) -> bool:
         """Take a due order for one check by moving its next check to `until`; False when
         another sweep (a replica) took it first or it is no longer due."""

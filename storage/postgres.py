@@ -370,6 +370,17 @@ class PostgresStorage:
             )
             return await _with_items(conn, rows)
 
+    async def stale_created(self, before: datetime, limit: int = 100) -> list[Order]:
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE state = $1 AND created_at < $2 "
+                "ORDER BY id LIMIT $3",
+                OrderState.CREATED.value,
+                aware(before),
+                limit,
+            )
+            return await _with_items(conn, rows)
+
     async def claim_check(self, order_id: int, now: datetime, until: datetime) -> bool:
         claimed = await self._db.fetchval(
             "UPDATE orders SET next_check_at = $1 WHERE id = $2 AND state = $3 "

@@ -391,6 +391,14 @@ class SQLiteStorage:
         )
         return await self._with_items(rows)
 
+    async def stale_created(self, before: datetime, limit: int = 100) -> list[Order]:
+        rows = await self._rows(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE state = ? AND created_at < ? "
+            "ORDER BY id LIMIT ?",
+            (OrderState.CREATED.value, ts(before), limit),
+        )
+        return await self._with_items(rows)
+
     async def claim_check(self, order_id: int, now: datetime, until: datetime) -> bool:
         async with self._tx() as db:
             cursor = await db.execute(

@@ -7,7 +7,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.core.context import CheckoutError
 from bot.core.inbound import Receiving
@@ -25,6 +25,8 @@ from storage.base import AuditEntry, Figures, NewOrder, Order, OrderItem, OrderS
 log = logging.getLogger("bot.core.checkout")
 
 S = OrderState
+STALE_CREATED = timedelta(minutes=10)  # a checkout takes seconds; one this old never finished
+REUSE_WITHIN = timedelta(minutes=2)  # a second press of the same "Buy now" reuses the order
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,13 @@ class Ordering(Receiving):
                 raise CheckoutError("card_gone")
             card_id = cards[saved_card].card_id
 
+        items = [
+            OrderItem(line.product_id, line.title, line.quantity, line.unit_price.amount)
+            for line in lines
+        ]
+        again = None if card_id else await self._same_order(user_id, provider.name, items)
+        if again is not None:
+            return again
         description = ", ".join(f"{line.title} x{line.quantity}" for line in lines)[:250]
         order = await self.storage.create_order(
             NewOrder(
@@ -128,15 +137,26 @@ class Ordering(Receiving):
                 provider=provider.name,
                 total=total,
                 token=secrets.token_urlsafe(24),
-                items=[
-                    OrderItem(line.product_id, line.title, line.quantity, line.unit_price.amount)
-                    for line in lines
-                ],
+                items=items,
                 locale=locale,
                 description=description,
             )
         )
         return await self._open_checkout(order, provider, card_id)
+
+    async def _same_order(
+        self, user_id: int, provider: str, items: Sequence[OrderItem]
+    ) -> Order | None:
+        """The customer's order of a moment ago for exactly these items, if it still awaits
+        payment: a double press (or a retried update) must not open a second order."""
+        latest = await self.storage.orders_for_user(user_id, limit=1)
+        if not latest:
+            return None
+        order = latest[0]
+        fresh = self.clock() - order.created_at < REUSE_WITHIN
+        if fresh and order.state is S.AWAITING_PAYMENT and order.provider == provider:
+            return order if list(order.items) == list(items) else None
+        return None
 
     async def _open_checkout(self, order: Order, provider: Provider, card_id: str | None) -> Order:
         request = self.checkout_request(order, provider, saved_card_id=card_id)
@@ -163,6 +183,18 @@ class Ordering(Receiving):
             expires_at=checkout.expires_at,
             next_check_at=self.clock() + self.schedule.first,
         )
+
+    async def close_stale(self, now: datetime) -> int:
+        """Close orders left in CREATED: their checkout never finished (the process died
+        between storing the order and the provider's answer, or the adapter raised something
+        unexpected). The customer saw no Pay button for them, so nobody is told."""
+        closed = 0
+        for order in await self.storage.stale_created(now - STALE_CREATED):
+            moved = await self.storage.transition(
+                order.id, S.CREATED, S.FAILED, actor="sweep", detail="checkout did not finish"
+            )
+            closed += moved is not None
+        return closed
 
     async def cancel(self, order_id: int, user_id: int) -> Order | None:
         """The customer gives up on an unpaid order. None when it is not theirs or not payable."""
