@@ -82,6 +82,17 @@ class CardCb(CallbackData, prefix="cd"):
     id: int
 
 
+class RefundCb(CallbackData, prefix="rf"):
+    """An admin's confirmation of one refund: the amount and what was left when it was asked
+    (a stale question is refused), and a nonce that makes one press one request."""
+
+    order: int
+    amount: int  # minor units
+    left: int
+    nonce: str
+    manual: bool = False
+
+
 class OrdersPage(CallbackData, prefix="op"):
     page: int
 
@@ -242,4 +253,11 @@ def cards_keyboard(cards: list[tuple[int, str]]) -> InlineKeyboardMarkup | None:
 def link_keyboard(text: str, url: str) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text=text, url=url)
+    return kb.as_markup()
+
+
+def refund_keyboard(data: RefundCb) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    text = _("Refunded in the back office") if data.manual else _("Refund")
+    kb.button(text=text, callback_data=data)
     return kb.as_markup()

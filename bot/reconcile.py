@@ -1,4 +1,5 @@
-"""The reconcile sweep: re-asks providers about orders still awaiting payment.
+"""The reconcile sweep: re-asks providers about orders still awaiting payment, replays stored
+events, finishes refunds cut off by a crash and closes checkouts that never finished.
 
 Covers every lost signal: a customer who never came back, a callback that never arrived, a
 provider that was down when the customer returned, a crash between "stored" and "confirmed".
@@ -43,6 +44,7 @@ class Reconciler:
         now = now or self.checkout.clock()
         await self.checkout.replay_inbound(self.batch, now)
         await self.checkout.close_stale(now)
+        await self.checkout.finish_refunds(now)
         due = await self.checkout.storage.due_for_check(now, self.batch)
 
         async def check(order_id: int) -> bool:

@@ -6,7 +6,8 @@ at import time.
 
 from __future__ import annotations
 
-from html import escape
+import re
+from html import escape, unescape
 
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -16,6 +17,11 @@ from bot.core import Money, Order, OrderState, OutboxKind
 from bot.formatting import format_money, format_when
 
 S = OrderState
+
+
+def plain(html_text: str) -> str:
+    """An HTML message as plain text, for places that show no markup (a button's alert)."""
+    return unescape(re.sub(r"<[^>]+>", "", html_text))
 
 
 def locale() -> str:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import unquote
@@ -35,6 +36,7 @@ class PaytureOrder:
     amount: int  # kopecks charged and not refunded
     state: str = "New"
     wallet_user: str = ""
+    refunds: list[int] = field(default_factory=list)  # each refund made, in kopecks
 
 
 @dataclass
@@ -54,6 +56,9 @@ class Session:
 class WalletUser:
     password: str
     cards: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+Handler = Callable[[dict[str, str]], web.Response]
 
 
 def xml(command: str, **attrs: object) -> web.Response:
@@ -132,6 +137,8 @@ class PaytureServer(FakeServer):
         self.delay = 0.0
         self.notify_url: str | None = None
         self.duplicate_notifications = False
+        self.refuse_next_refund: str | None = None  # the next Refund answers this ErrCode
+        self.lose_next_refund_answer = False  # the next Refund is made, its answer lost (503)
 
     async def _command(self, request: web.Request) -> web.StreamResponse:
         api, command = request.path.split("/")[1], request.match_info["command"]
@@ -153,15 +160,30 @@ class PaytureServer(FakeServer):
         handler = {
             ("apim", "Init"): self._init,
             ("apim", "GetState"): self._get_state,
-            ("apim", "Refund"): self._refund,
+            ("apim", "Refund"): self._refund_knobs(self._refund),
             ("vwapi", "Init"): self._wallet_init,
             ("vwapi", "GetState"): self._get_state,
             ("vwapi", "GetList"): self._get_list,
-            ("vwapi", "Refund"): self._wallet_refund,
+            ("vwapi", "Refund"): self._refund_knobs(self._wallet_refund),
         }.get((api, command))
         if handler is None:
             return xml(command, Success="False", ErrCode="WRONG_PARAMS")
         return handler(params)
+
+    def _refund_knobs(self, refund: Handler) -> Handler:
+        """A refund the bank refuses once, or one made whose answer never reaches the client."""
+
+        def handle(p: dict[str, str]) -> web.Response:
+            if self.refuse_next_refund:
+                code, self.refuse_next_refund = self.refuse_next_refund, None
+                return xml("Refund", Success="False", OrderId=p.get("OrderId", ""), ErrCode=code)
+            answer = refund(p)
+            if self.lose_next_refund_answer:
+                self.lose_next_refund_answer = False
+                return web.Response(status=503, text="Service Unavailable")
+            return answer
+
+        return handle
 
     # --- InPay --------------------------------------------------------------------------
 
@@ -244,6 +266,7 @@ class PaytureServer(FakeServer):
         if amount <= 0 or amount > order.amount:
             return xml("Refund", Success="False", OrderId=order_id, ErrCode="AMOUNT_ERROR")
         order.amount -= amount
+        order.refunds.append(amount)
         if order.amount == 0:
             order.state = "Refunded"
         self._notify("EngineRefundSuccess", order, amount)

@@ -353,6 +353,14 @@ class Storage(Protocol):
 
     async def refunds_for_order(self, order_id: int) -> list[Refund]: ...
 
+    async def unfinished_refunds(self, before: datetime, limit: int = 100) -> list[Refund]:
+        """Refunds still pending that nobody touched since `before`: a crash or an outage
+        between asking the provider and writing its answer."""
+
+    async def claim_refund(self, refund_id: int, before: datetime, now: datetime) -> bool:
+        """Take an unfinished refund for one check (touching it at `now`); False when another
+        sweep (a replica) took it first or it was finished meanwhile."""
+
     # saved cards, unique per (user_id, provider, card_id)
     async def save_card(
         self, user_id: int, provider: str, card_id: str, card_name: str

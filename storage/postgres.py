@@ -526,6 +526,25 @@ class PostgresStorage:
         )
         return [to_refund(r, same) for r in rows]
 
+    async def unfinished_refunds(self, before: datetime, limit: int = 100) -> list[Refund]:
+        rows = await self._db.fetch(
+            "SELECT * FROM refunds WHERE state = 'pending' AND updated_at < $1 "
+            "ORDER BY id LIMIT $2",
+            aware(before),
+            limit,
+        )
+        return [to_refund(r, same) for r in rows]
+
+    async def claim_refund(self, refund_id: int, before: datetime, now: datetime) -> bool:
+        claimed = await self._db.fetchval(
+            "UPDATE refunds SET updated_at = $1 WHERE id = $2 AND state = 'pending' "
+            "AND updated_at < $3 RETURNING id",
+            aware(now),
+            refund_id,
+            aware(before),
+        )
+        return claimed is not None
+
     # --- saved cards and preferences ----------------------------------------------------
 
     async def save_card(

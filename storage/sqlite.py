@@ -554,6 +554,22 @@ class SQLiteStorage:
             )
         ]
 
+    async def unfinished_refunds(self, before: datetime, limit: int = 100) -> list[Refund]:
+        rows = await self._rows(
+            "SELECT * FROM refunds WHERE state = 'pending' AND updated_at < ? ORDER BY id LIMIT ?",
+            (ts(before), limit),
+        )
+        return [to_refund(r, parse_ts) for r in rows]
+
+    async def claim_refund(self, refund_id: int, before: datetime, now: datetime) -> bool:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE refunds SET updated_at = ? WHERE id = ? AND state = 'pending' "
+                "AND updated_at < ?",
+                (ts(now), refund_id, ts(before)),
+            )
+            return cursor.rowcount == 1
+
     # --- saved cards and preferences ----------------------------------------------------
 
     async def save_card(

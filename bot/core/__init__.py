@@ -16,7 +16,7 @@ from bot.core.checkout import CartLine, Ordering, PaymentChoice
 from bot.core.confirm import Confirmation
 from bot.core.context import CheckoutError, CheckSchedule, RefundError
 from bot.core.outbox import Audience, OutboxKind
-from bot.core.refunds import Refunding
+from bot.core.refunds import Refunding, RefundPlan
 from money import AmountNotRepresentable, Money
 from providers.base import Ack, BadCallback, InboundRequest
 from storage.base import (
@@ -57,5 +57,6 @@ __all__ = [
     "OutboxMessage",
     "PaymentChoice",
     "RefundError",
+    "RefundPlan",
     "SavedCard",
 ]

@@ -1,7 +1,18 @@
-"""Refunds through the provider's API: checked by us first, a durable row written before the
-provider is asked, and the outcome read back when the call is cut off."""
+"""Refunds, durable like the outbox: a refund row is written before the provider is asked,
+and an answer cut off by a crash or an outage is finished by the sweep, which asks the provider
+what is left on the payment instead of asking for the money again. Money never moves twice.
+
+Each admin request has a key of its own (a second press of the same button is the same
+request); a rejected or raced request may be followed by a new one. Providers without a refund
+API get the manual flow: the admin confirms the refund was made in the provider's back office,
+and the order and the customer are updated as for an API refund.
+"""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from bot.core.confirm import Confirming, stored_ref
 from bot.core.context import RefundError
@@ -9,7 +20,9 @@ from bot.core.outbox import OutboxKind, message
 from money import Money
 from providers.base import (
     Capability,
+    PaymentRef,
     PaymentState,
+    Provider,
     ProviderError,
     ProviderMisconfigured,
     ProviderRejected,
@@ -17,29 +30,83 @@ from providers.base import (
     RefundOutcome,
     RefundResult,
 )
-from storage.base import Order, OrderState
+from storage.base import Order, OrderState, Refund
+
+log = logging.getLogger("bot.core.refunds")
 
 S = OrderState
+IN_FLIGHT = timedelta(minutes=2)  # a refund untouched this long was cut off: the sweep checks it
+MANUAL = "MANUAL"  # provider_code of a refund made in the provider's back office
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    """What a refund would do, checked, for the admin to confirm."""
+
+    order: Order
+    amount: Money
+    left: Money
+    by_api: bool  # False: the admin refunds in the provider's back office and confirms it
 
 
 class Refunding(Confirming):
+    async def plan_refund(self, order_id: int, amount: Money | None) -> RefundPlan:
+        """The checks of a refund, before anything is written: RefundError when we would
+        refuse it."""
+        order = await self.storage.get_order(order_id)
+        if order is None:
+            raise RefundError("no_order")
+        by_api = self.refunds_by_api(order)
+        order, amount, left = await self._checked(order_id, amount, manual=not by_api)
+        return RefundPlan(order, amount, left, by_api)
+
+    def stored_payment(self, order: Order) -> PaymentRef | None:
+        """The payment reference stored with an order, as the adapter gave it."""
+        return stored_ref(order)
+
+    def refunds_by_api(self, order: Order) -> bool:
+        """True when the provider refunds through its API; False: the manual flow."""
+        if order.provider not in self.providers:
+            return False
+        provider = self.providers.get(order.provider)
+        return Capability.REFUND in provider.capabilities and stored_ref(order) is not None
+
     async def refund(
-        self, order_id: int, amount: Money | None, *, actor: str, key: str | None = None
+        self, order_id: int, amount: Money | None, *, actor: str, request: str
     ) -> Order:
-        """Refund all or part of a paid order through the provider's API.
+        """Refund all or part of a paid order through the provider's API, once per `request`
+        (the admin's confirmation: pressing it again is the same request).
 
         Refused by us, before the provider is asked, when the order is not paid, the provider
         cannot refund (or not partially), or the amount is more than what is left.
         """
+        order, amount, left = await self._checked(order_id, amount, manual=False)
+        refund, pending = await self._begin(order, amount, actor, request)
+        return await self._ask_provider(pending, refund, left)
+
+    async def record_manual_refund(
+        self, order_id: int, amount: Money | None, *, actor: str, request: str
+    ) -> Order:
+        """The admin refunded in the provider's back office (no refund API): the order and the
+        customer are updated as for an API refund, once per `request`."""
+        order, amount, left = await self._checked(order_id, amount, manual=True)
+        refund, pending = await self._begin(order, amount, actor, request)
+        return await self._finish(pending, refund, left, MANUAL, "refunded in the back office")
+
+    async def _checked(
+        self, order_id: int, amount: Money | None, *, manual: bool
+    ) -> tuple[Order, Money, Money]:
         order = await self.storage.get_order(order_id)
         if order is None:
             raise RefundError("no_order")
         if order.state not in (S.PAID, S.PARTIALLY_REFUNDED):
             raise RefundError("not_refundable", f"the order is {order.state}")
-        provider = self.providers.get(order.provider)
-        ref = stored_ref(order)
-        if Capability.REFUND not in provider.capabilities or ref is None:
-            raise RefundError("manual_refund", f"{provider.name} has no refund API")
+        by_api = self.refunds_by_api(order)
+        if by_api == manual:
+            raise RefundError(
+                "api_refund" if manual else "manual_refund",
+                f"{order.provider} refunds {'through its API' if by_api else 'by hand'}",
+            )
         left = order.left_to_refund
         amount = left if amount is None else amount
         if amount.currency != order.currency:
@@ -48,10 +115,20 @@ class Refunding(Confirming):
             raise RefundError("bad_amount", "the amount must be above zero")
         if left < amount:
             raise RefundError("beyond_paid", f"only {left} is left to refund")
-        if amount < left and Capability.PARTIAL_REFUND not in provider.capabilities:
-            raise RefundError("no_partial", f"{provider.name} refunds only the whole amount")
-        key = key or f"{order.id}:{order.refunded_so_far.amount}:{amount.amount}"
-        refund, created = await self.storage.create_refund(order.id, amount, key, actor)
+        provider = self.providers.get(order.provider) if order.provider in self.providers else None
+        partial_ok = manual or (
+            provider is not None and Capability.PARTIAL_REFUND in provider.capabilities
+        )
+        if amount < left and not partial_ok:
+            raise RefundError("no_partial", f"{order.provider} refunds only the whole amount")
+        return order, amount, left
+
+    async def _begin(
+        self, order: Order, amount: Money, actor: str, request: str
+    ) -> tuple[Refund, Order]:
+        """The durable row first, then the order in refund_pending; refused for a request that
+        was made before (a second press) or an order that moved meanwhile."""
+        refund, created = await self.storage.create_refund(order.id, amount, request, actor)
         if not created:
             raise RefundError("duplicate_refund", f"refund {refund.id} is already {refund.state}")
         pending = await self.storage.transition(
@@ -60,16 +137,20 @@ class Refunding(Confirming):
         if pending is None:
             await self.storage.finish_refund(refund.id, "rejected", "RACE")
             raise RefundError("busy", "the order changed meanwhile; try again")
+        return refund, pending
+
+    async def _ask_provider(self, order: Order, refund: Refund, left: Money) -> Order:
+        provider = self.providers.get(order.provider)
+        ref = stored_ref(order)
+        assert ref is not None  # refunds_by_api checked it
         try:
-            result = await provider.refund(ref, amount, key)
+            result = await provider.refund(ref, refund.amount, f"refund-{refund.id}")
         except ProviderUnavailable as exc:
-            found = await self._refund_outcome_after_outage(order, amount, left)
-            if found is None:  # cannot tell whether the money moved: a person must look
-                await self._review(
-                    pending, actor, f"refund of {amount} has an unknown outcome: {exc}"
-                )
+            found = await self._outcome_from_status(provider, order, refund.amount, left)
+            if found is None:  # cannot tell yet whether the money moved: the sweep finds out
+                log.warning("refund %s: outcome unknown (%s); the sweep will check", refund.id, exc)
                 raise RefundError(
-                    "provider_error", f"{exc}; the order is left for review"
+                    "refund_unknown", f"{exc}; the refund is checked again shortly"
                 ) from None
             result = found
         except ProviderRejected as exc:
@@ -79,41 +160,50 @@ class Refunding(Confirming):
                 RefundOutcome.REJECTED, Money.zero(order.currency), None, exc.code, str(exc)
             )
         if result.outcome is not RefundOutcome.DONE:
-            await self.storage.finish_refund(refund.id, "rejected", result.provider_code)
-            await self.storage.transition(
-                order.id,
-                S.REFUND_PENDING,
-                order.state,
-                actor=actor,
-                detail=f"refund refused: {result.provider_code} {result.detail}",
-            )
+            await self._undo(order, refund, result.provider_code, result.detail)
             raise RefundError("provider_refused", result.detail or result.provider_code)
-        await self.storage.finish_refund(refund.id, "done", result.provider_code)
-        target = S.REFUNDED if amount == left else S.PARTIALLY_REFUNDED
+        return await self._finish(order, refund, left, result.provider_code, "")
+
+    async def _finish(
+        self, order: Order, refund: Refund, left: Money, code: str, how: str
+    ) -> Order:
+        await self.storage.finish_refund(refund.id, "done", code)
+        target = S.REFUNDED if refund.amount == left else S.PARTIALLY_REFUNDED
         notice = message(
-            OutboxKind.REFUNDED, order.chat_id, {"amount": amount.amount}, tag=str(refund.id)
+            OutboxKind.REFUNDED, order.chat_id, {"amount": refund.amount.amount}, tag=str(refund.id)
         )
         moved = await self.storage.transition(
             order.id,
             S.REFUND_PENDING,
             target,
-            actor=actor,
-            detail=f"refunded {amount}",
+            actor=refund.actor,
+            detail=f"refunded {refund.amount}" + (f" ({how})" if how else ""),
             outbox=[notice],
-            refunded=order.refunded_so_far + amount,
+            refunded=order.refunded_so_far + refund.amount,
         )
         self._on_outbox()
         return moved or order
 
-    async def _refund_outcome_after_outage(
-        self, order: Order, amount: Money, left: Money
+    async def _undo(self, order: Order, refund: Refund, code: str, detail: str) -> None:
+        """Nothing was refunded: the row is rejected, the order back where it was."""
+        await self.storage.finish_refund(refund.id, "rejected", code)
+        before = S.PARTIALLY_REFUNDED if order.refunded_so_far.amount else S.PAID
+        await self.storage.transition(
+            order.id,
+            S.REFUND_PENDING,
+            before,
+            actor=refund.actor,
+            detail=f"refund refused: {code} {detail}".strip(),
+        )
+
+    async def _outcome_from_status(
+        self, provider: Provider, order: Order, amount: Money, left: Money
     ) -> RefundResult | None:
-        """The refund call failed in transit: ask the provider what is left on the payment.
-        Only an explicit `remaining` (or a refunded state) tells; a provider that reports what
-        was paid cannot say, and the order goes to review."""
-        provider = self.providers.get(order.provider)
+        """Whether a refund whose answer was lost went through, from what the provider says is
+        left on the payment. Only an explicit `remaining` (or a refunded state) tells; None
+        when the provider cannot say (or cannot be asked now)."""
         ref = stored_ref(order)
-        if ref is None:
+        if ref is None or Capability.STATUS_API not in provider.capabilities:
             return None
         try:
             status = await provider.fetch_status(ref)
@@ -125,13 +215,50 @@ class Refunding(Confirming):
         if now_left is None:
             return None
         if now_left == left - amount:
-            return RefundResult(RefundOutcome.DONE, amount)
+            return RefundResult(RefundOutcome.DONE, amount, now_left, "CHECKED")
         if now_left == left:
             return RefundResult(
                 RefundOutcome.REJECTED,
                 Money.zero(order.currency),
-                None,
+                now_left,
                 "UNAVAILABLE",
                 "the provider did not answer; nothing was refunded",
             )
         return None
+
+    async def finish_refunds(self, now: datetime) -> int:
+        """The sweep's part: refunds cut off by a crash or an outage are finished from what the
+        provider says is left; one whose outcome nobody can tell goes to review. Never asks
+        for the money again. Returns how many were settled."""
+        settled = 0
+        before = now - IN_FLIGHT
+        for refund in await self.storage.unfinished_refunds(before):
+            if not await self.storage.claim_refund(refund.id, before, now):
+                continue  # another replica's sweep has it
+            order = await self.storage.get_order(refund.order_id)
+            if order is None or order.state is not S.REFUND_PENDING:
+                await self.storage.finish_refund(refund.id, "rejected", "ORPHANED")
+                continue
+            settled += await self._settle(order, refund)
+        return settled
+
+    async def _settle(self, order: Order, refund: Refund) -> bool:
+        provider = self.providers.get(order.provider) if order.provider in self.providers else None
+        left = order.left_to_refund
+        found = None
+        if provider is not None:
+            found = await self._outcome_from_status(provider, order, refund.amount, left)
+        if found is None:
+            if provider is not None and Capability.STATUS_API in provider.capabilities:
+                try:  # a provider that answers but cannot say: a person must look
+                    await provider.fetch_status(stored_ref(order))  # type: ignore[arg-type]
+                except ProviderError:
+                    return False  # still unreachable: try again next sweep
+            await self.storage.finish_refund(refund.id, "unknown", "UNKNOWN")
+            await self._review(order, "sweep", f"refund of {refund.amount} has an unknown outcome")
+            return True
+        if found.outcome is RefundOutcome.DONE:
+            await self._finish(order, refund, left, found.provider_code, "checked after a cut-off")
+        else:
+            await self._undo(order, refund, found.provider_code, found.detail)
+        return True

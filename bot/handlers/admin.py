@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import secrets
+
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, Filter
-from aiogram.types import Message, TelegramObject
+from aiogram.types import CallbackQuery, Message, TelegramObject
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.config import Settings
-from bot.core import AmountNotRepresentable, CheckoutService, Money, Order, RefundError
+from bot.core import (
+    AmountNotRepresentable,
+    CheckoutService,
+    Money,
+    Order,
+    OrderState,
+    RefundError,
+    RefundPlan,
+)
+from bot.keyboards import RefundCb, refund_keyboard
 
 
 class IsAdmin(Filter):
@@ -64,7 +75,13 @@ def refusal(exc: RefundError, order: Order, display_name: str) -> str:
         "no_partial": _("{provider} refunds only the whole amount").format(provider=provider),
         "duplicate_refund": _("this refund was already made"),
         "busy": _("the order changed meanwhile; try again"),
-        "provider_error": _("the provider did not answer; the order is left for review"),
+        "refund_unknown": _(
+            "the provider did not answer; the refund is checked again shortly and the customer "
+            "is told if it went through"
+        ),
+        "api_refund": _("{provider} refunds through its API; use the Refund button").format(
+            provider=provider
+        ),
     }
     reason = reasons.get(exc.reason) or texts.escape(exc.detail or exc.reason)
     return _("Refund refused: {reason}").format(reason=reason)
@@ -98,6 +115,8 @@ async def order_lookup(message: Message, command: CommandObject, checkout: Check
 
 
 async def refund(message: Message, command: CommandObject, checkout: CheckoutService) -> None:
+    """Asks first: the order, the customer, the amount and what is left, with one button that
+    makes the refund (or, without a refund API, records the one made in the back office)."""
     parts = (command.args or "").split()
     order_id = _order_id(command)
     order = await checkout.order(order_id) if order_id else None
@@ -111,23 +130,85 @@ async def refund(message: Message, command: CommandObject, checkout: CheckoutSer
         except AmountNotRepresentable:
             await message.answer(
                 _("{amount} is not a valid {currency} amount").format(
-                    amount=texts.escape(parts[1]), currency=order.currency
+                    amount=texts.escape(parts[1][:40]), currency=order.currency
                 )
             )
             return
     try:
-        refunded = await checkout.refund(
-            order.id, amount, actor=f"admin:{message.from_user.id if message.from_user else 0}"
-        )
+        plan = await checkout.plan_refund(order.id, amount)
     except RefundError as exc:
         await message.answer(refusal(exc, order, checkout.display_name(order.provider)))
         return
-    left = refunded.left_to_refund
-    await message.answer(
-        _("Refunded. Order #{id} is {state}; {amount} left.").format(
-            id=refunded.id, state=texts.state_name(refunded.state), amount=texts.money(left)
-        )
+    data = RefundCb(
+        order=order.id,
+        amount=plan.amount.amount,
+        left=plan.left.amount,
+        nonce=secrets.token_hex(4),
+        manual=not plan.by_api,
     )
+    await message.answer(refund_question(plan, checkout), reply_markup=refund_keyboard(data))
+
+
+def refund_question(plan: RefundPlan, checkout: CheckoutService) -> str:
+    order = plan.order
+    rows = [
+        "<b>"
+        + _("Refund {amount} of order #{id}?").format(amount=texts.money(plan.amount), id=order.id)
+        + "</b>",
+        _("Customer: {user_id} · paid with {provider}").format(
+            user_id=order.user_id, provider=texts.escape(checkout.display_name(order.provider))
+        ),
+        _("Left to refund: {amount}").format(amount=texts.money(plan.left)),
+    ]
+    if not plan.by_api:
+        rows.append(
+            _(
+                "{provider} has no refund API: refund it in its back office first, then press "
+                "the button to record it and tell the customer."
+            ).format(provider=texts.escape(checkout.display_name(order.provider)))
+        )
+    return "\n".join(rows)
+
+
+async def refund_confirmed(
+    query: CallbackQuery, callback_data: RefundCb, checkout: CheckoutService
+) -> None:
+    """One press, one refund: a second press is the same request; a question asked before the
+    order changed (another refund since) is refused, so a stale button never refunds."""
+    data = callback_data
+    order = await checkout.order(data.order)
+    if order is None:
+        await query.answer(_("That order was not found."), show_alert=True)
+        return
+    if order.left_to_refund.amount != data.left and order.state is not OrderState.REFUND_PENDING:
+        await query.answer(
+            _("The order changed since this question. Send /refund again."), show_alert=True
+        )
+        return
+    amount = Money(data.amount, order.currency)
+    act = checkout.refund if not data.manual else checkout.record_manual_refund
+    try:
+        refunded = await act(
+            order.id,
+            amount,
+            actor=f"admin:{query.from_user.id}",
+            request=f"{order.id}:{data.nonce}",
+        )
+    except RefundError as exc:
+        text = refusal(exc, order, checkout.display_name(order.provider))
+        await query.answer(texts.plain(text)[:200], show_alert=True)
+        if exc.reason != "duplicate_refund" and isinstance(query.message, Message):
+            await query.message.answer(text)
+        return
+    await query.answer()
+    done = _("Refunded. Order #{id} is {state}; {amount} left.").format(
+        id=refunded.id,
+        state=texts.state_name(refunded.state),
+        amount=texts.money(refunded.left_to_refund),
+    )
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
+        await query.message.answer(done)
 
 
 async def stats(message: Message, command: CommandObject, checkout: CheckoutService) -> None:
@@ -153,5 +234,6 @@ def create_router() -> Router:
     router.message.register(admin_help, Command("admin"))
     router.message.register(order_lookup, Command("order"))
     router.message.register(refund, Command("refund"))
+    router.callback_query.register(refund_confirmed, RefundCb.filter())
     router.message.register(stats, Command("stats"))
     return router
