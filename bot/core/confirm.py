@@ -94,6 +94,10 @@ class Confirming(CoreContext):
         if order.state not in CONFIRMABLE:
             return Confirmation(order, answered=True)
         provider = self.providers.get(order.provider)
+        if inbound is None and order.provider_payment_id is None:
+            # the button or the sweep: a return stored while the provider was down may name
+            # the payment (Redoya assigns its id only on the return)
+            inbound = await self._stored_claim(order, provider)
         claimed = inbound.ref if inbound else None
         if claimed is not None and claimed.payment_id != order.provider_payment_id:
             return await self._claimed(order, provider, claimed, inbound, actor, now)
@@ -159,6 +163,23 @@ class Confirming(CoreContext):
         except ProviderRejected as exc:
             log.warning("%s refused the status query: %s", provider.name, exc)
             return None
+
+    async def _stored_claim(self, order: Order, provider: Provider) -> Inbound | None:
+        """The newest stored return or callback of this order that names a payment."""
+        for event in reversed(await self.storage.inbound_for_order(order.id)):
+            try:
+                kind, request = load_request(event.body)
+                if kind == "return":
+                    found = await provider.parse_return(request)
+                elif kind == "callback":
+                    found = await provider.parse_callback(request)
+                else:
+                    continue
+            except (ValueError, KeyError, BadCallback):
+                continue
+            if found.ref is not None:
+                return found
+        return None
 
     async def _stored_status(self, order: Order, provider: Provider) -> PaymentStatus | None:
         """The newest authenticated status stored for this order (KTWidget: no status API,
