@@ -93,6 +93,13 @@ class RefundCb(CallbackData, prefix="rf"):
     manual: bool = False
 
 
+class UnexpectedCb(CallbackData, prefix="ux"):
+    """An admin's one tap on a payment we did not expect (our row id)."""
+
+    id: int
+    manual: bool = False
+
+
 class OrdersPage(CallbackData, prefix="op"):
     page: int
 
@@ -259,5 +266,12 @@ def link_keyboard(text: str, url: str) -> InlineKeyboardMarkup:
 def refund_keyboard(data: RefundCb) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     text = _("Refunded in the back office") if data.manual else _("Refund")
+    kb.button(text=text, callback_data=data)
+    return kb.as_markup()
+
+
+def unexpected_keyboard(data: UnexpectedCb) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    text = _("Refunded in the back office") if data.manual else _("Refund this payment")
     kb.button(text=text, callback_data=data)
     return kb.as_markup()

@@ -35,7 +35,13 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import texts
 from bot.core import Audience, CheckoutService, Order, OutboxKind, OutboxMessage
-from bot.keyboards import OrderAction, OrderCb
+from bot.keyboards import (
+    OrderAction,
+    OrderCb,
+    UnexpectedCb,
+    order_keyboard,
+    unexpected_keyboard,
+)
 from storage.base import Storage
 
 log = logging.getLogger("bot.notify")
@@ -46,9 +52,20 @@ CLAIM_FOR = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
+class Edit:
+    """A message of ours to bring up to date once a row is sent (the order's card loses its
+    Pay button when the order is paid)."""
+
+    message_id: int
+    text: str
+    reply_markup: InlineKeyboardMarkup | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Rendered:
     text: str
     reply_markup: InlineKeyboardMarkup | None = None
+    edit: Edit | None = None
 
 
 Renderer = Callable[[OutboxMessage], Awaitable[Rendered | None]]
@@ -165,6 +182,20 @@ class Notifier:
             await self._defer(message, min(2 ** (message.attempts + 1), 300), type(exc).__name__)
         else:
             await self.storage.mark_sent(message.id)
+            if rendered.edit is not None:
+                await self._edit(message.chat_id, rendered.edit)
+
+    async def _edit(self, chat_id: int, edit: Edit) -> None:
+        """Best effort: the message may be gone or show this already; the row is sent."""
+        try:
+            await self.bot.edit_message_text(
+                text=edit.text,
+                chat_id=chat_id,
+                message_id=edit.message_id,
+                reply_markup=edit.reply_markup,
+            )
+        except (TelegramBadRequest, TelegramForbiddenError, TelegramNetworkError) as exc:
+            log.info("editing message %s in chat %s: %s", edit.message_id, chat_id, exc)
 
     async def _defer(self, message: OutboxMessage, seconds: float, why: str) -> None:
         until = datetime.now(UTC) + timedelta(seconds=seconds)
@@ -217,9 +248,20 @@ class OutboxRenderer:
                 return Rendered(texts.user_text(kind, payload))
             provider = self.checkout.display_name(order.provider)
             text = texts.outbox_text(kind, order, payload, provider)
-            return Rendered(text, self._markup(kind, order))
+            return Rendered(text, self._markup(kind, order, payload), self._card_edit(kind, order))
 
-    def _markup(self, kind: OutboxKind, order: Order) -> InlineKeyboardMarkup | None:
+    def _card_edit(self, kind: OutboxKind, order: Order) -> Edit | None:
+        """Paid: the order's card in the chat no longer invites to pay."""
+        if kind is not OutboxKind.PAID or order.message_id is None:
+            return None
+        return Edit(order.message_id, texts.order_card(order), order_keyboard(order))
+
+    def _markup(
+        self, kind: OutboxKind, order: Order, payload: dict[str, object]
+    ) -> InlineKeyboardMarkup | None:
+        if kind is OutboxKind.ADMIN_REVIEW and isinstance(payload.get("unexpected"), int):
+            manual = not self.checkout.refunds_unexpected_by_api(order.provider)
+            return unexpected_keyboard(UnexpectedCb(id=int(payload["unexpected"]), manual=manual))  # type: ignore[call-overload]
         if kind is not OutboxKind.PAID:
             return None
         kb = InlineKeyboardBuilder()

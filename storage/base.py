@@ -120,6 +120,7 @@ class Order:
     refunded: Money | None = None  # None reads as nothing refunded, see `refunded_so_far`
     next_check_at: datetime | None = None
     check_attempts: int = 0
+    message_id: int | None = None  # the chat message showing the order and its Pay button
 
     @property
     def currency(self) -> str:
@@ -190,6 +191,22 @@ class Refund:
     provider_code: str
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UnexpectedPayment:
+    """A payment we did not expect: kept once per provider payment until an admin acts."""
+
+    id: int
+    order_id: int
+    provider: str
+    payment_id: str
+    payment_data: Mapping[str, str]
+    amount: Money | None  # None when the provider did not say
+    currency: str
+    state: str  # "open" | "refunding" | "refunded"
+    reason: str
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +377,27 @@ class Storage(Protocol):
     async def claim_refund(self, refund_id: int, before: datetime, now: datetime) -> bool:
         """Take an unfinished refund for one check (touching it at `now`); False when another
         sweep (a replica) took it first or it was finished meanwhile."""
+
+    # payments we did not expect, unique per (provider, payment_id)
+    async def record_unexpected(
+        self,
+        order_id: int,
+        provider: str,
+        payment_id: str,
+        payment_data: Mapping[str, str],
+        amount: Money | None,
+        currency: str,
+        reason: str,
+    ) -> tuple[UnexpectedPayment, bool]:
+        """Keep it once: the row, and whether it is new (a repeated callback is not)."""
+
+    async def get_unexpected(self, payment_row_id: int) -> UnexpectedPayment | None: ...
+
+    async def move_unexpected(self, payment_row_id: int, expected: str, target: str) -> bool:
+        """Compare-and-set of its state; False when it was not in `expected`."""
+
+    async def set_order_message(self, order_id: int, message_id: int) -> None:
+        """Remember the chat message that shows the order (the latest one wins)."""
 
     # saved cards, unique per (user_id, provider, card_id)
     async def save_card(

@@ -33,6 +33,7 @@ from storage.base import (
     OutboxMessage,
     Refund,
     SavedCard,
+    UnexpectedPayment,
     checked_states,
 )
 from storage.errors import StorageUnavailable
@@ -48,6 +49,7 @@ from storage.rows import (
     to_order,
     to_outbox,
     to_refund,
+    to_unexpected,
 )
 
 # Key of the advisory lock held while migrating; any constant unique to this application.
@@ -544,6 +546,65 @@ class PostgresStorage:
             aware(before),
         )
         return claimed is not None
+
+    # --- payments we did not expect --------------------------------------------------------
+
+    async def record_unexpected(
+        self,
+        order_id: int,
+        provider: str,
+        payment_id: str,
+        payment_data: Mapping[str, str],
+        amount: Money | None,
+        currency: str,
+        reason: str,
+    ) -> tuple[UnexpectedPayment, bool]:
+        stamp = datetime.now(UTC)
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO unexpected_payments (order_id, provider, payment_id, payment_data, "
+                "amount, currency, state, reason, created_at, updated_at) "
+                "VALUES ($1,$2,$3,$4,$5,$6,'open',$7,$8,$8) "
+                "ON CONFLICT (provider, payment_id) DO NOTHING RETURNING *",
+                order_id,
+                provider,
+                payment_id,
+                payment_json(payment_data),
+                amount.amount if amount else None,
+                currency,
+                reason[:500],
+                stamp,
+            )
+            if row is not None:
+                return to_unexpected(row, same), True
+            row = await conn.fetchrow(
+                "SELECT * FROM unexpected_payments WHERE provider = $1 AND payment_id = $2",
+                provider,
+                payment_id,
+            )
+            return to_unexpected(row, same), False
+
+    async def get_unexpected(self, payment_row_id: int) -> UnexpectedPayment | None:
+        row = await self._db.fetchrow(
+            "SELECT * FROM unexpected_payments WHERE id = $1", payment_row_id
+        )
+        return to_unexpected(row, same) if row else None
+
+    async def move_unexpected(self, payment_row_id: int, expected: str, target: str) -> bool:
+        moved = await self._db.fetchval(
+            "UPDATE unexpected_payments SET state = $1, updated_at = $2 "
+            "WHERE id = $3 AND state = $4 RETURNING id",
+            target,
+            datetime.now(UTC),
+            payment_row_id,
+            expected,
+        )
+        return moved is not None
+
+    async def set_order_message(self, order_id: int, message_id: int) -> None:
+        await self._db.execute(
+            "UPDATE orders SET message_id = $1 WHERE id = $2", message_id, order_id
+        )
 
     # --- saved cards and preferences ----------------------------------------------------
 

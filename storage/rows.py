@@ -21,6 +21,7 @@ from storage.base import (
     OutboxMessage,
     Refund,
     SavedCard,
+    UnexpectedPayment,
 )
 
 Row = Mapping[str, Any]
@@ -29,7 +30,7 @@ TimeReader = Callable[[Any], datetime | None]
 ORDER_COLUMNS = (
     "id, user_id, chat_id, provider, amount, currency, state, token, locale, description, "
     "created_at, updated_at, provider_payment_id, payment_data, pay_url, expires_at, paid_at, "
-    "paid_amount, refunded_amount, next_check_at, check_attempts"
+    "paid_amount, refunded_amount, next_check_at, check_attempts, message_id"
 )
 
 
@@ -65,6 +66,7 @@ def to_order(row: Row, items: tuple[OrderItem, ...], when: TimeReader) -> Order:
         refunded=_money(row["refunded_amount"], currency),
         next_check_at=when(row["next_check_at"]),
         check_attempts=row["check_attempts"],
+        message_id=row["message_id"],
     )
 
 
@@ -116,6 +118,21 @@ def to_refund(row: Row, when: TimeReader) -> Refund:
         provider_code=row["provider_code"],
         created_at=when(row["created_at"]),  # type: ignore[arg-type]
         updated_at=when(row["updated_at"]),  # type: ignore[arg-type]
+    )
+
+
+def to_unexpected(row: Row, when: TimeReader) -> UnexpectedPayment:
+    return UnexpectedPayment(
+        id=row["id"],
+        order_id=row["order_id"],
+        provider=row["provider"],
+        payment_id=row["payment_id"],
+        payment_data=json.loads(row["payment_data"] or "{}"),
+        amount=_money(row["amount"], row["currency"]),
+        currency=row["currency"],
+        state=row["state"],
+        reason=row["reason"],
+        created_at=when(row["created_at"]),  # type: ignore[arg-type]
     )
 
 

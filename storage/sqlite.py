@@ -33,6 +33,7 @@ from storage.base import (
     OutboxMessage,
     Refund,
     SavedCard,
+    UnexpectedPayment,
     checked_states,
 )
 from storage.errors import StorageUnavailable
@@ -48,6 +49,7 @@ from storage.rows import (
     to_order,
     to_outbox,
     to_refund,
+    to_unexpected,
 )
 
 
@@ -569,6 +571,62 @@ class SQLiteStorage:
                 (ts(now), refund_id, ts(before)),
             )
             return cursor.rowcount == 1
+
+    # --- payments we did not expect --------------------------------------------------------
+
+    async def record_unexpected(
+        self,
+        order_id: int,
+        provider: str,
+        payment_id: str,
+        payment_data: Mapping[str, str],
+        amount: Money | None,
+        currency: str,
+        reason: str,
+    ) -> tuple[UnexpectedPayment, bool]:
+        stamp = now_ts()
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT INTO unexpected_payments (order_id, provider, payment_id, payment_data, "
+                "amount, currency, state, reason, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,'open',?,?,?) ON CONFLICT (provider, payment_id) DO NOTHING",
+                (
+                    order_id,
+                    provider,
+                    payment_id,
+                    payment_json(payment_data),
+                    amount.amount if amount else None,
+                    currency,
+                    reason[:500],
+                    stamp,
+                    stamp,
+                ),
+            )
+            created = cursor.rowcount == 1
+        rows = await self._rows(
+            "SELECT * FROM unexpected_payments WHERE provider = ? AND payment_id = ?",
+            (provider, payment_id),
+        )
+        return to_unexpected(rows[0], parse_ts), created
+
+    async def get_unexpected(self, payment_row_id: int) -> UnexpectedPayment | None:
+        rows = await self._rows("SELECT * FROM unexpected_payments WHERE id = ?", (payment_row_id,))
+        return to_unexpected(rows[0], parse_ts) if rows else None
+
+    async def move_unexpected(self, payment_row_id: int, expected: str, target: str) -> bool:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE unexpected_payments SET state = ?, updated_at = ? "
+                "WHERE id = ? AND state = ?",
+                (target, now_ts(), payment_row_id, expected),
+            )
+            return cursor.rowcount == 1
+
+    async def set_order_message(self, order_id: int, message_id: int) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE orders SET message_id = ? WHERE id = ?", (message_id, order_id)
+            )
 
     # --- saved cards and preferences ----------------------------------------------------
 

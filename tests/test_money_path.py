@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import aiohttp
@@ -10,8 +11,9 @@ from bot.app import Parts
 from money import Money
 from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
+from sandbox.telegram import TelegramServer
 from storage.base import NewOrder, OrderItem, OrderState
-from tests.conftest import CUSTOMER, both_databases
+from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import browse, order_product, pay
 
 
@@ -65,3 +67,69 @@ async def test_check_payment_uses_the_return_stored_while_the_provider_was_down(
     await user.press(text="Check payment", message_id=message["message_id"])
     assert (await user.answers())[-1]["text"] == "Paid. Thank you!"
     await user.wait_message("Payment received")
+
+
+def texts_in(messages: list[dict]) -> list[str]:
+    return [m.get("text") or m.get("caption") or "" for m in messages]
+
+
+@both_databases
+async def test_paying_the_same_link_twice_reaches_the_admins(
+    app: Parts,
+    user: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    message = await order_product(user, "Coffee", "Cezve")
+    await browse(http, await pay(http, redoya.url, message, "paid"))
+    await user.wait_message("Payment received")
+    await app.notifier.flush()
+    (card,) = [m for m in await user.messages() if m["message_id"] == message["message_id"]]
+    assert "Pay" not in str(card.get("reply_markup") or "")  # the order's card lost its Pay button
+
+    again = await pay(http, redoya.url, message, "paid")  # the old Pay link, paid once more
+    _, page = await browse(http, again)
+    assert "checking this payment by hand" in page
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    assert order.state is OrderState.NEEDS_REVIEW
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    told = await admin.wait_message("a second payment")
+    second_id = again.split("order_id=")[1][:16]
+    assert "85.00" in told["text"]
+    assert second_id in told["text"]
+    await browse(http, again)  # the same return again: told once
+    await asyncio.gather(  # a double tap refunds once
+        admin.press(text="Refunded in the back office", message_id=told["message_id"]),
+        admin.press(text="Refunded in the back office", message_id=told["message_id"]),
+    )
+    await admin.wait_message(f"payment {second_id} of order #{order.id}")
+    await user.wait_message("TRY85.00 refunded for order")
+    await app.notifier.flush()
+    reviews = [t for t in texts_in(await admin.messages()) if "a second payment" in t]
+    assert len(reviews) == 1
+    refunded = [t for t in texts_in(await user.messages()) if "refunded for order" in t]
+    assert len(refunded) == 1
+
+
+async def test_a_payment_after_the_order_was_cancelled_is_not_dropped(
+    app: Parts,
+    user: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    message = await order_product(user, "Coffee", "Cezve")
+    await user.press(text="Cancel order", message_id=message["message_id"])
+    await user.wait_message("cancelled")
+    _, page = await browse(http, await pay(http, redoya.url, message, "paid"))
+    assert "checking this payment by hand" in page
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    told = await admin.wait_message("paid after the order was cancelled")
+    assert "85.00" in told["text"]
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    assert order.state is OrderState.NEEDS_REVIEW
+
+    # and a second such payment of the same order is told too (a review kind recurs)
+    _, page = await browse(http, await pay(http, redoya.url, message, "paid"))
+    await admin.wait_message("a second payment for an order already needs_review")

@@ -28,6 +28,7 @@ from storage.base import (
     OrderState,
     OutboxMessage,
     SavedCard,
+    UnexpectedPayment,
 )
 
 
@@ -59,4 +60,5 @@ __all__ = [
     "RefundError",
     "RefundPlan",
     "SavedCard",
+    "UnexpectedPayment",
 ]

@@ -91,9 +91,9 @@ class Confirming(CoreContext):
     async def _confirm(
         self, order: Order, actor: str, inbound: Inbound | None, now: datetime
     ) -> Confirmation:
-        if order.state not in CONFIRMABLE:
-            return Confirmation(order, answered=True)
         provider = self.providers.get(order.provider)
+        if order.state not in CONFIRMABLE:
+            return await self._settled(order, provider, inbound, actor)
         if inbound is None and order.provider_payment_id is None:
             # the button or the sweep: a return stored while the provider was down may name
             # the payment (Redoya assigns its id only on the return)
@@ -132,11 +132,45 @@ class Confirming(CoreContext):
                 return Confirmation(order, answered=True)
             return Confirmation(await self._apply(order, status, actor, now), answered=True)
         if status.state is PaymentState.PAID:
-            reason = (
-                f"a second payment {claimed.payment_id} for an order already paying with another id"
-            )
-            return Confirmation(await self._review(order, actor, reason), answered=True)
+            why = "a second payment for an order already paying with another id"
+            order = await self._unexpected(order, provider, claimed, status, actor, why)
         return Confirmation(order, answered=True)
+
+    async def _settled(
+        self, order: Order, provider: Provider, inbound: Inbound | None, actor: str
+    ) -> Confirmation:
+        """An order past awaiting payment is not asked about again, unless a return or a
+        callback names another payment: paid, that is a payment we did not expect (the
+        customer paid the same Pay link twice), never dropped."""
+        claimed = inbound.ref if inbound else None
+        if claimed is None or claimed.payment_id == order.provider_payment_id:
+            return Confirmation(order, answered=True)
+        status = await self._status_of(provider, claimed, inbound)
+        if status is not None and status.state is PaymentState.PAID:
+            why = f"a second payment for an order already {order.state}"
+            order = await self._unexpected(order, provider, claimed, status, actor, why)
+        return Confirmation(order, answered=True)
+
+    async def _unexpected(
+        self,
+        order: Order,
+        provider: Provider,
+        ref: PaymentRef,
+        status: PaymentStatus,
+        actor: str,
+        why: str,
+    ) -> Order:
+        """Keep the payment (once per provider payment id) and put the order in review with
+        the admins told the amount and the payment id, and offered a one-tap refund."""
+        paid = paid_of(status, order)
+        row, created = await self.storage.record_unexpected(
+            order.id, provider.name, ref.payment_id, ref.data, paid, order.currency, why
+        )
+        if not created:  # the same payment again (a repeated return or callback): told already
+            return order
+        said = str(paid) if paid else "an amount the provider did not say"
+        reason = f"{why}: {said} as {provider.name} payment {ref.payment_id}"
+        return await self._review(order, actor, reason, unexpected=row.id)
 
     async def _truth(
         self, order: Order, provider: Provider, inbound: Inbound | None
@@ -219,7 +253,11 @@ class Confirming(CoreContext):
             if paid != order.total:
                 detail = f"{detail}; the bank holds {held}, {order.total - held} less".strip("; ")
             if order.state is not S.AWAITING_PAYMENT:
-                return await self._review(order, actor, f"paid after the order was {order.state}")
+                ref = status.ref or stored_ref(order)
+                why = f"paid after the order was {order.state}"
+                if ref is None:
+                    return await self._review(order, actor, why)
+                return await self._unexpected(order, provider, ref, status, actor, why)
             return await self._move(
                 order, S.PAID, actor, detail or "paid", self._paid_messages(order), paid=paid
             )

@@ -122,16 +122,29 @@ class CoreContext:
             self._on_outbox()
         return moved
 
-    async def _review(self, order: Order, actor: str, reason: str) -> Order:
+    async def _review(
+        self, order: Order, actor: str, reason: str, *, unexpected: int | None = None
+    ) -> Order:
+        """Needs a person: the customer, the admins and the merchant chat are told. With
+        `unexpected` (a payment we did not expect), the admins get a one-tap refund of it.
+        An order already in review stays there and the new reason is told all the same."""
         log.warning("order %s needs review: %s", order.id, reason)
+        admin_payload: dict[str, object] = {"reason": reason}
+        if unexpected is not None:
+            admin_payload["unexpected"] = unexpected
         messages = [message(OutboxKind.REVIEW, order.chat_id)]
         messages += [
-            message(OutboxKind.ADMIN_REVIEW, admin, {"reason": reason}) for admin in self.admin_ids
+            message(OutboxKind.ADMIN_REVIEW, admin, admin_payload) for admin in self.admin_ids
         ]
         if self.merchant_chat_id is not None:
             messages.append(
                 message(OutboxKind.MERCHANT_REVIEW, self.merchant_chat_id, {"reason": reason})
             )
+        if order.state is OrderState.NEEDS_REVIEW:
+            for row in messages[1:]:  # the customer knows already
+                await self.storage.enqueue(order.id, row)
+            self._on_outbox()
+            return order
         return await self._move(order, OrderState.NEEDS_REVIEW, actor, reason, messages)
 
     async def _misconfigured(self, order: Order, exc: ProviderMisconfigured) -> None:

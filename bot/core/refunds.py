@@ -30,7 +30,7 @@ from providers.base import (
     RefundOutcome,
     RefundResult,
 )
-from storage.base import Order, OrderState, Refund
+from storage.base import Order, OrderState, Refund, UnexpectedPayment
 
 log = logging.getLogger("bot.core.refunds")
 
@@ -225,6 +225,51 @@ class Refunding(Confirming):
                 "the provider did not answer; nothing was refunded",
             )
         return None
+
+    # --- payments we did not expect -------------------------------------------------------
+
+    def refunds_unexpected_by_api(self, provider: str) -> bool:
+        return (
+            provider in self.providers
+            and Capability.REFUND in self.providers.get(provider).capabilities
+        )
+
+    async def refund_unexpected(self, payment_row_id: int, *, actor: str) -> UnexpectedPayment:
+        """The admins' one tap on a payment we did not expect: refunded through the provider's
+        API where it has one (taken once: a second tap finds it taken), else recorded as
+        refunded in the back office. The order stays in review for a person to close."""
+        row = await self.storage.get_unexpected(payment_row_id)
+        if row is None:
+            raise RefundError("no_order")
+        if row.amount is None:
+            raise RefundError("bad_amount", "the provider did not say how much was paid")
+        by_api = self.refunds_unexpected_by_api(row.provider)
+        if not await self.storage.move_unexpected(row.id, "open", "refunding"):
+            raise RefundError("duplicate_refund", f"that payment is {row.state}")
+        order = await self.storage.get_order(row.order_id)
+        if by_api:
+            provider = self.providers.get(row.provider)
+            ref = PaymentRef(row.payment_id, row.payment_data)
+            try:
+                result = await provider.refund(ref, row.amount, f"unexpected-{row.id}")
+            except ProviderUnavailable as exc:  # left "refunding": a person checks the back office
+                raise RefundError("refund_unknown", str(exc)) from None
+            except ProviderRejected as exc:
+                result = RefundResult(
+                    RefundOutcome.REJECTED, Money.zero(row.currency), None, exc.code, str(exc)
+                )
+            if result.outcome is not RefundOutcome.DONE:
+                await self.storage.move_unexpected(row.id, "refunding", "open")
+                raise RefundError("provider_refused", result.detail or result.provider_code)
+        await self.storage.move_unexpected(row.id, "refunding", "refunded")
+        if order is not None:
+            notice = message(
+                OutboxKind.REFUNDED, order.chat_id, {"amount": row.amount.amount}, tag=f"u{row.id}"
+            )
+            await self.storage.enqueue(order.id, notice)
+            self._on_outbox()
+        log.info("unexpected payment %s refunded by %s", row.id, actor)
+        return await self.storage.get_unexpected(row.id) or row
 
     async def finish_refunds(self, now: datetime) -> int:
         """The sweep's part: refunds cut off by a crash or an outage are finished from what the

@@ -20,7 +20,7 @@ from bot.core import (
     RefundError,
     RefundPlan,
 )
-from bot.keyboards import RefundCb, refund_keyboard
+from bot.keyboards import RefundCb, UnexpectedCb, refund_keyboard
 
 
 class IsAdmin(Filter):
@@ -211,6 +211,35 @@ async def refund_confirmed(
         await query.message.answer(done)
 
 
+async def unexpected_refund(
+    query: CallbackQuery, callback_data: UnexpectedCb, checkout: CheckoutService
+) -> None:
+    """The one tap on a payment we did not expect: refunded once, however often it is tapped."""
+    try:
+        row = await checkout.refund_unexpected(
+            callback_data.id, actor=f"admin:{query.from_user.id}"
+        )
+    except RefundError as exc:
+        reasons = {
+            "duplicate_refund": _("this payment was refunded already"),
+            "refund_unknown": _("the provider did not answer; check its back office"),
+        }
+        reason = reasons.get(exc.reason) or texts.escape(exc.detail or exc.reason)
+        text = _("Refund refused: {reason}").format(reason=reason)
+        await query.answer(texts.plain(text)[:200], show_alert=True)
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
+        await query.message.answer(
+            _("Refunded {amount}: payment {payment_id} of order #{id}.").format(
+                amount=texts.money(row.amount) if row.amount else "-",
+                payment_id=texts.escape(row.payment_id),
+                id=row.order_id,
+            )
+        )
+
+
 async def stats(message: Message, command: CommandObject, checkout: CheckoutService) -> None:
     days = _number((command.args or "").strip(), 5) or 30
     days = min(days, MAX_DAYS)
@@ -235,5 +264,6 @@ def create_router() -> Router:
     router.message.register(order_lookup, Command("order"))
     router.message.register(refund, Command("refund"))
     router.callback_query.register(refund_confirmed, RefundCb.filter())
+    router.callback_query.register(unexpected_refund, UnexpectedCb.filter())
     router.message.register(stats, Command("stats"))
     return router

@@ -80,7 +80,9 @@ async def order_show(
     provider = checkout.display_name(order.provider)
     text = texts.receipt(order, provider) if paid else texts.order_card(order)
     if isinstance(query.message, Message):
-        await query.message.answer(text, reply_markup=order_keyboard(order))
+        card = await query.message.answer(text, reply_markup=order_keyboard(order))
+        if order.state in PAYABLE:  # this one carries the Pay button now
+            await checkout.remember_card(order.id, card.message_id)
 
 
 async def order_check(

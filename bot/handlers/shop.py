@@ -386,7 +386,10 @@ async def place(
         await state.update_data(cart={})
     await query.answer()
     if isinstance(query.message, Message):
-        await query.message.answer(texts.order_card(order), reply_markup=order_keyboard(order))
+        card = await query.message.answer(
+            texts.order_card(order), reply_markup=order_keyboard(order)
+        )
+        await checkout.remember_card(order.id, card.message_id)
 
 
 def checkout_error(reason: str) -> str:
