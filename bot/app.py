@@ -176,7 +176,10 @@ class BotApp:
                 storage, providers, public_url=web_url, secret=f"cards:{s.callback_key_secret()}"
             )
         notifier = Notifier(
-            bot, storage, OutboxRenderer(storage, i18n, checkout, s.default_locale, merchant_locale)
+            bot,
+            storage,
+            OutboxRenderer(storage, i18n, checkout, s.default_locale, merchant_locale),
+            claim_for=timedelta(seconds=s.outbox_claim_seconds),
         )
         notifier_ref.append(notifier)
         reconciler = Reconciler(checkout, every=s.sweep_every)

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     first_check_after: float = Field(15.0, ge=0)
     max_check_interval: float = Field(600.0, gt=0)
     sweep_every: float = Field(5.0, gt=0)
+    # how long a sender holds an outbox row while it sends; a process killed meanwhile leaves
+    # the row to be sent again (by any replica) once this runs out
+    outbox_claim_seconds: float = Field(60.0, gt=0)
 
     # the enabled providers' settings by name (bot/wiring.py loads them)
     providers: dict[str, Any] = Field(default_factory=dict)

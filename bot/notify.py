@@ -5,7 +5,7 @@ Rows are written by storage transitions and stay until sent, so a restart betwee
 "message sent" still delivers the message. A row is marked sent right after Telegram accepts
 it; Telegram has no idempotency key, so a crash in between sends it again (at least once).
 Each row is claimed before it is sent, so replicas sharing one database do not both send it;
-a sender that dies holding a claim frees it after `CLAIM_FOR`.
+a sender that dies holding a claim frees it after `claim_for` (OUTBOX_CLAIM_SECONDS).
 Limits: about one message per second per chat, 20 a minute to a group (the merchant's chat is
 one) and 30 per second overall; a 429 pauses all sending for its `retry_after`.
 """
@@ -82,6 +82,7 @@ class Notifier:
         per_group_gap: float = 3.0,
         per_second: int = 30,
         idle_poll: float = 1.0,
+        claim_for: timedelta = CLAIM_FOR,
     ) -> None:
         self.bot = bot
         self.storage = storage
@@ -90,6 +91,7 @@ class Notifier:
         self.per_group_gap = per_group_gap
         self.per_second = per_second
         self.idle_poll = idle_poll
+        self.claim_for = claim_for
         self._wake = asyncio.Event()
         self._last_to_chat: dict[int, float] = {}
         self._window: list[float] = []
@@ -139,7 +141,7 @@ class Notifier:
     async def _deliver(self, message: OutboxMessage) -> bool:
         """Send one row; False when it was not ours to send (another replica claimed it)."""
         now = datetime.now(UTC)
-        if not await self.storage.claim_outbox(message.id, now, now + CLAIM_FOR):
+        if not await self.storage.claim_outbox(message.id, now, now + self.claim_for):
             return False
         try:
             await self._send(message)

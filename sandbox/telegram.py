@@ -174,8 +174,24 @@ class TelegramServer(FakeServer):
         self._failures: dict[str, list[ApiError]] = {}
         self._changed = asyncio.Event()
         self.calls.clear()
+        self._hang_on: str | None = None
+        self.hung = asyncio.Event()
+        if hasattr(self, "_released"):
+            self._released.set()
+        self._released = asyncio.Event()
 
     # --- knobs --------------------------------------------------------------------------
+
+    def hang_after_accepting(self, contains: str) -> None:
+        """The next sendMessage whose text has `contains` is stored (Telegram took it) but its
+        answer never comes until `release()` or a reset: what a bot killed, or cut off, right
+        after Telegram accepted a message sees. `hung` is set when it happens."""
+        self._hang_on = contains
+        self.hung.clear()
+
+    def release(self) -> None:
+        self._released.set()
+        self._released = asyncio.Event()
 
     def fail_next(
         self,
@@ -299,7 +315,12 @@ class TelegramServer(FakeServer):
             raise ApiError(400, "Bad Request: message text is empty")
         message = self._bot_message(params)
         message["text"] = _plain(text, params.get("parse_mode"))
-        return self._store(message)
+        stored = self._store(message)
+        if self._hang_on and self._hang_on in message["text"]:
+            self._hang_on = None
+            self.hung.set()
+            await self._released.wait()  # accepted, and the answer never reaches the bot
+        return stored
 
     async def _send_photo(self, params: Json) -> Json:
         photo = params.get("photo")
@@ -507,6 +528,7 @@ class TelegramServer(FakeServer):
                     self.updates.pop(0)
 
     async def stop(self) -> None:
+        self._released.set()
         for pusher in self._pushers:
             pusher.cancel()
         await asyncio.gather(*self._pushers, return_exceptions=True)

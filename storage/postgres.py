@@ -97,6 +97,7 @@ class PostgresStorage:
         self.min_size = min_size
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._marks: asyncpg.Pool | None = None  # one connection of its own for mark_sent
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -119,6 +120,13 @@ class PostgresStorage:
             ) from None
         try:
             await self._migrate()
+            self._marks = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=1,
+                command_timeout=30,
+                statement_cache_size=self.statement_cache_size,
+            )
         except asyncpg.PostgresError as exc:
             await self.close()
             raise StorageUnavailable(
@@ -142,8 +150,11 @@ class PostgresStorage:
                 )
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
+        for name in ("_marks", "_pool"):
+            pool = getattr(self, name)
+            if pool is None:
+                continue
+            setattr(self, name, None)
             try:
                 await asyncio.wait_for(pool.close(), 10)
             except TimeoutError:
@@ -463,7 +474,9 @@ class PostgresStorage:
         return claimed is not None
 
     async def mark_sent(self, message_id: int) -> None:
-        await self._db.execute(
+        # on a connection of its own, never waiting for the pool behind inbound traffic:
+        # Telegram took the message, and until this commits a crash would send it again
+        await (self._marks or self._db).execute(
             "UPDATE outbox SET sent_at = $1 WHERE id = $2", datetime.now(UTC), message_id
         )
 

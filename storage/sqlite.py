@@ -70,11 +70,40 @@ def now_ts() -> str:
     return ts(datetime.now(UTC))  # type: ignore[return-value]
 
 
+class WriteLock:
+    """One write transaction at a time, first come first served, except that an urgent one
+    (marking an outbox row sent) goes before every writer still waiting."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent_waiting = 0
+        self._free = asyncio.Condition()
+
+    @asynccontextmanager
+    async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        async with self._free:
+            if urgent:
+                self._urgent_waiting += 1
+                try:
+                    await self._free.wait_for(lambda: not self._held)
+                finally:
+                    self._urgent_waiting -= 1
+            else:
+                await self._free.wait_for(lambda: not self._held and not self._urgent_waiting)
+            self._held = True
+        try:
+            yield
+        finally:
+            async with self._free:
+                self._held = False
+                self._free.notify_all()
+
+
 class SQLiteStorage:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = WriteLock()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -136,8 +165,8 @@ class SQLiteStorage:
         return self._db
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
+    async def _tx(self, *, urgent: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock.hold(urgent=urgent):
             db = self._conn
             await db.execute("BEGIN IMMEDIATE")
             try:
@@ -492,7 +521,9 @@ class SQLiteStorage:
             return cursor.rowcount == 1
 
     async def mark_sent(self, message_id: int) -> None:
-        async with self._tx() as db:
+        # ahead of every queued write: Telegram took the message, and until this commits a
+        # crash would send it again
+        async with self._tx(urgent=True) as db:
             await db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (now_ts(), message_id))
 
     async def defer(self, message_id: int, until: datetime, error: str) -> None:
