@@ -132,7 +132,12 @@ class Notifier:
         return True
 
     async def _send(self, message: OutboxMessage) -> None:
-        rendered = await self.render(message)
+        try:
+            rendered = await self.render(message)
+        except (ValueError, KeyError, TypeError) as exc:  # no text for it: it never will have
+            log.error("outbox %s (%s) cannot be rendered: %s", message.id, message.kind, exc)
+            await self.storage.mark_failed(message.id, f"cannot be rendered: {exc}")
+            return
         if rendered is None:
             await self.storage.mark_sent(message.id)
             return
