@@ -268,7 +268,8 @@ class BotApp:
             if self._web_services and self._web_services.background:
                 await asyncio.wait(self._web_services.background, timeout=5)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(parts.notifier.flush(), timeout=3)
+                async with asyncio.timeout(3):
+                    await parts.notifier.flush()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -109,8 +109,11 @@ class Notifier:
                 log.exception("outbox pass failed; retrying")
                 more = False
             if not more:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+                # that lands as the event fires, and the loop would never stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+                    async with asyncio.timeout(self.idle_poll):
+                        await self._wake.wait()
             else:
                 await asyncio.sleep(0.05)
             self._wake.clear()
@@ -154,7 +157,11 @@ class Notifier:
     async def _send(self, message: OutboxMessage) -> None:
         try:
             rendered = await self.render(message)
-        except Exception as exc:  # a bug in a text or a row it cannot read: counts as an attempt
+        except (ValueError, KeyError, TypeError) as exc:  # no text for this row: never will be
+            log.error("outbox %s (%s) cannot be rendered: %s", message.id, message.kind, exc)
+            await self.storage.mark_failed(message.id, f"cannot be rendered: {exc}"[:500])
+            return
+        except Exception as exc:  # anything else counts as an attempt
             attempts = message.attempts + 1
             log.error("outbox %s cannot be rendered (%s), attempt %s", message.id, exc, attempts)
             if attempts >= MAX_RENDER_ATTEMPTS:

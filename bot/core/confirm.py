@@ -38,6 +38,9 @@ S = OrderState
 # States in which a provider's answer still matters: awaiting, or closed by us while the
 # customer may still have paid on an open provider page (that becomes needs_review).
 CONFIRMABLE = frozenset({S.AWAITING_PAYMENT, S.EXPIRED, S.CANCELLED})
+# Providers whose inbound status is the truth: an authenticated callback body (KTWidget), a
+# payment Telegram reports in the chat (Stars; the Bot API authenticates it).
+INBOUND_TRUTH = frozenset({Capability.STATUS_IN_CALLBACK, Capability.IN_CHAT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +178,9 @@ class Confirming(CoreContext):
     async def _truth(
         self, order: Order, provider: Provider, inbound: Inbound | None
     ) -> PaymentStatus | None:
+        if provider.capabilities & INBOUND_TRUTH and inbound is not None and inbound.status:
+            return inbound.status
         if Capability.STATUS_IN_CALLBACK in provider.capabilities:
-            if inbound is not None and inbound.status is not None:
-                return inbound.status
             return await self._stored_status(order, provider)
         ref = stored_ref(order)
         if ref is None:  # nothing to ask about yet (Redoya before the return)
@@ -188,8 +191,10 @@ class Confirming(CoreContext):
         self, provider: Provider, ref: PaymentRef, inbound: Inbound | None
     ) -> PaymentStatus | None:
         """The truth about one payment; None when the provider refuses to say."""
+        if provider.capabilities & INBOUND_TRUTH and inbound is not None and inbound.status:
+            return inbound.status
         if Capability.STATUS_IN_CALLBACK in provider.capabilities:
-            return inbound.status if inbound is not None else None
+            return None
         try:
             return await provider.fetch_status(ref)
         except ProviderMisconfigured:

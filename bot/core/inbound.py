@@ -28,7 +28,7 @@ from providers.base import (
     Provider,
 )
 from providers.registry import UnknownProvider
-from storage.base import InboundEvent, Order
+from storage.base import DuplicatePayment, InboundEvent, Order
 
 log = logging.getLogger("bot.core.inbound")
 
@@ -175,6 +175,15 @@ class Receiving(Confirming):
         result = await provider.bridge(request, self.checkout_request(order, provider))
         if result.ref is None:
             return result.ack, None
+        # Our own adapter opened this payment: keep its ref on the order now, before the
+        # answer, since a stored bridge post is not parsed again (that would open another one).
+        if order.provider_payment_id is None:
+            try:
+                order = await self.storage.attach_payment(
+                    order.id, result.ref.payment_id, result.ref.data
+                )
+            except DuplicatePayment:
+                log.warning("order %s: bridge payment id belongs to another order", order.id)
         inbound = Inbound(result.ref, event_key=f"bridge:{result.ref.payment_id}")
         event_id = await self._store_event("bridge", provider, order, inbound, request)
         if event_id is None:
