@@ -106,8 +106,9 @@ class Inbound:
     """What an inbound request (callback, return, chat payment) is about.
 
     `ref` says which payment (None: the request names none, e.g. a return before the provider
-    assigned one). `status` is set only by STATUS_IN_CALLBACK providers, whose authenticated
-    body is the truth: the core stores it with the event and `confirm` applies it.
+    assigned one). `status` is set only where the inbound request itself is the truth: an
+    authenticated callback body (STATUS_IN_CALLBACK, KTWidget) or a payment the Bot API reports
+    in the chat (IN_CHAT, Stars). The core stores it with the event and `confirm` applies it.
     `event_key` dedupes the inbox; `hint` is what the request claimed, for the audit row only.
     """
 
