@@ -55,6 +55,13 @@ def stored_ref(order: Order) -> PaymentRef | None:
     return PaymentRef(order.provider_payment_id, order.payment_data)
 
 
+def _carried(provider: Provider, inbound: Inbound | None) -> PaymentStatus | None:
+    """The status an inbound request carries, where the request itself is the truth."""
+    if inbound is None or not provider.capabilities & INBOUND_TRUTH:
+        return None
+    return inbound.status
+
+
 def paid_of(status: PaymentStatus, order: Order) -> Money | None:
     """What the customer paid: said outright, or what is left plus what we refunded (a
     provider like Payture reports only what is left on the payment)."""
@@ -178,8 +185,9 @@ class Confirming(CoreContext):
     async def _truth(
         self, order: Order, provider: Provider, inbound: Inbound | None
     ) -> PaymentStatus | None:
-        if provider.capabilities & INBOUND_TRUTH and inbound is not None and inbound.status:
-            return inbound.status
+        carried = _carried(provider, inbound)
+        if carried is not None:
+            return carried
         if Capability.STATUS_IN_CALLBACK in provider.capabilities:
             return await self._stored_status(order, provider)
         ref = stored_ref(order)
@@ -191,10 +199,9 @@ class Confirming(CoreContext):
         self, provider: Provider, ref: PaymentRef, inbound: Inbound | None
     ) -> PaymentStatus | None:
         """The truth about one payment; None when the provider refuses to say."""
-        if provider.capabilities & INBOUND_TRUTH and inbound is not None and inbound.status:
-            return inbound.status
-        if Capability.STATUS_IN_CALLBACK in provider.capabilities:
-            return None
+        carried = _carried(provider, inbound)
+        if carried is not None or Capability.STATUS_IN_CALLBACK in provider.capabilities:
+            return carried
         try:
             return await provider.fetch_status(ref)
         except ProviderMisconfigured:

@@ -101,11 +101,7 @@ class Receiving(Confirming):
             return None
         provider = self.providers.get(provider_name)
         inbound = identified(await provider.parse_return(request), provider.name)  # else 400
-        event_id = await self._store_event("return", provider, order, inbound, request)
-        confirmation = await self.confirm(order.id, actor="return", inbound=inbound)
-        if confirmation.answered and event_id is not None:
-            await self.storage.mark_inbound_processed(event_id)
-        return confirmation.order
+        return await self._store_and_confirm("return", provider, order, inbound, request)
 
     # --- provider callbacks ---------------------------------------------------------------
 
@@ -206,13 +202,25 @@ class Receiving(Confirming):
             log.warning("a %s payment matches no order of this user", provider.name)
             return None
         request = InboundRequest("CHAT", "successful_payment", body=_chat_body(payment))
-        event_id = await self._store_event("chat", provider, order, inbound, request)
-        confirmation = await self.confirm(order.id, actor="chat", inbound=inbound)
+        return await self._store_and_confirm("chat", provider, order, inbound, request)
+
+    # --- the inbox ------------------------------------------------------------------------
+
+    async def _store_and_confirm(
+        self,
+        kind: str,
+        provider: Provider,
+        order: Order,
+        inbound: Inbound,
+        request: InboundRequest,
+    ) -> Order:
+        """Store it, confirm on the spot, and mark it done once the truth was had (else the
+        stored event is replayed)."""
+        event_id = await self._store_event(kind, provider, order, inbound, request)
+        confirmation = await self.confirm(order.id, actor=kind, inbound=inbound)
         if confirmation.answered and event_id is not None:
             await self.storage.mark_inbound_processed(event_id)
         return confirmation.order
-
-    # --- the inbox ------------------------------------------------------------------------
 
     async def _store_event(
         self,
