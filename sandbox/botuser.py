@@ -38,6 +38,11 @@ def transcript(messages: list[Json]) -> str:
         body = message.get("text") or message.get("caption") or ""
         if message.get("photo"):
             body = "[photo] " + body
+        for kind in ("invoice", "successful_payment", "refunded_payment"):
+            if kind in message:
+                paid = message[kind]
+                amount = f"{paid['total_amount']} {paid['currency']}"
+                body = f"[{kind} {amount}] {paid.get('title', '')}".rstrip()
         rendered = [
             f"[{b['text']} -> {b['url']}]" if "url" in b else f"[{b['text']}]"
             for b in buttons(message)
@@ -146,6 +151,19 @@ class BotUser:
                     return answer
             await asyncio.sleep(0.02)
         raise AssertionError(f"the bot did not answer the button press {query_id}")
+
+    async def pay_invoice(self, **body: Any) -> Json:
+        """Pay an invoice as this user: the newest invoice message in the chat, or the one named
+        by `message_id` or `link`. Waits for the bot's pre-checkout answer; the result says
+        what happened: {"ok", "charge_id", "error_message", "answered_in", "timed_out", ...}.
+        `timeout=` gives up sooner, `drop_update=True` charges without telling the bot."""
+        return await self._post(f"/sandbox/users/{self.user_id}/pay_invoice", body)
+
+    async def redeliver_payment(self, charge_id: str) -> Json:
+        """Deliver the charge's `successful_payment` message to the bot once more."""
+        return await self._post(
+            f"/sandbox/users/{self.user_id}/redeliver_payment", {"charge_id": charge_id}
+        )
 
     async def messages(self) -> list[Json]:
         url = f"{self.base_url}/sandbox/chats/{self.user_id}/messages"

@@ -7,6 +7,14 @@ Unix-second dates, `editMessageText` returning the Message (no markup removes th
 identical edit is 400), errors as `{"ok": false, "error_code", "description"}` with the same
 HTTP status (429 adds `parameters.retry_after`), long-polling `getUpdates`, 409 while a webhook
 is set, `callback_data` over 64 bytes refused, a callback query answered once.
+
+Telegram Stars payments as Telegram runs them: `sendInvoice`/`createInvoiceLink` check an XTR
+invoice (no provider token, one price line, payload 1-128 bytes); a user paying sends the bot a
+`pre_checkout_query` that must be answered within 10 s, and only an "ok" in time makes a charge,
+delivered as a `successful_payment` message (again on request: Telegram delivers at least once,
+or never, to test reconciliation); `refundStarPayment` refunds a charge once and tells the bot
+with a `refunded_payment` message; `getStarTransactions` lists charges and refunds in
+chronological order.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import secrets
 import time
 from html.parser import HTMLParser
@@ -46,6 +55,27 @@ HTML_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a"}
     | {"tg-emoji", "code", "pre", "blockquote"}
 )
+
+
+# Telegram Stars. The answer window is Telegram's; `pre_checkout_timeout` shortens it in tests.
+STARS = "XTR"
+PRE_CHECKOUT_TIMEOUT = 10.0
+TITLE_LIMIT = 32
+DESCRIPTION_LIMIT = 255
+PAYLOAD_LIMIT = 128  # bytes
+# Invoice options a Stars invoice cannot have: Telegram answers STARS_INVOICE_INVALID to any.
+NOT_FOR_STARS = (
+    "max_tip_amount",
+    "suggested_tip_amounts",
+    "need_name",
+    "need_phone_number",
+    "need_email",
+    "need_shipping_address",
+    "send_phone_number_to_provider",
+    "send_email_to_provider",
+    "is_flexible",
+)
+INVOICE_FIELDS = ("title", "description", "start_parameter", "currency", "total_amount")
 
 
 class _TextOnly(HTMLParser):
@@ -138,6 +168,8 @@ class TelegramServer(FakeServer):
         self.app.router.add_post("/sandbox/users/{user_id}/send", self._user_send)
         self.app.router.add_post("/sandbox/users/{user_id}/press", self._user_press)
         self.app.router.add_get("/sandbox/users/{user_id}/answers", self._user_answers)
+        self.app.router.add_post("/sandbox/users/{user_id}/pay_invoice", self._user_pay)
+        self.app.router.add_post("/sandbox/users/{user_id}/redeliver_payment", self._user_redeliver)
         self.app.router.add_get("/sandbox/chats/{chat_id}/messages", self._chat_messages)
         self.app.router.add_get("/sandbox/state", self._state)
 
@@ -149,13 +181,18 @@ class TelegramServer(FakeServer):
             f"# act as a user:  curl -XPOST {self.url}/sandbox/users/1001/send "
             "-H 'content-type: application/json' -d '{\"text\": \"/start\"}'",
             f"# read the chat:  curl {self.url}/sandbox/chats/1001/messages",
+            f"# pay the newest invoice (Stars):  curl -XPOST {self.url}/sandbox/users/1001/"
+            "pay_invoice -H 'content-type: application/json' -d '{}'",
         ]
 
     def reset(self) -> None:
         """Also stops the webhook pusher and ends every long poll in progress (getUpdates,
         chat reads) with an empty answer, so a stopped bot's requests cannot take or be handed
         a later test's updates. Update ids keep growing, as Telegram's do: a stale
-        `getUpdates?offset=N` arriving after a reset then cannot drop new updates."""
+        `getUpdates?offset=N` arriving after a reset then cannot drop new updates. A payment
+        waiting for its pre-checkout answer ends unpaid, so it cannot charge into the next test."""
+        for query in getattr(self, "pre_checkouts", {}).values():
+            query["answered"].set()  # its waiter sees the new generation and gives up
         for pusher in self._pushers:
             pusher.cancel()  # ends at its next await; stop() awaits it
         self._pusher = None
@@ -179,6 +216,12 @@ class TelegramServer(FakeServer):
         if hasattr(self, "_released"):
             self._released.set()
         self._released = asyncio.Event()
+        self.invoices: dict[tuple[int, int], Json] = {}  # by (chat_id, message_id)
+        self.invoice_links: dict[str, Json] = {}
+        self.pre_checkouts: dict[str, Json] = {}
+        self.charges: dict[str, Json] = {}  # by telegram_payment_charge_id
+        self.star_transactions: list[Json] = []  # chronological, as getStarTransactions lists
+        self.pre_checkout_timeout = PRE_CHECKOUT_TIMEOUT
 
     # --- knobs --------------------------------------------------------------------------
 
@@ -249,6 +292,11 @@ class TelegramServer(FakeServer):
             "setchatmenubutton": self._true,
             "getchat": self._get_chat,
             "getfile": self._get_file,
+            "sendinvoice": self._send_invoice,
+            "createinvoicelink": self._create_invoice_link,
+            "answerprecheckoutquery": self._answer_pre_checkout,
+            "refundstarpayment": self._refund_star_payment,
+            "getstartransactions": self._get_star_transactions,
         }
 
     async def _true(self, params: Json) -> bool:
@@ -471,6 +519,171 @@ class TelegramServer(FakeServer):
             raise web.HTTPNotFound()
         return web.Response(body=data, content_type="application/octet-stream")
 
+    # --- Telegram Stars -----------------------------------------------------------------
+
+    async def _send_invoice(self, params: Json) -> Json:
+        """An invoice message: the bot's keyboard must start with a pay button, no keyboard
+        gets Telegram's own "Pay ⭐️N". The payload stays here, the chat only sees the rest."""
+        invoice = _invoice(params)
+        markup = _markup(params.get("reply_markup"))
+        first_row = markup["inline_keyboard"][0] if markup else []
+        if markup and not (first_row and first_row[0].get("pay")):
+            raise ApiError(400, "Bad Request: REPLY_MARKUP_BUY_EMPTY")
+        message = self._bot_message(params)
+        if not markup:
+            message["reply_markup"] = {"inline_keyboard": [[_pay_button(invoice)]]}
+        message["invoice"] = {field: invoice[field] for field in INVOICE_FIELDS}
+        chat_id, message_id = message["chat"]["id"], message["message_id"]
+        self.invoices[(chat_id, message_id)] = {
+            **invoice,
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "paid": False,
+        }
+        return self._store(message)
+
+    async def _create_invoice_link(self, params: Json) -> str:
+        """A link anyone can pay, any number of times (unlike an invoice message)."""
+        invoice = _invoice(params)
+        link = "https://t.me/$" + secrets.token_urlsafe(16)
+        self.invoice_links[link] = {**invoice, "link": link}
+        return link
+
+    async def _answer_pre_checkout(self, params: Json) -> bool:
+        """Once per query and only before its deadline (Telegram's 10 s, or earlier if the user
+        gave up): later answers are refused, and the payment they were for never happened."""
+        query = self.pre_checkouts.get(str(params.get("pre_checkout_query_id")))
+        if query is None or query["answer"] is not None or time.monotonic() > query["deadline"]:
+            raise ApiError(400, "Bad Request: QUERY_ID_INVALID")
+        ok = _flag(params.get("ok"))
+        error_message = str(params.get("error_message") or "")
+        if not ok and not error_message.strip():
+            raise ApiError(400, "Bad Request: ERROR_TEXT_EMPTY")
+        query["answer"] = {
+            "ok": ok,
+            "error_message": None if ok else error_message,
+            "after": time.monotonic() - query["sent"],
+        }
+        query["answered"].set()
+        return True
+
+    async def _refund_star_payment(self, params: Json) -> bool:
+        """A charge is refunded whole and once; the bot hears of it as a `refunded_payment`
+        message (Bot API 7.10) and sees it in getStarTransactions under the same id."""
+        charge = self.charges.get(str(params.get("telegram_payment_charge_id") or ""))
+        user_id = int(params["user_id"])
+        if charge is None or charge["user_id"] != user_id or charge["currency"] != STARS:
+            raise ApiError(400, "Bad Request: CHARGE_NOT_FOUND")
+        if charge["refunded"]:
+            raise ApiError(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
+        charge["refunded"] = True
+        self.star_transactions.append(_transaction(charge, "receiver", self._user(user_id, {})))
+        refunded = {
+            "currency": charge["currency"],
+            "total_amount": charge["total_amount"],
+            "invoice_payload": charge["invoice_payload"],
+            "telegram_payment_charge_id": charge["id"],
+        }
+        self.push(
+            "message", self._user_message(user_id, charge["chat_id"], refunded_payment=refunded)
+        )
+        return True
+
+    async def _get_star_transactions(self, params: Json) -> Json:
+        """Oldest first ("in chronological order"); offset skips, limit is clamped to 1-100."""
+        offset = max(int(params.get("offset") or 0), 0)
+        limit = min(max(int(params.get("limit") or 100), 1), 100)
+        return {"transactions": self.star_transactions[offset : offset + limit]}
+
+    def _payable(self, user_id: int, body: Json) -> Json:
+        """The invoice the user pays: an invoice link, or an invoice message still in the chat
+        (the one named, else the newest). A paid invoice message cannot be paid again."""
+        if body.get("link"):
+            if body["link"] not in self.invoice_links:
+                raise ApiError(400, f"no invoice link {body['link']!r}")
+            return self.invoice_links[body["link"]]
+        chat_id = int(body.get("chat_id") or user_id)
+        wanted = None if body.get("message_id") is None else int(body["message_id"])
+        for message in reversed(self.messages.get(chat_id, [])):
+            if "invoice" in message and wanted in (None, message["message_id"]):
+                invoice = self.invoices[(chat_id, message["message_id"])]
+                if invoice["paid"]:
+                    raise ApiError(400, f"invoice message {message['message_id']} is already paid")
+                return invoice
+        which = "invoice message" if wanted is None else f"invoice message {wanted}"
+        raise ApiError(400, f"no {which} in chat {chat_id}")
+
+    async def _pre_checkout(self, user_id: int, invoice: Json, timeout: float) -> Json | None:
+        """Send the bot the pre-checkout query and wait for its answer; None when it did not
+        come in time (or the emulator was reset meanwhile). A late answer is then refused."""
+        query_id = str(secrets.randbits(63))
+        now = time.monotonic()
+        query = {
+            "sent": now,
+            "deadline": now + timeout,
+            "answer": None,
+            "answered": asyncio.Event(),
+        }
+        self.pre_checkouts[query_id] = query
+        generation = self._generation
+        self.push(
+            "pre_checkout_query",
+            {
+                "id": query_id,
+                "from": self._user(user_id, {}),
+                "currency": invoice["currency"],
+                "total_amount": invoice["total_amount"],
+                "invoice_payload": invoice["payload"],
+            },
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(query["answered"].wait(), timeout)
+        query["deadline"] = min(query["deadline"], time.monotonic())
+        if self._generation != generation:
+            return None
+        return {"pre_checkout_query_id": query_id, **(query["answer"] or {})}
+
+    def _charge(self, user_id: int, invoice: Json) -> Json:
+        """What Telegram does after an "ok": take the stars, record the charge (and the star
+        transaction) and write the `successful_payment` service message in the chat."""
+        charge_id = "stx" + secrets.token_urlsafe(36)
+        chat_id = int(invoice.get("chat_id") or user_id)
+        paid = {
+            "currency": invoice["currency"],
+            "total_amount": invoice["total_amount"],
+            "invoice_payload": invoice["payload"],
+            "telegram_payment_charge_id": charge_id,
+            "provider_payment_charge_id": "" if invoice["currency"] == STARS else charge_id[3:],
+        }
+        charge = {
+            "id": charge_id,
+            "user_id": user_id,
+            "chat_id": chat_id,
+            "currency": invoice["currency"],
+            "total_amount": invoice["total_amount"],
+            "invoice_payload": invoice["payload"],
+            "date": int(time.time()),
+            "refunded": False,
+            "message": self._user_message(user_id, chat_id, successful_payment=paid),
+        }
+        self.charges[charge_id] = charge
+        if charge["currency"] == STARS:
+            self.star_transactions.append(_transaction(charge, "source", self._user(user_id, {})))
+        if "message_id" in invoice:
+            invoice["paid"] = True
+        return charge
+
+    def _user_message(self, user_id: int, chat_id: int, **content: Json) -> Json:
+        """A service message from the user in the chat (a payment, a refund), stored there."""
+        message: Json = {
+            "message_id": next(self._message_ids.setdefault(chat_id, itertools.count(1))),
+            "from": self._user(user_id, {}),
+            "chat": self._chat(chat_id),
+            "date": int(time.time()),
+            **content,
+        }
+        return self._store(message)
+
     # --- chats, users, updates ----------------------------------------------------------
 
     def _chat(self, chat_id: int) -> Json:
@@ -529,6 +742,8 @@ class TelegramServer(FakeServer):
 
     async def stop(self) -> None:
         self._released.set()
+        for query in self.pre_checkouts.values():
+            query["answered"].set()
         for pusher in self._pushers:
             pusher.cancel()
         await asyncio.gather(*self._pushers, return_exceptions=True)
@@ -586,6 +801,52 @@ class TelegramServer(FakeServer):
         update_id = self.push("callback_query", query)
         return web.json_response({"update_id": update_id, "callback_query_id": query_id})
 
+    async def _user_pay(self, request: web.Request) -> web.Response:
+        """Pay as the user would: pre-checkout query, the bot's answer within the window, then
+        the charge and its `successful_payment` update. Body (all optional): `message_id`,
+        `chat_id` or `link` (which invoice), `timeout` (the user gives up sooner than
+        Telegram's window), `drop_update` (charged, but the update never reaches the bot)."""
+        user_id = int(request.match_info["user_id"])
+        body = await _optional_json(request)
+        try:
+            invoice = self._payable(user_id, body)
+        except ApiError as exc:
+            return web.json_response({"error": exc.description}, status=400)
+        except ValueError:
+            return web.json_response({"error": "message_id must be a number"}, status=400)
+        timeout = self.pre_checkout_timeout
+        if body.get("timeout") is not None:
+            timeout = min(timeout, float(body["timeout"]))
+        answer = await self._pre_checkout(user_id, invoice, timeout)
+        if answer is None:
+            return web.json_response({"ok": False, "error": "the emulator was reset"})
+        outcome: Json = {
+            "ok": False,
+            "charge_id": None,
+            "error_message": answer.get("error_message"),
+            "answered_in": round(answer["after"], 3) if "after" in answer else None,
+            "timed_out": "ok" not in answer,
+            "pre_checkout_query_id": answer["pre_checkout_query_id"],
+            "update_id": None,
+        }
+        if answer.get("ok"):
+            charge = self._charge(user_id, invoice)
+            outcome.update(ok=True, charge_id=charge["id"])
+            if not body.get("drop_update"):
+                outcome["update_id"] = self.push("message", charge["message"])
+        return web.json_response(outcome)
+
+    async def _user_redeliver(self, request: web.Request) -> web.Response:
+        """The same `successful_payment` message again, same ids: Telegram delivers at least
+        once, so a bot must take a charge id once however often it comes."""
+        user_id = int(request.match_info["user_id"])
+        body = await _optional_json(request)
+        charge = self.charges.get(str(body.get("charge_id")))
+        if charge is None or charge["user_id"] != user_id:
+            return web.json_response({"error": "no such charge for this user"}, status=400)
+        update_id = self.push("message", charge["message"])
+        return web.json_response({"update_id": update_id, "charge_id": charge["id"]})
+
     async def _user_answers(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"answers": self.answers.get(int(request.match_info["user_id"]), [])}
@@ -612,6 +873,8 @@ class TelegramServer(FakeServer):
                 "webhook": self.webhook,
                 "commands": self.commands,
                 "pending_updates": len(self.updates),
+                "invoices": len(self.invoices) + len(self.invoice_links),
+                "charges": len(self.charges),
             }
         )
 
@@ -634,6 +897,104 @@ async def _params(request: web.Request) -> Json:
     form = await request.post()
     params.update({k: v for k, v in form.items() if isinstance(v, str)})
     return params
+
+
+async def _optional_json(request: web.Request) -> Json:
+    """A control endpoint's JSON body, where no body (or not an object) means {}."""
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _invoice(params: Json) -> Json:
+    """An invoice as Telegram checks it for sendInvoice and createInvoiceLink. Stars (XTR): no
+    provider token, exactly one price line, none of the card-only options; other currencies
+    need a provider token. Error texts are Telegram's where known."""
+    for name in ("title", "description", "payload", "currency", "prices"):
+        if params.get(name) is None:
+            raise ApiError(400, f'Bad Request: parameter "{name}" is required')
+    title, description = str(params["title"]), str(params["description"])
+    payload, currency = str(params["payload"]), str(params["currency"])
+    if not 1 <= len(title) <= TITLE_LIMIT:
+        raise ApiError(400, f"Bad Request: invoice title must be 1-{TITLE_LIMIT} characters")
+    if not 1 <= len(description) <= DESCRIPTION_LIMIT:
+        raise ApiError(
+            400, f"Bad Request: invoice description must be 1-{DESCRIPTION_LIMIT} characters"
+        )
+    if not 1 <= len(payload.encode()) <= PAYLOAD_LIMIT:
+        raise ApiError(400, "Bad Request: INVOICE_PAYLOAD_INVALID")
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ApiError(400, "Bad Request: CURRENCY_INVALID")
+    amounts = _amounts(params["prices"])
+    token = str(params.get("provider_token") or "")
+    if currency == STARS:
+        if token or len(amounts) != 1 or any(_given(params.get(n)) for n in NOT_FOR_STARS):
+            raise ApiError(400, "Bad Request: STARS_INVOICE_INVALID")
+        if amounts[0] <= 0:
+            raise ApiError(400, "Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+    elif not token:
+        raise ApiError(400, "Bad Request: PAYMENT_PROVIDER_INVALID")
+    if sum(amounts) <= 0:
+        raise ApiError(400, "Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+    return {
+        "title": title,
+        "description": description,
+        "start_parameter": str(params.get("start_parameter") or ""),
+        "currency": currency,
+        "total_amount": sum(amounts),
+        "payload": payload,
+    }
+
+
+def _amounts(raw: object) -> list[int]:
+    """The amounts of `prices`, a JSON array of {label, amount} with integer amounts."""
+    try:
+        prices = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        prices = None
+    if not isinstance(prices, list) or not all(
+        isinstance(p, dict)
+        and isinstance(p.get("label"), str)
+        and isinstance(p.get("amount"), int)
+        and not isinstance(p.get("amount"), bool)
+        for p in prices
+    ):
+        raise ApiError(400, "Bad Request: can't parse prices JSON object")
+    return [p["amount"] for p in prices]
+
+
+def _given(value: object) -> bool:
+    """Whether an optional parameter was really set (clients send false, 0 or [] for unset)."""
+    return value not in (None, "", 0, False, "0", "false", "False", "[]", [])
+
+
+def _pay_button(invoice: Json) -> Json:
+    amount, currency = invoice["total_amount"], invoice["currency"]
+    return {
+        "text": f"Pay ⭐️{amount}" if currency == STARS else f"Pay {amount} {currency}",
+        "pay": True,
+    }
+
+
+def _transaction(charge: Json, side: str, user: Json) -> Json:
+    """A StarTransaction: the payment with the user as `source`, its refund with the user as
+    `receiver`; both carry the charge id, as Telegram's do."""
+    partner = {
+        "type": "user",
+        "transaction_type": "invoice_payment",
+        "user": user,
+        "invoice_payload": charge["invoice_payload"],
+    }
+    return {
+        "id": charge["id"],
+        "amount": charge["total_amount"],
+        "date": int(time.time()),
+        side: partner,
+    }
 
 
 def _markup(raw: object) -> Json | None:
