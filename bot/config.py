@@ -8,18 +8,54 @@ its prefix (`REDOYA_`, `PAYTURE_`...); a provider is enabled when its credential
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 # The languages the bot speaks (bot/locales); kept here so settings load without aiogram.
 LOCALES = ("en", "ru", "tr", "mn", "kk", "tk")
 ENV = SettingsConfigDict(
     env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
 )
+_GIVEN_ONLY: ContextVar[bool] = ContextVar("settings_from_given_values_only", default=False)
+
+
+@contextmanager
+def given_values_only() -> Iterator[None]:
+    """Settings built inside read only the values passed in: neither the process environment
+    nor a `.env` file (the demo and the tests, whatever folder they run in)."""
+    token = _GIVEN_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _GIVEN_ONLY.reset(token)
+
+
+class _Sources(BaseSettings):
+    """Where settings come from: the environment and `.env`, unless `given_values_only`."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _GIVEN_ONLY.get():
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings)
 
 
 def secret_values(model: BaseSettings) -> tuple[str, ...]:
@@ -32,7 +68,7 @@ def secret_values(model: BaseSettings) -> tuple[str, ...]:
     return tuple(v for v in values if v)
 
 
-class ProviderSettings(BaseSettings):
+class ProviderSettings(_Sources):
     """One provider's settings under its own prefix; `enabled` when its credentials are set."""
 
     model_config = ENV
@@ -49,7 +85,8 @@ class ProviderSettings(BaseSettings):
         values = {
             k[len(prefix) :].lower(): v for k, v in env.items() if k.upper().startswith(prefix)
         }
-        return cls.model_validate(values)
+        with given_values_only():
+            return cls(**values)
 
     def enabled(self) -> bool:
         return all(getattr(self, name) for name in self.required)
@@ -58,7 +95,7 @@ class ProviderSettings(BaseSettings):
         return secret_values(self)
 
 
-class Settings(BaseSettings):
+class Settings(_Sources):
     model_config = ENV
 
     # Telegram

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from bot.core import CheckoutService
@@ -38,13 +39,20 @@ class Reconciler:
                 log.exception("sweep failed; next one in %ss", self.every)
             await asyncio.sleep(self.every)
 
+    async def _isolated(self, job: Callable[..., Awaitable[object]], now: datetime) -> None:
+        """One job of the sweep; its failure is logged and the other jobs still run."""
+        try:
+            await job(now=now)
+        except Exception as exc:
+            log.error("sweep job %s failed: %s: %s", job.__name__, type(exc).__name__, exc)
+
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: replay stored events, then check every order that is due. Returns how
         many orders were checked."""
         now = now or self.checkout.clock()
-        await self.checkout.replay_inbound(self.batch, now)
-        await self.checkout.close_stale(now)
-        await self.checkout.finish_refunds(now)
+        for job in (self.checkout.replay_inbound, self.checkout.close_stale):
+            await self._isolated(job, now)
+        await self._isolated(self.checkout.finish_refunds, now)
         due = await self.checkout.storage.due_for_check(now, self.batch)
 
         async def check(order_id: int) -> bool:

@@ -12,7 +12,7 @@ import httpx
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import ENV, ProviderSettings, Settings
+from bot.config import ENV, ProviderSettings, Settings, given_values_only
 from providers.base import Provider
 from providers.payture import PaytureProvider
 from providers.redoya import RedoyaProvider
@@ -129,7 +129,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         else:
             names = Settings.model_fields
             values = {k.lower(): v for k, v in env.items() if k.lower() in names}
-            settings = Settings.model_validate(values | overrides)
+            with given_values_only():
+                settings = Settings(**(values | overrides))
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None
     if "providers" in overrides:

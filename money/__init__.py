@@ -25,6 +25,10 @@ MINOR_UNITS: Mapping[str, int] = {
 }
 
 
+MAX_MAGNITUDE = 15  # 10^16 major units: far beyond any price, well inside 64-bit minor units
+MAX_DIGITS = 24
+
+
 class AmountNotRepresentable(ValueError):
     """An amount that cannot be Money here, or that a provider cannot take: refused before an
     order is created (or, on the way in, never taken as what was paid)."""
@@ -40,6 +44,10 @@ def _decimal(value: object) -> Decimal:
         raise AmountNotRepresentable(f"{str(value)[:40]!r} is not a number") from None
     if not number.is_finite():
         raise AmountNotRepresentable(f"{number} is not a finite amount")
+    # beyond any price (and a database's 64-bit integers), and beyond what Decimal's 28 digits
+    # convert exactly: refused before any arithmetic, so '1e999999' costs nothing
+    if number.adjusted() > MAX_MAGNITUDE or len(number.as_tuple().digits) > MAX_DIGITS:
+        raise AmountNotRepresentable(f"{str(value)[:40]} is out of range")
     return number
 
 
@@ -72,8 +80,6 @@ class Money:
             raise AmountNotRepresentable(f"unsupported currency {currency!r}")
         exponent = MINOR_UNITS[currency]
         number = _decimal(value)
-        if abs(number.adjusted()) > 30:
-            raise AmountNotRepresentable(f"{str(value)[:40]} {currency} is out of range")
         minor = number.scaleb(exponent)
         if minor != minor.to_integral_value():
             raise AmountNotRepresentable(f"{value} {currency} has more than {exponent} decimals")

@@ -303,6 +303,12 @@ class Storage(Protocol):
         `paid_at` is set when target is PAID.
         """
 
+    async def note(
+        self, order_id: int, *, actor: str, detail: str, outbox: Sequence[NewOutbox] = ()
+    ) -> Order | None:
+        """An audit row without a change of state (a review note on a paid order), with its
+        outbox rows in the same transaction. None when there is no such order."""
+
     async def schedule_check(
         self, order_id: int, next_check_at: datetime | None, attempts: int
     ) -> None: ...

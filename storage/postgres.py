@@ -362,6 +362,22 @@ class PostgresStorage:
                 await _enqueue(conn, order_id, message, stamp)
             return await _must_get(conn, order_id)
 
+    async def note(
+        self, order_id: int, *, actor: str, detail: str, outbox: Sequence[NewOutbox] = ()
+    ) -> Order | None:
+        stamp = datetime.now(UTC)
+        async with self._tx() as conn:
+            current = await conn.fetchval(
+                "SELECT state FROM orders WHERE id = $1 FOR UPDATE", order_id
+            )
+            if current is None:
+                return None
+            state = OrderState(current)
+            await _audit(conn, order_id, state, state, actor, detail[:500], stamp)
+            for message in outbox:
+                await _enqueue(conn, order_id, message, stamp)
+            return await _must_get(conn, order_id)
+
     async def schedule_check(
         self, order_id: int, next_check_at: datetime | None, attempts: int
     ) -> None:

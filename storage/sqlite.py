@@ -405,6 +405,22 @@ class SQLiteStorage:
             (order_id, before.value if before else None, after.value, actor, detail, stamp),
         )
 
+    async def note(
+        self, order_id: int, *, actor: str, detail: str, outbox: Sequence[NewOutbox] = ()
+    ) -> Order | None:
+        stamp = now_ts()
+        async with self._tx() as db:
+            rows = list(
+                await db.execute_fetchall("SELECT state FROM orders WHERE id = ?", (order_id,))
+            )
+            if not rows:
+                return None
+            state = OrderState(rows[0][0])
+            await self._audit(db, order_id, state, state, actor, detail[:500], stamp)
+            for message in outbox:
+                await self._enqueue(db, order_id, message, stamp)
+        return await self._must_get(order_id)
+
     async def schedule_check(
         self, order_id: int, next_check_at: datetime | None, attempts: int
     ) -> None:

@@ -106,3 +106,23 @@ async def test_an_invalid_catalog_stops_start_up(make_settings, tmp_path) -> Non
     with pytest.raises(StartupError, match=r"products\[0\] \(x\), field 'price'"):
         async with BotApp(make_settings(catalog_path=bad)):
             pass
+
+
+def test_settings_from_given_lines_ignore_the_environment_and_dotenv(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo and the tests build settings from the sandbox's lines only: a merchant's own
+    `.env` in the folder, or variables in the shell, must not leak in."""
+    (tmp_path / ".env").write_text(
+        "ADMIN_IDS=5\nPAYTURE_KEY=x\nPAYTURE_PASSWORD=y\nWEBHOOK_URL=https://x.example\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDOYA_SECRET", "from-the-shell")
+    monkeypatch.setenv("REDOYA_IDENTIFIER", "from-the-shell")
+    settings = load_settings({"BOT_TOKEN": "1:a"})
+    assert (settings.admin_ids, settings.webhook_url, settings.providers) == (frozenset(), None, {})
+    (tmp_path / ".env").write_text("ADMIN_IDS=5\nPAYTURE_KEY=x\nPAYTURE_PASSWORD=y\n")
+    monkeypatch.setenv("BOT_TOKEN", "1:b")
+    from_env = load_settings()  # `python -m bot run`: the environment and .env, as documented
+    assert from_env.admin_ids == {5}
+    assert set(from_env.providers) == {"redoya", "payture"}

@@ -90,9 +90,10 @@ async def test_paying_the_same_link_twice_reaches_the_admins(
 
     again = await pay(http, redoya.url, message, "paid")  # the old Pay link, paid once more
     _, page = await browse(http, again)
-    assert "checking this payment by hand" in page
+    assert "is paid" in page
     order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
-    assert order.state is OrderState.NEEDS_REVIEW
+    assert order.state is OrderState.PAID  # the first payment stands; the second is a note
+    assert "review: a second payment" in (await app.checkout.audit(order.id))[-1].detail
     admin = BotUser(telegram.url, ADMIN, session=http)
     told = await admin.wait_message("a second payment")
     second_id = again.split("order_id=")[1][:16]
@@ -133,3 +134,48 @@ async def test_a_payment_after_the_order_was_cancelled_is_not_dropped(
     # and a second such payment of the same order is told too (a review kind recurs)
     _, page = await browse(http, await pay(http, redoya.url, message, "paid"))
     await admin.wait_message("a second payment for an order already needs_review")
+
+
+async def test_a_return_pointed_at_another_orders_payment_changes_nothing(
+    app: Parts,
+    user: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    """The payment id in a return URL is the customer's to edit: naming a payment of another
+    order of theirs must not raise a 'second payment' (nor offer to refund it)."""
+    first = await order_product(user, "Coffee", "Cezve")
+    back_first = await pay(http, redoya.url, first, "paid")
+    await browse(http, back_first)
+    second = await order_product(user, "Coffee", "Turkish coffee")
+    back_second = await pay(http, redoya.url, second, "paid")
+    await browse(http, back_second)
+    orders = await app.checkout.orders_of(CUSTOMER, limit=2)
+    assert [o.state for o in orders] == [OrderState.PAID, OrderState.PAID]
+    other_payment = back_second.split("order_id=")[1][:16]
+    forged = back_first.split("order_id=")[0] + f"order_id={other_payment}"
+    _, page = await browse(http, forged)
+    assert "is paid" in page
+    for order in orders:
+        trail = await app.checkout.audit(order.id)
+        assert not [e for e in trail if "second payment" in e.detail]
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    assert not [t for t in texts_in(await admin.messages()) if "needs review" in t]
+
+
+async def test_a_payment_after_a_declined_card_is_not_dropped(
+    app: Parts,
+    user: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    message = await order_product(user, "Coffee", "Cezve")
+    await browse(http, await pay(http, redoya.url, message, "failed"))
+    assert (await app.checkout.orders_of(CUSTOMER, limit=1))[0].state is OrderState.FAILED
+    await browse(http, await pay(http, redoya.url, message, "paid"))  # tried again, and paid
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    told = await admin.wait_message("needs review")
+    assert "85.00" in told["text"]
+    assert (await app.checkout.orders_of(CUSTOMER, limit=1))[0].state is OrderState.NEEDS_REVIEW

@@ -35,9 +35,14 @@ from storage.base import DuplicatePayment, NewOutbox, Order, OrderState
 log = logging.getLogger("bot.core.confirm")
 
 S = OrderState
-# States in which a provider's answer still matters: awaiting, or closed by us while the
-# customer may still have paid on an open provider page (that becomes needs_review).
-CONFIRMABLE = frozenset({S.AWAITING_PAYMENT, S.EXPIRED, S.CANCELLED})
+# States in which a provider's answer still matters: awaiting, or closed while the customer may
+# still have paid on an open provider page (a retry after a declined card, a cancel in the chat):
+# a payment then is one we did not expect, and goes to review.
+CONFIRMABLE = frozenset({S.AWAITING_PAYMENT, S.EXPIRED, S.CANCELLED, S.FAILED})
+# States of an order whose money was taken: another payment for it is noted, the state kept.
+PAID_FAMILY = frozenset(
+    {S.PAID, S.PARTIALLY_REFUNDED, S.REFUNDED, S.REFUND_PENDING, S.NEEDS_REVIEW}
+)
 # Providers whose inbound status is the truth: an authenticated callback body (KTWidget), a
 # payment Telegram reports in the chat (Stars; the Bot API authenticates it).
 INBOUND_TRUTH = frozenset({Capability.STATUS_IN_CALLBACK, Capability.IN_CHAT})
@@ -129,6 +134,8 @@ class Confirming(CoreContext):
     ) -> Confirmation:
         """A return or callback names a payment the order does not have yet (Redoya assigns
         its id on the return) or another one than it has."""
+        if await self._owned_elsewhere(order, provider, claimed):
+            return Confirmation(order, answered=True)
         status = await self._status_of(provider, claimed, inbound)
         if status is None:  # the provider does not know it: a forged or stale reference
             return Confirmation(order, answered=True)
@@ -138,9 +145,12 @@ class Confirming(CoreContext):
                     order.id, claimed.payment_id, claimed.data
                 )
             except DuplicatePayment:
-                log.warning("order %s: payment id belongs to another order", order.id)
-                return Confirmation(order, answered=True)
-            return Confirmation(await self._apply(order, status, actor, now), answered=True)
+                # another caller (a replica, a second tab's return) attached its payment first
+                order = await self.storage.get_order(order.id) or order
+                if await self._owned_elsewhere(order, provider, claimed):
+                    return Confirmation(order, answered=True)
+            else:
+                return Confirmation(await self._apply(order, status, actor, now), answered=True)
         if status.state is PaymentState.PAID:
             why = "a second payment for an order already paying with another id"
             order = await self._unexpected(order, provider, claimed, status, actor, why)
@@ -154,6 +164,8 @@ class Confirming(CoreContext):
         customer paid the same Pay link twice), never dropped."""
         claimed = inbound.ref if inbound else None
         if claimed is None or claimed.payment_id == order.provider_payment_id:
+            return Confirmation(order, answered=True)
+        if await self._owned_elsewhere(order, provider, claimed):
             return Confirmation(order, answered=True)
         status = await self._status_of(provider, claimed, inbound)
         if status is not None and status.state is PaymentState.PAID:
@@ -170,9 +182,10 @@ class Confirming(CoreContext):
         actor: str,
         why: str,
     ) -> Order:
-        """Keep the payment (once per provider payment id) and put the order in review with
-        the admins told the amount and the payment id, and offered a one-tap refund."""
-        paid = paid_of(status, order)
+        """Keep the payment (once per provider payment id) and raise a review: the admins are
+        told the amount and the payment id and offered a one-tap refund. An order whose money
+        was taken keeps its state (the review is a note on it); a closed one goes to review."""
+        paid = status.paid or status.remaining  # this payment's, not the order's refunds
         row, created = await self.storage.record_unexpected(
             order.id, provider.name, ref.payment_id, ref.data, paid, order.currency, why
         )
@@ -180,7 +193,18 @@ class Confirming(CoreContext):
             return order
         said = str(paid) if paid else "an amount the provider did not say"
         reason = f"{why}: {said} as {provider.name} payment {ref.payment_id}"
-        return await self._review(order, actor, reason, unexpected=row.id)
+        return await self._review(
+            order, actor, reason, unexpected=row.id, keep_state=order.state in PAID_FAMILY
+        )
+
+    async def _owned_elsewhere(self, order: Order, provider: Provider, ref: PaymentRef) -> bool:
+        """A payment id the customer named that is another order's (a return URL edited to
+        point at a payment of theirs): never this order's business."""
+        owner = await self.storage.get_order_by_payment(provider.name, ref.payment_id)
+        if owner is not None and owner.id != order.id:
+            log.warning("order %s: payment %s is order %s's", order.id, ref.payment_id, owner.id)
+            return True
+        return False
 
     async def _truth(
         self, order: Order, provider: Provider, inbound: Inbound | None
@@ -270,9 +294,12 @@ class Confirming(CoreContext):
                 if ref is None:
                     return await self._review(order, actor, why)
                 return await self._unexpected(order, provider, ref, status, actor, why)
-            return await self._move(
+            moved = await self._move(
                 order, S.PAID, actor, detail or "paid", self._paid_messages(order), paid=paid
             )
+            if moved.state not in PAID_FAMILY:  # a cancel or an expiry won the race: not dropped
+                return await self._apply(moved, status, actor, now)
+            return moved
         if order.state is not S.AWAITING_PAYMENT:
             return order  # closed by us and not paid: nothing to do
         if state in (PaymentState.FAILED, PaymentState.CANCELLED):

@@ -123,11 +123,18 @@ class CoreContext:
         return moved
 
     async def _review(
-        self, order: Order, actor: str, reason: str, *, unexpected: int | None = None
+        self,
+        order: Order,
+        actor: str,
+        reason: str,
+        *,
+        unexpected: int | None = None,
+        keep_state: bool = False,
     ) -> Order:
         """Needs a person: the customer, the admins and the merchant chat are told. With
         `unexpected` (a payment we did not expect), the admins get a one-tap refund of it.
-        An order already in review stays there and the new reason is told all the same."""
+        With `keep_state` (an order whose money was taken), or for an order already in review,
+        the state stays and the review is a note on the order."""
         log.warning("order %s needs review: %s", order.id, reason)
         admin_payload: dict[str, object] = {"reason": reason}
         if unexpected is not None:
@@ -140,11 +147,12 @@ class CoreContext:
             messages.append(
                 message(OutboxKind.MERCHANT_REVIEW, self.merchant_chat_id, {"reason": reason})
             )
-        if order.state is OrderState.NEEDS_REVIEW:
-            for row in messages[1:]:  # the customer knows already
-                await self.storage.enqueue(order.id, row)
+        if keep_state or order.state is OrderState.NEEDS_REVIEW:
+            noted = await self.storage.note(
+                order.id, actor=actor, detail=f"review: {reason}"[:500], outbox=messages
+            )
             self._on_outbox()
-            return order
+            return noted or order
         return await self._move(order, OrderState.NEEDS_REVIEW, actor, reason, messages)
 
     async def _misconfigured(self, order: Order, exc: ProviderMisconfigured) -> None:

@@ -45,13 +45,18 @@ def order_ref(value: str | None) -> int | None:
     return int(value)
 
 
+def _sane(text: str) -> bool:
+    return bool(text) and len(text) <= PAYMENT_ID_LIMIT and text.isprintable()
+
+
 def identified(inbound: Inbound, provider: str) -> Inbound:
-    """The adapter's reading of a request, refused when the payment id it found cannot be one
-    (control characters such as NUL, which PostgreSQL refuses in text, or a runaway length)."""
-    if inbound.ref is not None:
-        payment_id = inbound.ref.payment_id
-        if not payment_id or len(payment_id) > PAYMENT_ID_LIMIT or not payment_id.isprintable():
-            raise BadCallback("not a payment id", provider=provider)
+    """The adapter's reading of a request, refused when the payment id or the event key it
+    found cannot be one (control characters such as NUL, which PostgreSQL refuses in text,
+    or a runaway length)."""
+    if inbound.ref is not None and not _sane(inbound.ref.payment_id):
+        raise BadCallback("not a payment id", provider=provider)
+    if inbound.event_key is not None and not _sane(inbound.event_key):
+        raise BadCallback("not an event key", provider=provider)
     return inbound
 
 
@@ -100,7 +105,9 @@ class Receiving(Confirming):
         if order is None:
             return None
         provider = self.providers.get(provider_name)
-        inbound = identified(await provider.parse_return(request), provider.name)  # else 400
+        read = identified(await provider.parse_return(request), provider.name)  # else 400
+        inbound = Inbound(read.ref, event_key=read.event_key, hint=read.hint)  # a return is
+        # the customer's: whatever status it claims is never the truth
         return await self._store_and_confirm("return", provider, order, inbound, request)
 
     # --- provider callbacks ---------------------------------------------------------------
@@ -254,7 +261,7 @@ class Receiving(Confirming):
         try:
             kind, request = load_request(event.body)
             inbound = await self._parse_again(provider, kind, request)
-        except (ValueError, KeyError, BadCallback) as exc:
+        except (ValueError, KeyError, TypeError, BadCallback) as exc:
             log.warning("dropping stored event %s: %s", event.id, exc)
             return True
         confirmation = await self.confirm(

@@ -134,8 +134,12 @@ class Refunding(Confirming):
         pending = await self.storage.transition(
             order.id, order.state, S.REFUND_PENDING, actor=actor, detail=f"refund {amount}"
         )
-        if pending is None:
+        if pending is None or pending.left_to_refund < amount:  # another refund landed since
             await self.storage.finish_refund(refund.id, "rejected", "RACE")
+            if pending is not None:
+                await self.storage.transition(
+                    order.id, S.REFUND_PENDING, order.state, actor=actor, detail="refund raced"
+                )
             raise RefundError("busy", "the order changed meanwhile; try again")
         return refund, pending
 
@@ -147,7 +151,9 @@ class Refunding(Confirming):
             result = await provider.refund(ref, refund.amount, f"refund-{refund.id}")
         except ProviderUnavailable as exc:
             found = await self._outcome_from_status(provider, order, refund.amount, left)
-            if found is None:  # cannot tell yet whether the money moved: the sweep finds out
+            if found is None or found.outcome is not RefundOutcome.DONE:
+                # cannot tell yet whether the money moved (a late refund may still land): the
+                # sweep reads what is left once the refund had time to settle
                 log.warning("refund %s: outcome unknown (%s); the sweep will check", refund.id, exc)
                 raise RefundError(
                     "refund_unknown", f"{exc}; the refund is checked again shortly"
@@ -159,6 +165,8 @@ class Refunding(Confirming):
             result = RefundResult(
                 RefundOutcome.REJECTED, Money.zero(order.currency), None, exc.code, str(exc)
             )
+        if result.outcome is RefundOutcome.PENDING:  # the provider is still working on it
+            raise RefundError("refund_unknown", result.detail or "the refund is pending")
         if result.outcome is not RefundOutcome.DONE:
             await self._undo(order, refund, result.provider_code, result.detail)
             raise RefundError("provider_refused", result.detail or result.provider_code)
@@ -245,7 +253,9 @@ class Refunding(Confirming):
             raise RefundError("bad_amount", "the provider did not say how much was paid")
         by_api = self.refunds_unexpected_by_api(row.provider)
         if not await self.storage.move_unexpected(row.id, "open", "refunding"):
-            raise RefundError("duplicate_refund", f"that payment is {row.state}")
+            fresh = await self.storage.get_unexpected(row.id) or row
+            reason = "check_back_office" if fresh.state == "refunding" else "duplicate_refund"
+            raise RefundError(reason, f"that payment is {fresh.state}")
         order = await self.storage.get_order(row.order_id)
         if by_api:
             provider = self.providers.get(row.provider)
@@ -253,7 +263,7 @@ class Refunding(Confirming):
             try:
                 result = await provider.refund(ref, row.amount, f"unexpected-{row.id}")
             except ProviderUnavailable as exc:  # left "refunding": a person checks the back office
-                raise RefundError("refund_unknown", str(exc)) from None
+                raise RefundError("check_back_office", str(exc)) from None
             except ProviderRejected as exc:
                 result = RefundResult(
                     RefundOutcome.REJECTED, Money.zero(row.currency), None, exc.code, str(exc)

@@ -222,7 +222,7 @@ async def unexpected_refund(
     except RefundError as exc:
         reasons = {
             "duplicate_refund": _("this payment was refunded already"),
-            "refund_unknown": _("the provider did not answer; check its back office"),
+            "check_back_office": _("the provider did not answer; check its back office"),
         }
         reason = reasons.get(exc.reason) or texts.escape(exc.detail or exc.reason)
         text = _("Refund refused: {reason}").format(reason=reason)

@@ -17,6 +17,8 @@ from bot.web.inbound import to_inbound
 from bot.web.keys import SERVICES_KEY
 
 log = logging.getLogger("bot.web")
+S = OrderState
+WAS_PAID = frozenset({S.PAID, S.REFUND_PENDING, S.PARTIALLY_REFUNDED, S.REFUNDED})
 routes = web.RouteTableDef()
 
 PAGE = """<!doctype html>
@@ -55,7 +57,7 @@ async def customer_return(request: web.Request) -> web.Response:
     if order is None:
         return unknown_link()
     with services.i18n.context(), services.i18n.use_locale(order.locale):
-        if order.state is OrderState.PAID:
+        if order.state in WAS_PAID:  # a refund since does not unpay it
             title, text = (
                 _("Payment received"),
                 _("Thank you! Your order #{id} is paid.").format(id=order.id),
