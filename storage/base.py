@@ -210,6 +210,15 @@ class UnexpectedPayment:
 
 
 @dataclass(frozen=True, slots=True)
+class RefundEnd:
+    """How a pending refund row ends, written together with the order's transition."""
+
+    refund_id: int
+    state: str  # "done" | "rejected"
+    provider_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SavedCard:
     """A card the customer saved with a provider's wallet: masked name and the provider's id
     only, never any other card data."""
@@ -294,8 +303,12 @@ class Storage(Protocol):
         outbox: Sequence[NewOutbox] = (),
         paid: Money | None = None,
         refunded: Money | None = None,
+        refund: RefundEnd | None = None,
     ) -> Order | None:
         """Compare-and-set: move the order to `target` only if its state is in `expected`.
+
+        With `refund`, the refund row is finished in the same transaction (only while it is
+        still pending), so an order and its refund never disagree after a crash.
 
         Writes the audit row and the outbox rows in the same transaction. Returns the updated
         order, or None if the state was not in `expected` (someone else won the race).

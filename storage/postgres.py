@@ -32,6 +32,7 @@ from storage.base import (
     OrderState,
     OutboxMessage,
     Refund,
+    RefundEnd,
     SavedCard,
     UnexpectedPayment,
     checked_states,
@@ -335,6 +336,7 @@ class PostgresStorage:
         outbox: Sequence[NewOutbox] = (),
         paid: Money | None = None,
         refunded: Money | None = None,
+        refund: RefundEnd | None = None,
     ) -> Order | None:
         states = checked_states(expected, target)
         stamp = datetime.now(UTC)
@@ -360,6 +362,15 @@ class PostgresStorage:
             await _audit(conn, order_id, OrderState(current), target, actor, detail, stamp)
             for message in outbox:
                 await _enqueue(conn, order_id, message, stamp)
+            if refund is not None:
+                await conn.execute(
+                    "UPDATE refunds SET state = $1, provider_code = $2, updated_at = $3 "
+                    "WHERE id = $4 AND state = 'pending'",
+                    refund.state,
+                    refund.provider_code,
+                    stamp,
+                    refund.refund_id,
+                )
             return await _must_get(conn, order_id)
 
     async def note(

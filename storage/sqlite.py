@@ -32,6 +32,7 @@ from storage.base import (
     OrderState,
     OutboxMessage,
     Refund,
+    RefundEnd,
     SavedCard,
     UnexpectedPayment,
     checked_states,
@@ -354,6 +355,7 @@ class SQLiteStorage:
         outbox: Sequence[NewOutbox] = (),
         paid: Money | None = None,
         refunded: Money | None = None,
+        refund: RefundEnd | None = None,
     ) -> Order | None:
         states = checked_states(expected, target)
         stamp = now_ts()
@@ -387,6 +389,12 @@ class SQLiteStorage:
             await self._audit(db, order_id, before, target, actor, detail, stamp)
             for message in outbox:
                 await self._enqueue(db, order_id, message, stamp)
+            if refund is not None:
+                await db.execute(
+                    "UPDATE refunds SET state = ?, provider_code = ?, updated_at = ? "
+                    "WHERE id = ? AND state = 'pending'",
+                    (refund.state, refund.provider_code, stamp, refund.refund_id),
+                )
         return await self._must_get(order_id)
 
     async def _audit(

@@ -19,6 +19,7 @@ from storage.base import (
     NewOutbox,
     OrderItem,
     OrderState,
+    RefundEnd,
     Storage,
 )
 
@@ -313,3 +314,30 @@ async def test_postgres_behind_pgbouncer_can_turn_the_statement_cache_off(
         await store.close()
     with pytest.raises(ValueError, match="whole number"):
         storage_from_url(f"{postgres_url}&statement_cache_size=lots")
+
+
+async def test_a_refund_row_ends_with_its_order_in_one_transaction(storage: Storage) -> None:
+    order_id = await awaiting(storage)
+    tl = Money(23500, "TRY")
+    await storage.transition(order_id, S.AWAITING_PAYMENT, S.PAID, actor="x", paid=tl)
+    refund, _ = await storage.create_refund(order_id, tl, "r1", "admin:1")
+    await storage.transition(order_id, S.PAID, S.REFUND_PENDING, actor="admin:1")
+    done = await storage.transition(
+        order_id,
+        S.REFUND_PENDING,
+        S.REFUNDED,
+        actor="admin:1",
+        refunded=tl,
+        refund=RefundEnd(refund.id, "done", "OK"),
+    )
+    assert done is not None
+    assert done.refunded == tl
+    (row,) = await storage.refunds_for_order(order_id)
+    assert (row.state, row.provider_code) == ("done", "OK")
+    # a lost compare-and-set leaves the row as it was
+    refund2, _ = await storage.create_refund(order_id, tl, "r2", "admin:1")
+    lost = await storage.transition(
+        order_id, S.REFUND_PENDING, S.PAID, actor="x", refund=RefundEnd(refund2.id, "rejected")
+    )
+    assert lost is None
+    assert [r.state for r in await storage.refunds_for_order(order_id)] == ["done", "pending"]

@@ -30,7 +30,7 @@ from providers.base import (
     RefundOutcome,
     RefundResult,
 )
-from storage.base import Order, OrderState, Refund, UnexpectedPayment
+from storage.base import Order, OrderState, Refund, RefundEnd, UnexpectedPayment
 
 log = logging.getLogger("bot.core.refunds")
 
@@ -175,7 +175,6 @@ class Refunding(Confirming):
     async def _finish(
         self, order: Order, refund: Refund, left: Money, code: str, how: str
     ) -> Order:
-        await self.storage.finish_refund(refund.id, "done", code)
         target = S.REFUNDED if refund.amount == left else S.PARTIALLY_REFUNDED
         notice = message(
             OutboxKind.REFUNDED, order.chat_id, {"amount": refund.amount.amount}, tag=str(refund.id)
@@ -188,13 +187,13 @@ class Refunding(Confirming):
             detail=f"refunded {refund.amount}" + (f" ({how})" if how else ""),
             outbox=[notice],
             refunded=order.refunded_so_far + refund.amount,
+            refund=RefundEnd(refund.id, "done", code),
         )
         self._on_outbox()
         return moved or order
 
     async def _undo(self, order: Order, refund: Refund, code: str, detail: str) -> None:
         """Nothing was refunded: the row is rejected, the order back where it was."""
-        await self.storage.finish_refund(refund.id, "rejected", code)
         before = S.PARTIALLY_REFUNDED if order.refunded_so_far.amount else S.PAID
         await self.storage.transition(
             order.id,
@@ -202,6 +201,7 @@ class Refunding(Confirming):
             before,
             actor=refund.actor,
             detail=f"refund refused: {code} {detail}".strip(),
+            refund=RefundEnd(refund.id, "rejected", code),
         )
 
     async def _outcome_from_status(
