@@ -28,7 +28,7 @@ from providers.base import (
     Provider,
 )
 from providers.registry import UnknownProvider
-from storage.base import DuplicatePayment, InboundEvent, Order
+from storage.base import DuplicatePayment, InboundEvent, Order, OrderState
 
 log = logging.getLogger("bot.core.inbound")
 
@@ -168,8 +168,8 @@ class Receiving(Confirming):
         POST opens the payment: the ref is stored and confirmed as any other. None for an
         unknown token or a provider without a bridge page."""
         order = await self._order_of_token(provider_name, token)
-        if order is None:
-            return None
+        if order is None or order.state is not OrderState.AWAITING_PAYMENT:
+            return None  # nothing to pay any more: never open a new invoice for it
         provider = self.providers.get(provider_name)
         if Capability.BRIDGE_PAGE not in provider.capabilities or not isinstance(
             provider, BridgePage
@@ -180,6 +180,8 @@ class Receiving(Confirming):
             return result.ack, None
         # Our own adapter opened this payment: keep its ref on the order now, before the
         # answer, since a stored bridge post is not parsed again (that would open another one).
+        # A second post keeps the first ref: the first may be paid already; a payment of the
+        # second is then one we did not expect, reviewed, never lost.
         if order.provider_payment_id is None:
             try:
                 order = await self.storage.attach_payment(
