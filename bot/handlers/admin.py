@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from aiogram import Router
@@ -43,6 +44,18 @@ def _number(text: str, digits: int = ORDER_ID_DIGITS) -> int | None:
 def _order_id(command: CommandObject) -> int | None:
     first = (command.args or "").split()[:1]
     return _number(first[0]) if first else None
+
+
+AMOUNT = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
+
+
+def _amount_text(text: str) -> str:
+    """'12.50' or '12,50' as a decimal; refused (AmountNotRepresentable): anything else,
+    and '1,000', which reads as one thousand to some and as one to others."""
+    _, comma, decimals = text.partition(",")
+    if not text.isascii() or not AMOUNT.fullmatch(text) or (comma and len(decimals) == 3):
+        raise AmountNotRepresentable(text)
+    return text.replace(",", ".")
 
 
 def usage() -> str:
@@ -124,9 +137,12 @@ async def refund(message: Message, command: CommandObject, checkout: CheckoutSer
         await message.answer(texts.escape(_("No such order. Usage: /refund <id> [amount]")))
         return
     amount = None
+    if len(parts) > 2:  # "1 000": the admin meant one amount, we would read two words
+        await message.answer(texts.escape(_("No such order. Usage: /refund <id> [amount]")))
+        return
     if len(parts) > 1:
         try:
-            amount = Money.from_decimal(parts[1].replace(",", "."), order.currency)
+            amount = Money.from_decimal(_amount_text(parts[1]), order.currency)
         except AmountNotRepresentable:
             await message.answer(
                 _("{amount} is not a valid {currency} amount").format(
