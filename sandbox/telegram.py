@@ -181,8 +181,9 @@ class TelegramServer(FakeServer):
             f"# act as a user:  curl -XPOST {self.url}/sandbox/users/1001/send "
             "-H 'content-type: application/json' -d '{\"text\": \"/start\"}'",
             f"# read the chat:  curl {self.url}/sandbox/chats/1001/messages",
-            f"# pay the newest invoice (Stars):  curl -XPOST {self.url}/sandbox/users/1001/"
-            "pay_invoice -H 'content-type: application/json' -d '{}'",
+            f"# press a button: curl -XPOST {self.url}/sandbox/users/1001/press "
+            "-H 'content-type: application/json' "
+            '-d \'{"message_id": <id>, "data": "<callback_data>"}\'',
         ]
 
     def reset(self) -> None:
