@@ -51,6 +51,7 @@ from storage import StorageUnavailable, storage_from_url
 from storage.base import Storage
 
 log = logging.getLogger("bot.app")
+STOP_TASKS_WITHIN = 10  # seconds a cancelled background task gets to end at stop
 
 
 class StartupError(RuntimeError):
@@ -272,7 +273,18 @@ class BotApp:
                     await parts.notifier.flush()
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._tasks:  # bounded: a task that swallowed its cancel must not hang the stop
+                _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TASKS_WITHIN)
+                for task in stuck:
+                    frames = "; ".join(
+                        f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack(limit=6)
+                    )
+                    log.error(
+                        "task %s did not stop within %ss: %s",
+                        task.get_name(),
+                        STOP_TASKS_WITHIN,
+                        frames,
+                    )
             self._tasks.clear()
         await self._stack.aclose()
 
