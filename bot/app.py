@@ -199,7 +199,9 @@ class BotApp:
         dp.errors.register(on_error)
         self._stack.push_async_callback(dp.storage.close)
 
-        self._web_services = WebServices(checkout, storage, me.username or "", i18n, cards=cards)
+        self._web_services = WebServices(
+            checkout, storage, me.username or "", i18n, cards=cards, dependencies=_pings(dp)
+        )
         app = create_web_app(self._web_services)
         if s.webhook_url:
             assert s.webhook_secret is not None
@@ -312,6 +314,12 @@ class BotApp:
                     except TelegramAPIError as exc:
                         log.warning("setMyCommands(%s) failed: %s", code, exc)
                         return
+
+
+def _pings(dp: Dispatcher) -> dict[str, Any]:
+    """The dependencies besides storage that /readyz asks: Redis, when carts live there."""
+    redis = getattr(dp.storage, "redis", None)
+    return {"redis": redis.ping} if redis is not None else {}
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -22,6 +22,8 @@ class WebServices:
     i18n: I18n
     cards: CardService | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    # what else updates need, by name, for /readyz (Redis carts)
+    dependencies: dict[str, Callable[[], Awaitable[object]]] = field(default_factory=dict)
 
     def detach(self, follow_up: Callable[[], Awaitable[None]] | None) -> None:
         """Run a confirm off the request path; shutdown waits for these."""
