@@ -116,6 +116,11 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
     if kind is K.REFUNDED:
         amount = money(Money(int(payload.get("amount", 0)), order.currency))  # type: ignore[call-overload]
         return _("↩️ {amount} refunded for order #{id}.").format(amount=amount, id=order.id)
+    if kind is K.MERCHANT_REFUNDED:
+        amount = money(Money(int(payload.get("amount", 0)), order.currency))  # type: ignore[call-overload]
+        return _("↩️ Order #{id}: {amount} refunded to the customer; {left} left.").format(
+            id=order.id, amount=amount, left=money(order.left_to_refund)
+        )
     if kind is K.MERCHANT_PAID:
         head = _(
             "💰 Order #{id} paid: {total} via {provider} (payment {payment_id}, customer {user_id})"

@@ -155,7 +155,12 @@ async def test_a_cut_off_refund_that_moved_nothing_is_released(
 
 
 async def test_without_a_refund_api_the_admin_records_the_back_office_refund(
-    app: Parts, user: BotUser, redoya: RedoyaServer, telegram: TelegramServer, http
+    app: Parts,
+    user: BotUser,
+    merchant: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http,
 ) -> None:
     order = await paid(app, user, redoya, http, "Coffee", "Cezve")
     admin = admin_of(telegram, http)
@@ -171,5 +176,6 @@ async def test_without_a_refund_api_the_admin_records_the_back_office_refund(
     assert after is not None
     assert (after.state, after.refunded) == (S.PARTIALLY_REFUNDED, Money(3500, "TRY"))
     await user.wait_message("TRY35.00 refunded for order")
+    await merchant.wait_message("TRY35.00 refunded to the customer; TRY50.00 left")
     trail = await app.checkout.audit(order.id)
     assert "back office" in trail[-1].detail

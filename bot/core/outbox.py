@@ -29,6 +29,7 @@ class OutboxKind(StrEnum):
     REFUNDED = "refunded"
     MERCHANT_PAID = "merchant_paid"
     MERCHANT_REVIEW = "merchant_review"
+    MERCHANT_REFUNDED = "merchant_refunded"
     ADMIN_REVIEW = "admin_review"
     ADMIN_MISCONFIGURED = "admin_misconfigured"
     CARD_SAVED = "card_saved"
@@ -61,6 +62,7 @@ RECURRING = frozenset(
     {
         OutboxKind.REVIEW,
         OutboxKind.REFUNDED,
+        OutboxKind.MERCHANT_REFUNDED,
         OutboxKind.MERCHANT_REVIEW,
         OutboxKind.ADMIN_REVIEW,
         OutboxKind.ADMIN_MISCONFIGURED,

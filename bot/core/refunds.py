@@ -176,16 +176,21 @@ class Refunding(Confirming):
         self, order: Order, refund: Refund, left: Money, code: str, how: str
     ) -> Order:
         target = S.REFUNDED if refund.amount == left else S.PARTIALLY_REFUNDED
-        notice = message(
-            OutboxKind.REFUNDED, order.chat_id, {"amount": refund.amount.amount}, tag=str(refund.id)
-        )
+        payload = {"amount": refund.amount.amount}
+        notices = [message(OutboxKind.REFUNDED, order.chat_id, payload, tag=str(refund.id))]
+        if self.merchant_chat_id is not None:  # who ships the goods must know
+            notices.append(
+                message(
+                    OutboxKind.MERCHANT_REFUNDED, self.merchant_chat_id, payload, tag=str(refund.id)
+                )
+            )
         moved = await self.storage.transition(
             order.id,
             S.REFUND_PENDING,
             target,
             actor=refund.actor,
             detail=f"refunded {refund.amount}" + (f" ({how})" if how else ""),
-            outbox=[notice],
+            outbox=notices,
             refunded=order.refunded_so_far + refund.amount,
             refund=RefundEnd(refund.id, "done", code),
         )
