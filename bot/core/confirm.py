@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from bot.core.context import CoreContext
 from bot.core.outbox import OutboxKind, message
-from bot.core.serial import load_request
+from bot.core.serial import STORED_ERRORS, parse_stored
 from money import Money
 from providers.base import (
     BadCallback,
@@ -234,19 +235,22 @@ class Confirming(CoreContext):
             log.warning("%s refused the status query: %s", provider.name, exc)
             return None
 
-    async def _stored_claim(self, order: Order, provider: Provider) -> Inbound | None:
-        """The newest stored return or callback of this order that names a payment."""
+    async def _stored(
+        self, order: Order, provider: Provider, kinds: frozenset[str]
+    ) -> AsyncIterator[Inbound]:
+        """The order's stored events of these kinds, newest first, as the adapter reads them
+        again; a row it cannot read is passed over."""
         for event in reversed(await self.storage.inbound_for_order(order.id)):
             try:
-                kind, request = load_request(event.body)
-                if kind == "return":
-                    found = await provider.parse_return(request)
-                elif kind == "callback":
-                    found = await provider.parse_callback(request)
-                else:
-                    continue
-            except (ValueError, KeyError, BadCallback):
+                kind, found = await parse_stored(provider, event.body)
+            except (*STORED_ERRORS, BadCallback):
                 continue
+            if kind in kinds:
+                yield found
+
+    async def _stored_claim(self, order: Order, provider: Provider) -> Inbound | None:
+        """The newest stored return or callback of this order that names a payment."""
+        async for found in self._stored(order, provider, frozenset({"return", "callback"})):
             if found.ref is not None:
                 return found
         return None
@@ -254,14 +258,7 @@ class Confirming(CoreContext):
     async def _stored_status(self, order: Order, provider: Provider) -> PaymentStatus | None:
         """The newest authenticated status stored for this order (KTWidget: no status API,
         so the callback we stored is all the truth there is)."""
-        for event in reversed(await self.storage.inbound_for_order(order.id)):
-            try:
-                kind, request = load_request(event.body)
-                if kind != "callback":
-                    continue
-                found = await provider.parse_callback(request)
-            except (ValueError, KeyError, BadCallback):
-                continue
+        async for found in self._stored(order, provider, frozenset({"callback"})):
             if found.status is not None:
                 return found.status
         return None

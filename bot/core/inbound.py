@@ -7,14 +7,13 @@ loses nothing), and then handed to the one `confirm`. None of them marks anythin
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from bot.core.confirm import Confirming
-from bot.core.serial import dump_request, load_request
+from bot.core.serial import STORED_ERRORS, dump_chat_payment, dump_request, parse_stored
 from providers.base import (
     Ack,
     BadCallback,
@@ -210,7 +209,7 @@ class Receiving(Confirming):
         if order is None or order.user_id != payment.user_id:
             log.warning("a %s payment matches no order of this user", provider.name)
             return None
-        request = InboundRequest("CHAT", "successful_payment", body=_chat_body(payment))
+        request = InboundRequest("CHAT", "successful_payment", body=dump_chat_payment(payment))
         return await self._store_and_confirm("chat", provider, order, inbound, request)
 
     # --- the inbox ------------------------------------------------------------------------
@@ -261,38 +260,11 @@ class Receiving(Confirming):
             return True
         provider = self.providers.get(event.provider)
         try:
-            kind, request = load_request(event.body)
-            inbound = await self._parse_again(provider, kind, request)
-        except (ValueError, KeyError, TypeError, BadCallback) as exc:
+            kind, inbound = await parse_stored(provider, event.body)
+        except (*STORED_ERRORS, BadCallback) as exc:
             log.warning("dropping stored event %s: %s", event.id, exc)
             return True
         confirmation = await self.confirm(
             event.order_id, actor=f"replay:{kind}", inbound=inbound, now=now
         )
         return confirmation.answered
-
-    async def _parse_again(self, provider: Provider, kind: str, request: InboundRequest) -> Inbound:
-        if kind == "return":
-            return await provider.parse_return(request)
-        if kind == "callback":
-            return await provider.parse_callback(request)
-        if kind == "chat" and isinstance(provider, InChat):
-            return provider.parse_chat_payment(_chat_payment(request.body))
-        return Inbound(None)  # a bridge post: the ref is on the order already
-
-
-def _chat_body(payment: ChatPayment) -> bytes:
-    return json.dumps(
-        {
-            "user_id": payment.user_id,
-            "currency": payment.currency,
-            "total_amount": payment.total_amount,
-            "invoice_payload": payment.invoice_payload,
-            "charge_id": payment.charge_id,
-            "provider_charge_id": payment.provider_charge_id,
-        }
-    ).encode()
-
-
-def _chat_payment(body: bytes) -> ChatPayment:
-    return ChatPayment(**json.loads(body))

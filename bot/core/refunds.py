@@ -60,10 +60,6 @@ class Refunding(Confirming):
         order, amount, left = await self._checked(order_id, amount, manual=not by_api)
         return RefundPlan(order, amount, left, by_api)
 
-    def stored_payment(self, order: Order) -> PaymentRef | None:
-        """The payment reference stored with an order, as the adapter gave it."""
-        return stored_ref(order)
-
     def refunds_by_api(self, order: Order) -> bool:
         """True when the provider refunds through its API; False: the manual flow."""
         if order.provider not in self.providers:
@@ -213,15 +209,22 @@ class Refunding(Confirming):
         self, provider: Provider, order: Order, amount: Money, left: Money
     ) -> RefundResult | None:
         """Whether a refund whose answer was lost went through, from what the provider says is
-        left on the payment. Only an explicit `remaining` (or a refunded state) tells; None
-        when the provider cannot say (or cannot be asked now)."""
+        left on the payment; None when it cannot say or cannot be asked now."""
+        try:
+            return await self._outcome_or_outage(provider, order, amount, left)
+        except ProviderError:
+            return None
+
+    async def _outcome_or_outage(
+        self, provider: Provider, order: Order, amount: Money, left: Money
+    ) -> RefundResult | None:
+        """As `_outcome_from_status`, but an outage is raised (ProviderError), not None: the
+        sweep tells "cannot be asked now" from "answers and cannot say". Only an explicit
+        `remaining` (or a refunded state) tells."""
         ref = stored_ref(order)
         if ref is None or Capability.STATUS_API not in provider.capabilities:
             return None
-        try:
-            status = await provider.fetch_status(ref)
-        except ProviderError:
-            return None
+        status = await provider.fetch_status(ref)
         now_left = status.remaining
         if status.state is PaymentState.REFUNDED:
             now_left = Money.zero(order.currency)
@@ -307,13 +310,11 @@ class Refunding(Confirming):
         left = order.left_to_refund
         found = None
         if provider is not None:
-            found = await self._outcome_from_status(provider, order, refund.amount, left)
-        if found is None:
-            if provider is not None and Capability.STATUS_API in provider.capabilities:
-                try:  # a provider that answers but cannot say: a person must look
-                    await provider.fetch_status(stored_ref(order))  # type: ignore[arg-type]
-                except ProviderError:
-                    return False  # still unreachable: try again next sweep
+            try:
+                found = await self._outcome_or_outage(provider, order, refund.amount, left)
+            except ProviderError:
+                return False  # still unreachable: try again next sweep
+        if found is None:  # a provider that answers but cannot say: a person must look
             await self.storage.finish_refund(refund.id, "unknown", "UNKNOWN")
             await self._review(order, "sweep", f"refund of {refund.amount} has an unknown outcome")
             return True

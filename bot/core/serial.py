@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from providers.base import InboundRequest
+from providers.base import ChatPayment, Inbound, InboundRequest, InChat, Provider
 
 # The only headers an inbound request keeps when it is stored: what an adapter may need to parse
 # it again. Never Authorization, cookies or anything else that may carry a credential.
@@ -36,3 +36,32 @@ def load_request(raw: bytes) -> tuple[str, InboundRequest]:
         headers=data["headers"],
         body=base64.b64decode(data["body"]),
     )
+
+
+def dump_chat_payment(payment: ChatPayment) -> bytes:
+    return json.dumps(
+        {
+            "user_id": payment.user_id,
+            "currency": payment.currency,
+            "total_amount": payment.total_amount,
+            "invoice_payload": payment.invoice_payload,
+            "charge_id": payment.charge_id,
+            "provider_charge_id": payment.provider_charge_id,
+        }
+    ).encode()
+
+
+STORED_ERRORS = (ValueError, KeyError, TypeError)  # a row that is not one of ours (any version)
+
+
+async def parse_stored(provider: Provider, raw: bytes) -> tuple[str, Inbound]:
+    """A stored event read again by its adapter: (kind, what it says). Raises one of
+    STORED_ERRORS, or the adapter's BadCallback, for a row it cannot read."""
+    kind, request = load_request(raw)
+    if kind == "return":
+        return kind, await provider.parse_return(request)
+    if kind == "callback":
+        return kind, await provider.parse_callback(request)
+    if kind == "chat" and isinstance(provider, InChat):
+        return kind, provider.parse_chat_payment(ChatPayment(**json.loads(request.body)))
+    return kind, Inbound(None)  # a bridge post: its ref went onto the order when it came
