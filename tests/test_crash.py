@@ -26,6 +26,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def serving(http: aiohttp.ClientSession, web_url: str, within: float = 60) -> None:
+    """Until the bot process answers /healthz (a cold start compiles every module first)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            async with http.get(f"{web_url}/healthz") as answer:
+                if answer.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        assert loop.time() < deadline, "the bot did not start"
+        await asyncio.sleep(0.1)
+
+
 async def storm(http: aiohttp.ClientSession, web_url: str, count: int) -> None:
     """Provider callbacks the bot must look up and refuse, 20 at a time."""
     gate = asyncio.Semaphore(20)
@@ -59,6 +74,7 @@ async def test_killed_after_telegram_accepted_the_paid_message_sends_it_once_mor
     )
     user = BotUser(telegram.url, CUSTOMER, first_name="Ada", session=http)
     async with process("-m", "bot", "run", cwd=tmp_path, env=env) as bot:
+        await serving(http, web_url)
         message = await order_product(user, "Coffee", "Cezve")
         redirect = await pay(http, redoya.url, message, "paid")
         telegram.hang_after_accepting("Payment received")
