@@ -42,6 +42,7 @@ from bot.handlers.fallback import on_error
 from bot.locale import SUPPORTED, LocaleMiddleware, build_i18n
 from bot.notify import Notifier, OutboxRenderer
 from bot.reconcile import Reconciler
+from bot.telegram_payments import BotPayments
 from bot.web import WebServices, create_web_app
 from bot.wiring import build_providers, setting_names
 from providers.base import Capability, Provider
@@ -127,16 +128,6 @@ class BotApp:
             event_hooks=logging_hooks(s.secrets()),  # type: ignore[arg-type]
         )
         self._stack.push_async_callback(http.aclose)
-        providers = build_providers(s, http)
-        for provider in self.extra_providers:
-            providers.add(provider)
-        if not len(providers):
-            raise StartupError(f"no payment provider is configured: set {setting_names()}")
-
-        sock = _bind(s.web_host, s.web_port)
-        self._stack.callback(sock.close)  # if start-up fails before the server owns it
-        web_url = s.public_url or f"http://{s.web_host}:{sock.getsockname()[1]}"
-
         session = (
             AiohttpSession(api=TelegramAPIServer.from_base(s.telegram_api_url))
             if s.telegram_api_url
@@ -148,6 +139,17 @@ class BotApp:
             default=DefaultBotProperties(parse_mode="HTML"),
         )
         self._stack.push_async_callback(bot.session.close)
+        i18n = build_i18n(s.default_locale)
+
+        providers = build_providers(s, http, BotPayments(bot, i18n))
+        for provider in self.extra_providers:
+            providers.add(provider)
+        if not len(providers):
+            raise StartupError(f"no payment provider is configured: set {setting_names()}")
+
+        sock = _bind(s.web_host, s.web_port)
+        self._stack.callback(sock.close)  # if start-up fails before the server owns it
+        web_url = s.public_url or f"http://{s.web_host}:{sock.getsockname()[1]}"
         try:
             me = await bot.get_me()
         except TelegramUnauthorizedError:
@@ -155,7 +157,6 @@ class BotApp:
         except Exception as exc:
             raise StartupError(f"cannot reach the Telegram Bot API: {type(exc).__name__}") from None
 
-        i18n = build_i18n(s.default_locale)
         merchant_locale = s.merchant_locale or s.default_locale
         notifier_ref: list[Notifier] = []
         checkout = CheckoutService(
@@ -183,7 +184,12 @@ class BotApp:
             claim_for=timedelta(seconds=s.outbox_claim_seconds),
         )
         notifier_ref.append(notifier)
-        reconciler = Reconciler(checkout, every=s.sweep_every)
+        reconciler = Reconciler(
+            checkout,
+            every=s.sweep_every,
+            ledger_every=s.ledger_every,
+            ledger_window=timedelta(hours=s.ledger_window_hours),
+        )
 
         dp = Dispatcher(
             storage=fsm_storage(s),

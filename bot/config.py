@@ -88,7 +88,7 @@ class ProviderSettings(_Sources):
         with given_values_only():
             return cls(**values)
 
-    def enabled(self) -> bool:
+    def is_enabled(self) -> bool:
         return all(getattr(self, name) for name in self.required)
 
     def secrets(self) -> tuple[str, ...]:
@@ -128,6 +128,10 @@ class Settings(_Sources):
     # how long a sender holds an outbox row while it sends; a process killed meanwhile leaves
     # the row to be sent again (by any replica) once this runs out
     outbox_claim_seconds: float = Field(60.0, gt=0)
+    # how often, and how far back, an in-chat provider's own ledger (Stars) is compared with
+    # what we stored
+    ledger_every: float = Field(600.0, gt=0)
+    ledger_window_hours: int = Field(48, ge=1, le=24 * 90)
 
     # the enabled providers' settings by name (bot/wiring.py loads them)
     providers: dict[str, Any] = Field(default_factory=dict)

@@ -69,6 +69,7 @@ class OrderAction(StrEnum):
     CHECK = "c"
     CANCEL = "x"
     SAVE_CARD = "v"
+    PAY = "p"  # an in-chat order: send its invoice again
 
 
 class OrderCb(CallbackData, prefix="o"):
@@ -218,6 +219,8 @@ def order_keyboard(order: Order) -> InlineKeyboardMarkup | None:
         kb.button(
             text=_("Check payment"), callback_data=OrderCb(action=OrderAction.CHECK, id=order.id)
         )
+    elif order.state is OrderState.AWAITING_PAYMENT:  # paid in the chat: a fresh invoice
+        kb.button(text=_("Pay"), callback_data=OrderCb(action=OrderAction.PAY, id=order.id))
     if order.state in PAYABLE:
         kb.button(
             text=_("Cancel order"), callback_data=OrderCb(action=OrderAction.CANCEL, id=order.id)

@@ -1,5 +1,6 @@
 """The reconcile sweep: re-asks providers about orders still awaiting payment, replays stored
-events, finishes refunds cut off by a crash and closes checkouts that never finished.
+events, finishes refunds cut off by a crash, closes checkouts that never finished and, less
+often, compares in-chat providers' own ledgers (Stars) with what we stored.
 
 Covers every lost signal: a customer who never came back, a callback that never arrived, a
 provider that was down when the customer returned, a crash between "stored" and "confirmed".
@@ -24,12 +25,22 @@ CLAIM_FOR = timedelta(minutes=2)
 
 class Reconciler:
     def __init__(
-        self, checkout: CheckoutService, *, every: float = 5.0, batch: int = 100, parallel: int = 8
+        self,
+        checkout: CheckoutService,
+        *,
+        every: float = 5.0,
+        batch: int = 100,
+        parallel: int = 8,
+        ledger_every: float = 600.0,
+        ledger_window: timedelta = timedelta(hours=48),
     ) -> None:
         self.checkout = checkout
         self.every = every
         self.batch = batch
         self._parallel = asyncio.Semaphore(parallel)
+        self.ledger_every = timedelta(seconds=ledger_every)
+        self.ledger_window = ledger_window
+        self._ledger_due: datetime | None = None  # the first sweep compares the ledgers
 
     async def run(self) -> None:
         while True:
@@ -46,6 +57,9 @@ class Reconciler:
         except Exception as exc:
             log.error("sweep job %s failed: %s: %s", job.__name__, type(exc).__name__, exc)
 
+    async def _ledgers(self, now: datetime) -> None:
+        await self.checkout.reconcile_ledgers(now=now, window=self.ledger_window)
+
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: replay stored events, then check every order that is due. Returns how
         many orders were checked."""
@@ -53,6 +67,9 @@ class Reconciler:
         for job in (self.checkout.replay_inbound, self.checkout.close_stale):
             await self._isolated(job, now)
         await self._isolated(self.checkout.finish_refunds, now)
+        if self._ledger_due is None or now >= self._ledger_due:
+            self._ledger_due = now + self.ledger_every
+            await self._isolated(self._ledgers, now)
         due = await self.checkout.storage.due_for_check(now, self.batch)
 
         async def check(order_id: int) -> bool:

@@ -143,6 +143,20 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
             "🛠 {provider} refused our credentials or settings (seen on order #{id}): {error}. "
             "Payments through it wait until the settings are fixed."
         ).format(provider=escape(provider), id=order.id, error=error)
+    if kind is K.ADMIN_LEDGER_RECOVERED:
+        charge = escape(str(payload.get("payment_id", "")))
+        head = _(
+            "🔎 {provider} lists payment {charge} for order #{id}, whose update never reached "
+            "us; the order is now confirmed from that list."
+        ).format(provider=escape(provider), charge=charge, id=order.id)
+        return f"{head}\n{order_lines(order)}"
+    if kind is K.ADMIN_LEDGER_UNLISTED:
+        charge = escape(str(payload.get("payment_id", "")))
+        head = _(
+            "🔎 Order #{id} is paid here, but {provider} does not list its payment {charge}. "
+            "Please look at it before shipping."
+        ).format(provider=escape(provider), charge=charge, id=order.id)
+        return f"{head}\n{order_lines(order)}"
     raise ValueError(f"{kind} is not about an order")
 
 

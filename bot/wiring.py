@@ -3,6 +3,8 @@ here (and an adapter, an emulator and a test driver); nothing else in bot/ names
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,14 +15,28 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from bot.config import ENV, ProviderSettings, Settings, given_values_only
-from providers.base import Provider
+from providers.base import Provider, TelegramPayments
 from providers.payture import PaytureProvider
 from providers.redoya import RedoyaProvider
 from providers.registry import Registry
+from providers.stars import StarsProvider
 
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """What builders get besides their settings: the shared HTTP client, the Telegram side of
+    in-chat payments, and a secret of the process to derive per-provider keys from."""
+
+    client: httpx.AsyncClient
+    telegram: TelegramPayments | None = None
+    secret: str = ""
+
+    def key(self, purpose: str) -> str:
+        return hmac.new(self.secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 
 class RedoyaSettings(ProviderSettings):
@@ -37,9 +53,9 @@ class RedoyaSettings(ProviderSettings):
     token_minutes: int = Field(30, ge=11, le=525600)
     decimal_prices: bool = False
 
-    def build(self, client: httpx.AsyncClient) -> Provider:
+    def build(self, deps: Deps) -> Provider:
         return RedoyaProvider(
-            client,
+            deps.client,
             api_url=self.api_url,
             pay_url=self.pay_url,
             secret=_secret(self.secret) or "",
@@ -63,9 +79,9 @@ class PaytureSettings(ProviderSettings):
     wallet_password: SecretStr | None = None
     wallet_secret: SecretStr | None = None
 
-    def build(self, client: httpx.AsyncClient) -> Provider:
+    def build(self, deps: Deps) -> Provider:
         return PaytureProvider(
-            client,
+            deps.client,
             base_url=self.url,
             key=_secret(self.key) or "",
             password=_secret(self.password) or "",
@@ -75,15 +91,38 @@ class PaytureSettings(ProviderSettings):
         )
 
 
+class StarsSettings(ProviderSettings):
+    """Telegram Stars (XTR): no provider account, only `STARS_ENABLED=true`. The invoice
+    payloads are signed with a key derived from CALLBACK_SECRET (or BOT_TOKEN)."""
+
+    model_config = SettingsConfigDict(**ENV, env_prefix="STARS_")
+
+    enabled: bool = False
+    invoice_minutes: int = Field(60, ge=5, le=10080)  # how long an unpaid invoice stays payable
+
+    def is_enabled(self) -> bool:
+        return self.enabled
+
+    def build(self, deps: Deps) -> Provider:
+        if deps.telegram is None:
+            raise ValueError("Stars needs the Telegram payments port")
+        return StarsProvider(
+            deps.telegram,
+            secret=deps.key("stars-payloads"),
+            invoice_lifetime=timedelta(minutes=self.invoice_minutes),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     settings: type[ProviderSettings]
-    build: Callable[[Any, httpx.AsyncClient], Provider]
+    build: Callable[[Any, Deps], Provider]
 
 
 PROVIDERS: Mapping[str, Entry] = {
     "redoya": Entry(RedoyaSettings, RedoyaSettings.build),
     "payture": Entry(PaytureSettings, PaytureSettings.build),
+    "stars": Entry(StarsSettings, StarsSettings.build),
 }
 
 
@@ -113,7 +152,7 @@ def configured(env: Mapping[str, str] | None = None) -> dict[str, ProviderSettin
         except ValidationError as exc:
             problems += _problems(exc, model.prefix())
             continue
-        if settings.enabled():
+        if settings.is_enabled():
             found[name] = settings
     if problems:
         raise ConfigError(problems)
@@ -138,15 +177,18 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     return settings.model_copy(update={"providers": configured(env)})
 
 
-def build_providers(settings: Settings, client: httpx.AsyncClient) -> Registry:
+def build_providers(
+    settings: Settings, client: httpx.AsyncClient, telegram: TelegramPayments | None = None
+) -> Registry:
     """The adapters of the enabled providers, in the table's order."""
+    deps = Deps(client, telegram, settings.callback_key_secret())
     return Registry(
-        entry.build(settings.providers[name], client)
+        entry.build(settings.providers[name], deps)
         for name, entry in PROVIDERS.items()
         if name in settings.providers
     )
 
 
 def setting_names() -> str:
-    """'REDOYA_*, PAYTURE_*' for the start-up error with no provider configured."""
+    """'REDOYA_*, PAYTURE_*, STARS_*' for the start-up error with no provider configured."""
     return ", ".join(f"{entry.settings.prefix()}*" for entry in PROVIDERS.values())

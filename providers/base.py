@@ -131,6 +131,7 @@ class RefundResult:
     remaining: Money | None = None  # what the provider says is left on the payment
     provider_code: str = ""
     detail: str = ""
+    already: bool = False  # DONE because the provider had refunded it before: nothing moved now
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +271,8 @@ class BridgePage(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ChatPayment:
-    """A payment Telegram reports in the chat (`successful_payment`): authenticated by the Bot
-    API itself."""
+    """A payment Telegram reports in the chat (`successful_payment`, or its `refunded_payment`):
+    authenticated by the Bot API itself."""
 
     user_id: int
     currency: str
@@ -279,21 +280,63 @@ class ChatPayment:
     invoice_payload: str
     charge_id: str  # telegram_payment_charge_id: unique per payment
     provider_charge_id: str = ""
+    at: datetime | None = None  # when Telegram took it (the message's date)
+
+
+@dataclass(frozen=True, slots=True)
+class StarTransaction:
+    """One line of the bot's Stars ledger (`getStarTransactions`): a payment from a user, or
+    its refund to the user, which carries the payment's id."""
+
+    id: str
+    amount: int  # whole stars
+    at: datetime
+    user_id: int | None  # None: not a user's (ads, Fragment withdrawals...)
+    payload: str
+    incoming: bool  # True: the user paid the bot; False: the bot paid the user back
+
+
+@dataclass(frozen=True, slots=True)
+class ListedPayment:
+    """A payment as the provider's own ledger lists it, for reconciliation."""
+
+    payment: ChatPayment
+    refunded: bool = False
 
 
 @runtime_checkable
 class TelegramPayments(Protocol):
-    """The Telegram side of in-chat payments, injected by bot/ (the adapter never sees aiogram)."""
+    """The Telegram side of in-chat payments, injected by bot/ (the adapter never sees aiogram).
+    Errors come as ProviderUnavailable (retry) or ProviderRejected with Telegram's word as
+    `code` (CHARGE_ALREADY_REFUNDED...)."""
 
-    async def create_invoice_link(
-        self, *, title: str, description: str, payload: str, amount: Money
-    ) -> str: ...
+    async def send_invoice(
+        self,
+        *,
+        chat_id: int,
+        order_id: int,
+        locale: str,
+        description: str,
+        payload: str,
+        amount: Money,
+    ) -> None:
+        """An invoice message in the chat, titled in the customer's language."""
 
     async def refund_star_payment(self, user_id: int, charge_id: str) -> None: ...
+
+    async def star_transactions(self, offset: int, limit: int) -> list[StarTransaction]:
+        """The ledger in chronological order (oldest first), `limit` at most 100."""
 
 
 @runtime_checkable
 class InChat(Protocol):
-    """Providers with Capability.IN_CHAT: the payment arrives as a chat update."""
+    """Providers with Capability.IN_CHAT: the payment arrives as a chat update, after a
+    pre-checkout question answered from what storage knows."""
+
+    def order_of(self, payload: str) -> int | None:
+        """The order an invoice payload names; None when its signature does not hold."""
 
     def parse_chat_payment(self, payment: ChatPayment) -> Inbound: ...
+
+    async def listed_payments(self, since: datetime) -> list[ListedPayment]:
+        """The provider's own list of payments since then: a lost update shows up here."""

@@ -174,7 +174,8 @@ class TelegramServer(FakeServer):
         self.app.router.add_get("/sandbox/state", self._state)
 
     def env(self) -> dict[str, str]:
-        return {"BOT_TOKEN": self.token, "TELEGRAM_API_URL": self.url}
+        # the Bot API is the Stars provider: this emulator runs its payments too
+        return {"BOT_TOKEN": self.token, "TELEGRAM_API_URL": self.url, "STARS_ENABLED": "true"}
 
     def hints(self) -> list[str]:
         return [
@@ -184,6 +185,8 @@ class TelegramServer(FakeServer):
             f"# press a button: curl -XPOST {self.url}/sandbox/users/1001/press "
             "-H 'content-type: application/json' "
             '-d \'{"message_id": <id>, "data": "<callback_data>"}\'',
+            f"# pay the newest Stars invoice: "
+            f"curl -XPOST {self.url}/sandbox/users/1001/pay_invoice",
         ]
 
     def reset(self) -> None:

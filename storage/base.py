@@ -329,6 +329,11 @@ class Storage(Protocol):
     async def due_for_check(self, now: datetime, limit: int = 100) -> list[Order]:
         """Orders AWAITING_PAYMENT whose next_check_at <= now, oldest first."""
 
+    async def paid_between(
+        self, provider: str, since: datetime, until: datetime, limit: int = 1000
+    ) -> list[Order]:
+        """Orders of this provider paid in [since, until), oldest first (reconciliation)."""
+
     async def stale_created(self, before: datetime, limit: int = 100) -> list[Order]:
         """Orders still CREATED that were created before `before`: a checkout that never
         finished (the process died, or the adapter raised something unexpected)."""

@@ -410,6 +410,20 @@ class PostgresStorage:
             )
             return await _with_items(conn, rows)
 
+    async def paid_between(
+        self, provider: str, since: datetime, until: datetime, limit: int = 1000
+    ) -> list[Order]:
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE provider = $1 AND paid_at >= $2 "
+                "AND paid_at < $3 AND provider_payment_id IS NOT NULL ORDER BY paid_at LIMIT $4",
+                provider,
+                aware(since),
+                aware(until),
+                limit,
+            )
+            return await _with_items(conn, rows)
+
     async def stale_created(self, before: datetime, limit: int = 100) -> list[Order]:
         async with self._db.acquire() as conn:
             rows = await conn.fetch(

@@ -446,6 +446,16 @@ class SQLiteStorage:
         )
         return await self._with_items(rows)
 
+    async def paid_between(
+        self, provider: str, since: datetime, until: datetime, limit: int = 1000
+    ) -> list[Order]:
+        rows = await self._rows(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE provider = ? AND paid_at >= ? "
+            "AND paid_at < ? AND provider_payment_id IS NOT NULL ORDER BY paid_at LIMIT ?",
+            (provider, ts(since), ts(until), limit),
+        )
+        return await self._with_items(rows)
+
     async def stale_created(self, before: datetime, limit: int = 100) -> list[Order]:
         rows = await self._rows(
             f"SELECT {ORDER_COLUMNS} FROM orders WHERE state = ? AND created_at < ? "

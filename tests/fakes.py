@@ -7,7 +7,7 @@ pass them to `BotApp(settings, providers=[...])`.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs
 
 from money import AmountFormat, AmountNotRepresentable, Money, WireKind
@@ -21,6 +21,7 @@ from providers.base import (
     CheckoutRequest,
     Inbound,
     InboundRequest,
+    ListedPayment,
     PaymentRef,
     PaymentState,
     PaymentStatus,
@@ -166,19 +167,22 @@ class InChatProvider:
     def payload(order_id: int) -> str:
         return f"order-{order_id}"
 
+    def order_of(self, payload: str) -> int | None:
+        prefix, _, order_id = payload.partition("-")
+        return int(order_id) if prefix == "order" and order_id.isdigit() else None
+
     async def create_checkout(self, request: CheckoutRequest) -> Checkout:
-        return Checkout("https://t.me/invoice/fake", PaymentRef(self.payload(request.order_id)))
+        return Checkout("https://t.me/invoice/fake", None)  # the charge id comes with the payment
 
     def parse_chat_payment(self, payment: ChatPayment) -> Inbound:
-        data = {"charge_id": payment.charge_id, "user_id": str(payment.user_id)}
+        ref = PaymentRef(payment.charge_id, {"user_id": str(payment.user_id)})
         status = PaymentStatus(
-            PaymentState.PAID,
-            paid=Money(payment.total_amount, payment.currency),
-            ref=PaymentRef(payment.invoice_payload, data),
+            PaymentState.PAID, paid=Money(payment.total_amount, payment.currency), ref=ref
         )
-        return Inbound(
-            PaymentRef(payment.invoice_payload), status=status, event_key=payment.charge_id
-        )
+        return Inbound(ref, status=status, event_key=payment.charge_id)
+
+    async def listed_payments(self, since: datetime) -> list[ListedPayment]:
+        return []
 
     async def parse_callback(self, request: InboundRequest) -> Inbound:
         raise BadCallback("payments arrive in the chat", provider=self.name)

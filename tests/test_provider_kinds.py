@@ -325,14 +325,14 @@ async def test_a_chat_payment_pays_its_order_once(start: Start, user: BotUser) -
     fake = InChatProvider()
     app = await start(fake)
     order = await place(app, fake.name, Money(50, "XTR"))
-    assert (order.pay_url, order.provider_payment_id) == ("https://t.me/invoice/fake", "order-1")
+    assert (order.pay_url, order.provider_payment_id) == ("https://t.me/invoice/fake", None)
 
     paid = await app.checkout.receive_chat_payment(fake.name, stars(order, "ch-1"))
     assert paid is not None
     assert paid.state is S.PAID
     assert paid.paid == Money(50, "XTR")
-    assert paid.provider_payment_id == order.provider_payment_id
-    assert dict(paid.payment_data) == {"charge_id": "ch-1", "user_id": str(CUSTOMER)}
+    assert paid.provider_payment_id == "ch-1"  # the charge id is the payment's
+    assert dict(paid.payment_data) == {"user_id": str(CUSTOMER)}
 
     again = await app.checkout.receive_chat_payment(fake.name, stars(order, "ch-1"))
     assert again is not None
@@ -344,18 +344,24 @@ async def test_a_chat_payment_pays_its_order_once(start: Start, user: BotUser) -
     assert len(await app.storage.inbound_for_order(order.id)) == 1
 
 
-async def test_a_chat_payment_that_is_not_this_users_order_changes_nothing(start: Start) -> None:
+async def test_a_chat_payment_by_another_user_is_kept_for_review(start: Start) -> None:
+    """Someone paid the customer's forwarded invoice: not the order's payment, never dropped;
+    one naming no order of ours changes nothing."""
     fake = InChatProvider()
     app = await start(fake)
     order = await place(app, fake.name, Money(50, "XTR"))
-    assert (
-        await app.checkout.receive_chat_payment(fake.name, stars(order, "x", user_id=2002)) is None
-    )
     unknown = ChatPayment(CUSTOMER, "XTR", 50, "order-999", "y")
     assert await app.checkout.receive_chat_payment(fake.name, unknown) is None
-    after = await order_now(app, order.id)
-    assert (after.state, dict(after.payment_data)) == (S.AWAITING_PAYMENT, {})
-    assert await app.storage.inbound_for_order(order.id) == []
+    foreign = await app.checkout.receive_chat_payment(fake.name, stars(order, "x", user_id=2002))
+    assert foreign is not None
+    assert foreign.state is S.NEEDS_REVIEW
+    assert foreign.provider_payment_id is None  # not the order's payment
+    assert len(await app.storage.inbound_for_order(order.id)) == 1
+    again = await app.checkout.receive_chat_payment(fake.name, stars(order, "x", user_id=2002))
+    assert again is not None
+    assert again.state is S.NEEDS_REVIEW
+    trail = await app.storage.audit_trail(order.id)
+    assert sum("another Telegram user" in e.detail for e in trail) == 1
 
 
 async def test_a_chat_payment_of_another_amount_goes_to_review(start: Start, user: BotUser) -> None:

@@ -4,6 +4,7 @@
 - `inbound.py`: returns, callbacks, bridge pages, chat payments, replay;
 - `confirm.py`: the one confirm;
 - `refunds.py`: refunds;
+- `ledger.py`: reconciliation with a provider's own ledger (Stars);
 - `outbox.py`: the kinds of messages the notifier sends.
 
 The chat, the web routes, the notifier and the sweep import from here, never from storage or
@@ -15,10 +16,12 @@ from __future__ import annotations
 from bot.core.checkout import CartLine, Ordering, PaymentChoice
 from bot.core.confirm import Confirmation
 from bot.core.context import CheckoutError, CheckSchedule, RefundError
+from bot.core.ledger import LedgerReport, Reconciling
 from bot.core.outbox import Audience, OutboxKind
-from bot.core.refunds import Refunding, RefundPlan
+from bot.core.refunds import ALREADY as REFUNDED_ALREADY
+from bot.core.refunds import RefundPlan
 from money import AmountNotRepresentable, Money
-from providers.base import Ack, BadCallback, InboundRequest
+from providers.base import Ack, BadCallback, ChatPayment, InboundRequest
 from storage.base import (
     FINAL,
     PAYABLE,
@@ -32,25 +35,29 @@ from storage.base import (
 )
 
 
-class CheckoutService(Ordering, Refunding):
-    """Orders, confirmation, inbound requests and refunds: one service, one set of rules."""
+class CheckoutService(Ordering, Reconciling):
+    """Orders, confirmation, inbound requests, refunds and reconciliation: one service, one set
+    of rules."""
 
 
 __all__ = [
     "FINAL",
     "PAYABLE",
+    "REFUNDED_ALREADY",
     "Ack",
     "AmountNotRepresentable",
     "Audience",
     "AuditEntry",
     "BadCallback",
     "CartLine",
+    "ChatPayment",
     "CheckSchedule",
     "CheckoutError",
     "CheckoutService",
     "Confirmation",
     "Figures",
     "InboundRequest",
+    "LedgerReport",
     "Money",
     "Order",
     "OrderState",

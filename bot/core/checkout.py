@@ -184,6 +184,34 @@ class Ordering(Receiving):
             next_check_at=self.clock() + self.schedule.first,
         )
 
+    def in_chat_providers(self, currency: str) -> list[str]:
+        """The providers paid inside Telegram that take this currency (Stars: XTR)."""
+        return [
+            p.name for p in self.providers_for(currency) if Capability.IN_CHAT in p.capabilities
+        ]
+
+    def pays_in_chat(self, order: Order) -> bool:
+        """The order is paid inside Telegram (Stars): its Pay button is an invoice message."""
+        return (
+            order.provider in self.providers
+            and Capability.IN_CHAT in self.providers.get(order.provider).capabilities
+        )
+
+    async def send_invoice_again(self, user_id: int, order_id: int) -> Order | None:
+        """A fresh invoice message for the customer's unpaid in-chat order (the old one may be
+        far up the chat): the same order and payload. None when it is not theirs or not
+        payable; CheckoutError when the provider cannot send it now."""
+        order = await self.order_of(user_id, order_id)
+        if order is None or order.state is not S.AWAITING_PAYMENT or not self.pays_in_chat(order):
+            return None
+        provider = self.providers.get(order.provider)
+        try:
+            await provider.create_checkout(self.checkout_request(order, provider))
+        except ProviderError as exc:
+            log.warning("invoice for order %s not sent again: %s", order.id, exc)
+            raise CheckoutError("provider_unavailable", str(exc)) from None
+        return order
+
     async def close_stale(self, now: datetime) -> int:
         """Close orders left in CREATED: their checkout never finished (the process died
         between storing the order and the provider's answer, or the adapter raised something

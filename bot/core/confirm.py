@@ -198,6 +198,18 @@ class Confirming(CoreContext):
             order, actor, reason, unexpected=row.id, keep_state=order.state in PAID_FAMILY
         )
 
+    async def foreign_payment(self, order_id: int, inbound: Inbound, *, actor: str) -> Order:
+        """A payment of this order by someone other than its customer (a forwarded Stars
+        invoice): one we did not expect, whatever the order's state; the refund goes to the
+        payer."""
+        async with self._lock(order_id):
+            order = await self.storage.get_order(order_id)
+            if order is None or inbound.ref is None or inbound.status is None:
+                raise KeyError(order_id)
+            provider = self.providers.get(order.provider)
+            why = "paid by another Telegram user than the customer"
+            return await self._unexpected(order, provider, inbound.ref, inbound.status, actor, why)
+
     async def _owned_elsewhere(self, order: Order, provider: Provider, ref: PaymentRef) -> bool:
         """A payment id the customer named that is another order's (a return URL edited to
         point at a payment of theirs): never this order's business."""

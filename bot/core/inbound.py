@@ -196,20 +196,58 @@ class Receiving(Confirming):
 
     # --- payments reported in the chat ----------------------------------------------------
 
+    def _in_chat(self, payload: str) -> tuple[Provider, int] | None:
+        """The in-chat provider whose signed payload this is, and the order it names."""
+        for provider in self.providers:
+            if isinstance(provider, InChat) and Capability.IN_CHAT in provider.capabilities:
+                order_id = provider.order_of(payload)
+                if order_id is not None:
+                    return provider, order_id
+        return None
+
+    async def pre_checkout(
+        self, user_id: int, payload: str, currency: str, total_amount: int
+    ) -> str | None:
+        """Whether Telegram may take this payment (its pre-checkout question, answered within
+        10 s): from what storage knows, never a provider call. None: yes; else why not, as a
+        key the chat words ("forged", "not_yours", "closed", "amount")."""
+        found = self._in_chat(payload)
+        if found is None:
+            return "forged"
+        provider, order_id = found
+        order = await self.storage.get_order(order_id)
+        if order is None or order.provider != provider.name:
+            return "forged"
+        if order.user_id != user_id:
+            return "not_yours"
+        if order.state is not OrderState.AWAITING_PAYMENT:
+            return "closed"
+        if order.expires_at is not None and self.clock() >= order.expires_at:
+            return "closed"
+        if (currency, total_amount) != (order.total.currency, order.total.amount):
+            return "amount"
+        return None
+
     async def receive_chat_payment(self, provider_name: str, payment: ChatPayment) -> Order | None:
-        """A payment Telegram reports in the chat (authenticated by the Bot API itself):
-        stored once per charge, then confirmed. None when no order of ours matches."""
+        """A payment Telegram reports in the chat (authenticated by the Bot API itself): stored
+        once per charge, then confirmed. None when its payload names no order of ours (logged:
+        the stars are at Telegram, the reconciliation lists them)."""
         provider = self._provider(provider_name)
         if not isinstance(provider, InChat):
             raise BadCallback("not an in-chat provider", provider=provider_name)
-        inbound = provider.parse_chat_payment(payment)
-        if inbound.ref is None:
-            return None
-        order = await self.storage.get_order_by_payment(provider.name, inbound.ref.payment_id)
-        if order is None or order.user_id != payment.user_id:
-            log.warning("a %s payment matches no order of this user", provider.name)
+        inbound = identified(provider.parse_chat_payment(payment), provider.name)
+        order_id = provider.order_of(payment.invoice_payload)
+        order = await self.storage.get_order(order_id) if order_id is not None else None
+        if order is None or order.provider != provider.name:
+            log.error("a %s payment %s names no order of ours", provider.name, payment.charge_id)
             return None
         request = InboundRequest("CHAT", "successful_payment", body=dump_chat_payment(payment))
+        if order.user_id != payment.user_id:  # someone paid a forwarded invoice: never dropped
+            event_id = await self._store_event("chat", provider, order, inbound, request)
+            order = await self.foreign_payment(order.id, inbound, actor="chat")
+            if event_id is not None:
+                await self.storage.mark_inbound_processed(event_id)
+            return order
         return await self._store_and_confirm("chat", provider, order, inbound, request)
 
     # --- the inbox ------------------------------------------------------------------------

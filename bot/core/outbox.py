@@ -32,6 +32,8 @@ class OutboxKind(StrEnum):
     MERCHANT_REFUNDED = "merchant_refunded"
     ADMIN_REVIEW = "admin_review"
     ADMIN_MISCONFIGURED = "admin_misconfigured"
+    ADMIN_LEDGER_RECOVERED = "admin_ledger_recovered"  # a lost payment update, found
+    ADMIN_LEDGER_UNLISTED = "admin_ledger_unlisted"  # a paid order the ledger does not list
     CARD_SAVED = "card_saved"
     CARD_FAILED = "card_failed"
 

@@ -20,6 +20,7 @@ from bot.core.outbox import OutboxKind, message
 from money import Money
 from providers.base import (
     Capability,
+    ChatPayment,
     PaymentRef,
     PaymentState,
     Provider,
@@ -37,6 +38,7 @@ log = logging.getLogger("bot.core.refunds")
 S = OrderState
 IN_FLIGHT = timedelta(minutes=2)  # a refund untouched this long was cut off: the sweep checks it
 MANUAL = "MANUAL"  # provider_code of a refund made in the provider's back office
+ALREADY = "the provider had refunded it already"  # the audit's word for RefundResult.already
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,26 @@ class Refunding(Confirming):
         order, amount, left = await self._checked(order_id, amount, manual=True)
         refund, pending = await self._begin(order, amount, actor, request)
         return await self._finish(pending, refund, left, MANUAL, "refunded in the back office")
+
+    async def refunded_in_chat(self, provider_name: str, payment: ChatPayment) -> Order | None:
+        """Telegram's `refunded_payment`: the charge is back with the payer. Our own refund
+        (pending or done) changes nothing here: its answer or the sweep ends it. A refund we
+        did not make (Telegram's support, another tool) is recorded once, and the customer and
+        the merchant are told. None when it names no order's payment."""
+        order = await self.storage.get_order_by_payment(provider_name, payment.charge_id)
+        if order is None:
+            log.info("%s refund of %s names no order's payment", provider_name, payment.charge_id)
+            return None
+        if order.state not in (S.PAID, S.PARTIALLY_REFUNDED):
+            return order
+        left = order.left_to_refund
+        try:
+            refund, pending = await self._begin(
+                order, left, "telegram", f"refunded:{provider_name}:{payment.charge_id}"
+            )
+        except RefundError:  # recorded before, or an admin's refund began meanwhile
+            return await self.storage.get_order(order.id)
+        return await self._finish(pending, refund, left, "TELEGRAM", "reported by Telegram")
 
     async def _checked(
         self, order_id: int, amount: Money | None, *, manual: bool
@@ -166,7 +188,8 @@ class Refunding(Confirming):
         if result.outcome is not RefundOutcome.DONE:
             await self._undo(order, refund, result.provider_code, result.detail)
             raise RefundError("provider_refused", result.detail or result.provider_code)
-        return await self._finish(order, refund, left, result.provider_code, "")
+        how = ALREADY if result.already else ""
+        return await self._finish(order, refund, left, result.provider_code, how)
 
     async def _finish(
         self, order: Order, refund: Refund, left: Money, code: str, how: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 
 from providers.base import ChatPayment, Inbound, InboundRequest, InChat, Provider
 
@@ -47,8 +48,15 @@ def dump_chat_payment(payment: ChatPayment) -> bytes:
             "invoice_payload": payment.invoice_payload,
             "charge_id": payment.charge_id,
             "provider_charge_id": payment.provider_charge_id,
+            "at": payment.at.isoformat() if payment.at else None,
         }
     ).encode()
+
+
+def load_chat_payment(raw: bytes) -> ChatPayment:
+    data = json.loads(raw)
+    at = data.pop("at", None)
+    return ChatPayment(**data, at=datetime.fromisoformat(at) if at else None)
 
 
 STORED_ERRORS = (ValueError, KeyError, TypeError)  # a row that is not one of ours (any version)
@@ -63,5 +71,5 @@ async def parse_stored(provider: Provider, raw: bytes) -> tuple[str, Inbound]:
     if kind == "callback":
         return kind, await provider.parse_callback(request)
     if kind == "chat" and isinstance(provider, InChat):
-        return kind, provider.parse_chat_payment(ChatPayment(**json.loads(request.body)))
+        return kind, provider.parse_chat_payment(load_chat_payment(request.body))
     return kind, Inbound(None)  # a bridge post: its ref went onto the order when it came

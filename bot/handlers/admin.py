@@ -13,8 +13,10 @@ from aiogram.utils.i18n import gettext as _
 from bot import texts
 from bot.config import Settings
 from bot.core import (
+    REFUNDED_ALREADY,
     AmountNotRepresentable,
     CheckoutService,
+    LedgerReport,
     Money,
     Order,
     OrderState,
@@ -66,6 +68,7 @@ def usage() -> str:
                 _("/order <id> — an order with its audit trail"),
                 _("/refund <id> [amount] — refund all or part (amount in major units, e.g. 12.50)"),
                 _("/stats [days] — figures"),
+                _("/reconcile — compare Telegram Stars payments with Telegram's own list"),
             )
         )
     )
@@ -77,8 +80,12 @@ def refusal(exc: RefundError, order: Order, display_name: str) -> str:
     left = order.left_to_refund
     provider = texts.escape(display_name)
     reasons = {
-        "not_refundable": _("order #{id} is {state}").format(
-            id=order.id, state=texts.state_name(order.state)
+        "not_refundable": (
+            _("order #{id} was already refunded in full").format(id=order.id)
+            if order.state is OrderState.REFUNDED
+            else _("order #{id} is {state}").format(
+                id=order.id, state=texts.state_name(order.state)
+            )
         ),
         "manual_refund": _("{provider} has no refund API; refund in its back office").format(
             provider=provider
@@ -222,6 +229,13 @@ async def refund_confirmed(
         state=texts.state_name(refunded.state),
         amount=texts.money(refunded.left_to_refund),
     )
+    trail = await checkout.audit(refunded.id)
+    if trail and REFUNDED_ALREADY in trail[-1].detail:
+        done = _("{provider} had refunded it already; order #{id} is {state}.").format(
+            provider=texts.escape(checkout.display_name(refunded.provider)),
+            id=refunded.id,
+            state=texts.state_name(refunded.state),
+        )
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(reply_markup=None)
         await query.message.answer(done)
@@ -271,6 +285,46 @@ async def stats(message: Message, command: CommandObject, checkout: CheckoutServ
     await message.answer("\n".join(rows))
 
 
+def ledger_report(report: LedgerReport, display_name: str) -> str:
+    if report.error:
+        return _("{provider}: Telegram did not answer ({error}); try again in a minute.").format(
+            provider=texts.escape(display_name), error=texts.escape(report.error)
+        )
+    rows = [
+        _("{provider}: Telegram lists {count} payments of the last days.").format(
+            provider=texts.escape(display_name), count=report.listed
+        )
+    ]
+    if report.recovered:
+        rows.append(
+            _("Found and confirmed (their update never reached us): {orders}").format(
+                orders=", ".join(f"#{i}" for i in report.recovered)
+            )
+        )
+    if report.unlisted:
+        rows.append(
+            _("Paid here but not in Telegram's list: {orders}").format(
+                orders=", ".join(f"#{i}" for i in report.unlisted)
+            )
+        )
+    if report.strangers:
+        rows.append(_("Payments naming no order of ours: {count}").format(count=report.strangers))
+    if not (report.recovered or report.unlisted or report.strangers):
+        rows.append(_("Everything matches."))
+    return "\n".join(rows)
+
+
+async def reconcile(message: Message, checkout: CheckoutService) -> None:
+    """Compare now instead of at the next periodic run."""
+    reports = await checkout.reconcile_ledgers()
+    if not reports:
+        await message.answer(_("No Telegram Stars payments are enabled."))
+        return
+    await message.answer(
+        "\n\n".join(ledger_report(r, checkout.display_name(r.provider)) for r in reports)
+    )
+
+
 def create_router() -> Router:
     """A fresh Router with this module's handlers (a Router can join one Dispatcher only)."""
     router = Router(name=__name__)
@@ -282,4 +336,5 @@ def create_router() -> Router:
     router.callback_query.register(refund_confirmed, RefundCb.filter())
     router.callback_query.register(unexpected_refund, UnexpectedCb.filter())
     router.message.register(stats, Command("stats"))
+    router.message.register(reconcile, Command("reconcile"))
     return router

@@ -6,21 +6,39 @@ import logging
 
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import gettext as _
 
 log = logging.getLogger("bot.handlers")
 
 
 async def edit(query: CallbackQuery, text: str, markup: object = None) -> None:
-    """Edit the message the button was on; a photo card or an unchanged text gets a new
-    message or nothing, never an error for the customer."""
+    """Edit the message the button was on; a photo card or an invoice gets a new message, an
+    unchanged text nothing, never an error for the customer."""
     message = query.message
     if not isinstance(message, Message):
         return
     try:
-        if message.photo:
+        if message.photo or message.invoice:
             await message.answer(text, reply_markup=markup)  # type: ignore[arg-type]
         else:
             await message.edit_text(text, reply_markup=markup)  # type: ignore[arg-type]
     except TelegramBadRequest as exc:
         if "not modified" not in str(exc):
             log.warning("edit failed: %s", exc)
+
+
+def checkout_error(reason: str) -> str:
+    messages = {
+        "empty_cart": _("Your cart is empty."),
+        "mixed_currencies": _("A cart holds one currency. Check out or clear the cart first."),
+        "amount_not_accepted": _(
+            "This payment method cannot take that amount. Please change the cart."
+        ),
+        "provider_unavailable": _(
+            "The payment service is not answering right now. Please try again in a minute."
+        ),
+        "provider_rejected": _("The payment service refused this order. The shop has been told."),
+        "unknown_provider": _("This payment method is no longer available."),
+        "card_gone": _("That saved card is no longer available."),
+    }
+    return messages.get(reason, _("That did not work. Please try again."))

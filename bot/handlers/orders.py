@@ -9,10 +9,10 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
-from bot.core import PAYABLE, CheckoutService, Order, OrderState
+from bot.core import PAYABLE, CheckoutError, CheckoutService, Order, OrderState
 from bot.core.cards import CardError, CardService
 from bot.formatting import format_when
-from bot.handlers.common import edit
+from bot.handlers.common import checkout_error, edit
 from bot.keyboards import (
     CardCb,
     OrderAction,
@@ -75,6 +75,9 @@ async def order_show(
     order = await own_order(query, callback_data.id, checkout)
     if order is None:
         return
+    if order.state is OrderState.AWAITING_PAYMENT and checkout.pays_in_chat(order):
+        await order_pay(query, callback_data, checkout)  # its card is a fresh invoice
+        return
     await query.answer()
     paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
     provider = checkout.display_name(order.provider)
@@ -83,6 +86,23 @@ async def order_show(
         card = await query.message.answer(text, reply_markup=order_keyboard(order))
         if order.state in PAYABLE:  # this one carries the Pay button now
             await checkout.remember_card(order.id, card.message_id)
+
+
+async def order_pay(
+    query: CallbackQuery, callback_data: OrderCb, checkout: CheckoutService
+) -> None:
+    """An in-chat order's Pay: the same order's invoice, sent again at the bottom of the chat."""
+    try:
+        order = await checkout.send_invoice_again(query.from_user.id, callback_data.id)
+    except CheckoutError as exc:
+        await query.answer(checkout_error(exc.reason), show_alert=True)
+        return
+    if order is None:
+        current = await checkout.order_of(query.from_user.id, callback_data.id)
+        state = texts.state_name(current.state) if current else _("That order was not found.")
+        await query.answer(state, show_alert=True)
+        return
+    await query.answer()
 
 
 async def order_check(
@@ -191,6 +211,7 @@ def create_router() -> Router:
     router.callback_query.register(orders_page, OrdersPage.filter(F.page >= 0))
     router.callback_query.register(order_show, OrderCb.filter(F.action == OrderAction.SHOW))
     router.callback_query.register(order_check, OrderCb.filter(F.action == OrderAction.CHECK))
+    router.callback_query.register(order_pay, OrderCb.filter(F.action == OrderAction.PAY))
     router.callback_query.register(order_cancel, OrderCb.filter(F.action == OrderAction.CANCEL))
     router.callback_query.register(
         order_save_card, OrderCb.filter(F.action == OrderAction.SAVE_CARD)

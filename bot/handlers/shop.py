@@ -17,7 +17,7 @@ from bot import cart as carts
 from bot import texts
 from bot.catalog import Catalog, Product
 from bot.core import CheckoutError, CheckoutService
-from bot.handlers.common import edit
+from bot.handlers.common import checkout_error, edit
 from bot.handlers.orders import mask
 from bot.keyboards import (
     LANGUAGES,
@@ -385,28 +385,13 @@ async def place(
     if not choice.product and state is not None:
         await state.update_data(cart={})
     await query.answer()
+    if checkout.pays_in_chat(order):
+        return  # the invoice the provider sent is the order's card and its Pay button
     if isinstance(query.message, Message):
         card = await query.message.answer(
             texts.order_card(order), reply_markup=order_keyboard(order)
         )
         await checkout.remember_card(order.id, card.message_id)
-
-
-def checkout_error(reason: str) -> str:
-    messages = {
-        "empty_cart": _("Your cart is empty."),
-        "mixed_currencies": _("A cart holds one currency. Check out or clear the cart first."),
-        "amount_not_accepted": _(
-            "This payment method cannot take that amount. Please change the cart."
-        ),
-        "provider_unavailable": _(
-            "The payment service is not answering right now. Please try again in a minute."
-        ),
-        "provider_rejected": _("The payment service refused this order. The shop has been told."),
-        "unknown_provider": _("This payment method is no longer available."),
-        "card_gone": _("That saved card is no longer available."),
-    }
-    return messages.get(reason, _("That did not work. Please try again."))
 
 
 def create_router() -> Router:

@@ -1,0 +1,121 @@
+"""Reconciliation with a provider's own ledger (Stars: `getStarTransactions`).
+
+A `successful_payment` update can be lost (Telegram gives up on a bot that was down long
+enough); the ledger still lists the charge. A charge listed there that never reached us is
+confirmed from the ledger, through the one confirm, and the admins are told. A paid order the
+ledger does not list is told to the admins: a person looks at it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.core.outbox import OutboxKind, message
+from bot.core.refunds import Refunding
+from providers.base import Capability, InChat, ListedPayment, Provider, ProviderError
+
+log = logging.getLogger("bot.core.ledger")
+
+# A payment's order is marked paid a moment after Telegram's charge time: orders paid this
+# close to the window's edge are not compared (their charge may lie just outside it), nor
+# orders paid this recently (the ledger may not list them yet).
+EDGE = timedelta(minutes=10)
+SETTLING = timedelta(minutes=2)
+
+
+@dataclass(slots=True)
+class LedgerReport:
+    provider: str
+    listed: int = 0  # payments the ledger lists in the window
+    recovered: list[int] = field(default_factory=list)  # orders confirmed from the ledger
+    unlisted: list[int] = field(default_factory=list)  # paid orders the ledger does not list
+    strangers: int = 0  # listed payments naming no order of ours
+    error: str = ""  # the ledger could not be read: nothing was compared
+
+
+class Reconciling(Refunding):
+    async def reconcile_ledgers(
+        self, *, now: datetime | None = None, window: timedelta = timedelta(hours=48)
+    ) -> list[LedgerReport]:
+        """Compare every in-chat provider's ledger over the last `window` with what we
+        stored. Safe to run often and on several replicas: each finding is told once."""
+        now = now or self.clock()
+        reports = []
+        for provider in self.providers:
+            if Capability.IN_CHAT not in provider.capabilities or not isinstance(provider, InChat):
+                continue
+            try:
+                reports.append(await self._reconcile(provider, now, window))
+            except ProviderError as exc:
+                log.warning("%s ledger not read: %s", provider.name, exc)
+                reports.append(LedgerReport(provider.name, error=str(exc)))
+        return reports
+
+    async def _reconcile(
+        self, provider: Provider, now: datetime, window: timedelta
+    ) -> LedgerReport:
+        assert isinstance(provider, InChat)
+        since = now - window
+        listed = await provider.listed_payments(since)
+        report = LedgerReport(provider.name, listed=len(listed))
+        for line in listed:
+            found = await self._recover(provider, line)
+            if found is None:
+                continue
+            if found < 0:
+                report.strangers += 1
+            else:
+                report.recovered.append(found)
+        charges = {line.payment.charge_id for line in listed}
+        for order in await self.storage.paid_between(provider.name, since + EDGE, now - SETTLING):
+            if order.provider_payment_id not in charges:
+                report.unlisted.append(order.id)
+                await self._tell_admins(
+                    order.id,
+                    OutboxKind.ADMIN_LEDGER_UNLISTED,
+                    {"payment_id": order.provider_payment_id or ""},
+                )
+        if report.recovered or report.unlisted or report.strangers:
+            log.warning(
+                "%s ledger: %s recovered %s, unlisted %s, %s naming no order",
+                provider.name,
+                len(listed),
+                report.recovered,
+                report.unlisted,
+                report.strangers,
+            )
+        return report
+
+    async def _recover(self, provider: Provider, line: ListedPayment) -> int | None:
+        """A listed payment that never reached us is received now, as if its update had come:
+        the order id; None for one we have (or one refunded already: nothing is owed); -1 for
+        one whose payload names no order of ours."""
+        assert isinstance(provider, InChat)
+        payment = line.payment
+        if await self.storage.get_order_by_payment(provider.name, payment.charge_id):
+            return None
+        order_id = provider.order_of(payment.invoice_payload)
+        if order_id is None:
+            return -1
+        events = await self.storage.inbound_for_order(order_id)
+        if any(e.provider == provider.name and e.event_key == payment.charge_id for e in events):
+            return None  # it reached us (a payment we did not expect is kept as one)
+        if line.refunded:
+            log.warning("%s charge %s was refunded before it reached us", provider.name, order_id)
+            return None
+        order = await self.receive_chat_payment(provider.name, payment)
+        if order is None:
+            return -1
+        await self._tell_admins(
+            order.id, OutboxKind.ADMIN_LEDGER_RECOVERED, {"payment_id": payment.charge_id}
+        )
+        return order.id
+
+    async def _tell_admins(self, order_id: int, kind: OutboxKind, payload: dict[str, str]) -> None:
+        told = False
+        for admin in self.admin_ids:
+            told |= await self.storage.enqueue(order_id, message(kind, admin, payload))
+        if told:
+            self._on_outbox()
