@@ -354,7 +354,8 @@ async def choose_provider(
         await place(query, choices[0][1], items, checkout, state)
         return
     await query.answer()
-    text = texts.total(totals) + "\n" + _("How would you like to pay?")
+    payable = [t for t in totals if any(total == t for _label, _data, total in offered)]
+    text = texts.total(payable) + "\n" + _("How would you like to pay?")
     if isinstance(query.message, Message):
         await query.message.answer(text, reply_markup=provider_keyboard(choices))
 
