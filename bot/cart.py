@@ -1,7 +1,9 @@
 """The cart: product id -> quantity, kept in the aiogram FSM data of the user (memory or Redis).
 
 Pure functions over plain dicts, so the FSM can store the cart as JSON. A cart never mixes
-currencies: adding a product in another currency is refused with `MixedCurrencies`.
+currencies: a product may have prices in several (money and Telegram Stars), and the cart's
+currencies are the ones every product in it has; adding a product that shares none of them is
+refused (`CartError("mixed_currencies")`). Totals and order lines are in one of them.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def set_quantity(cart: Cart, catalog: Catalog, product_id: str, quantity: int) -
     if quantity == 0:
         new.pop(product_id, None)
         return new
-    others = [p for p, _ in lines(new, catalog) if p.id != product_id]
-    if any(p.price.currency != product.price.currency for p in others):
+    others = [(p, q) for p, q in lines(new, catalog) if p.id != product_id]
+    if others and not set(currencies(others)) & set(product.currencies):
         raise CartError("mixed_currencies")
     if product_id not in new and len(new) >= MAX_LINES:
         raise CartError("too_many_lines")
@@ -66,18 +68,42 @@ def add(cart: Cart, catalog: Catalog, product_id: str, delta: int = 1) -> Cart:
     return set_quantity(cart, catalog, product_id, cart.get(product_id, 0) + delta)
 
 
-def total(items: list[tuple[Product, int]]) -> Money | None:
+def currencies(items: list[tuple[Product, int]]) -> tuple[str, ...]:
+    """The currencies every product of the cart has a price in, in the first product's order
+    (its money price, then Stars); empty for an empty cart, or one the catalog changed under."""
     if not items:
-        return None
-    first, qty = items[0]
-    result = first.price * qty
-    for product, quantity in items[1:]:
-        result = result + product.price * quantity
-    return result
+        return ()
+    common = set.intersection(*(set(p.currencies) for p, _ in items))
+    return tuple(c for c in items[0][0].currencies if c in common)
 
 
-def checkout_lines(items: list[tuple[Product, int]]) -> list[CartLine]:
-    return [CartLine(p.id, p.name, q, p.price) for p, q in items]
+def total(items: list[tuple[Product, int]], currency: str | None = None) -> Money | None:
+    """The cart's total in `currency` (default: its first common currency); None for an empty
+    cart or when a product has no price in that currency."""
+    if currency is None:
+        common = currencies(items)
+        if not common:
+            return None
+        currency = common[0]
+    result = Money.zero(currency)
+    for product, quantity in items:
+        price = product.price_in(currency)
+        if price is None:
+            return None
+        result = result + price * quantity
+    return result if items else None
+
+
+def checkout_lines(items: list[tuple[Product, int]], currency: str | None = None) -> list[CartLine]:
+    """The order's lines priced in `currency` (default: the cart's first common currency);
+    `CartError("mixed_currencies")` when a product has no price in it."""
+    if currency is None:
+        common = currencies(items)
+        currency = common[0] if common else ""
+    found = [(p, q, p.price_in(currency)) for p, q in items]
+    if any(price is None for _, _, price in found):
+        raise CartError("mixed_currencies")
+    return [CartLine(p.id, p.name, q, price) for p, q, price in found if price is not None]
 
 
 def allowed_providers(items: list[tuple[Product, int]]) -> tuple[str, ...]:

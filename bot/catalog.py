@@ -1,8 +1,9 @@
 """The merchant's catalog from `catalog.toml`: categories and products with prices.
 
 Prices are written in major units as a string or an integer ("12.50", 150), never a TOML float,
-and become integer minor units here. An invalid file stops start-up with a message that names
-the file, the entry and the field.
+and become integer minor units here. A product has a money price (`price` + `currency`), a
+Telegram Stars price (`stars`, whole stars), or both. An invalid file stops start-up with a
+message that names the file, the entry and the field.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from money import MINOR_UNITS, AmountNotRepresentable, Money
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
+STARS = "XTR"  # Telegram Stars: whole stars, no minor units
+MAX_STARS = 1_000_000  # far above any price in stars; a bigger number is a typo
 
 
 class CatalogError(ValueError):
@@ -32,11 +35,29 @@ class Category:
 class Product:
     id: str
     name: str
-    price: Money
+    prices: tuple[Money, ...]  # the money price first, then XTR; one per currency, at least one
     category: str = ""
     description: str = ""
     photo: str | None = None  # a path relative to the catalog file, or an https URL
     providers: tuple[str, ...] = ()  # empty: every enabled provider that takes the currency
+
+    def __post_init__(self) -> None:
+        if not self.prices:
+            raise ValueError(f"product {self.id!r} has no price")
+        if len({p.currency for p in self.prices}) != len(self.prices):
+            raise ValueError(f"product {self.id!r} has two prices in one currency")
+
+    @property
+    def price(self) -> Money:
+        """The primary price: the one a listing shows."""
+        return self.prices[0]
+
+    @property
+    def currencies(self) -> tuple[str, ...]:
+        return tuple(p.currency for p in self.prices)
+
+    def price_in(self, currency: str) -> Money | None:
+        return next((p for p in self.prices if p.currency == currency), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +164,20 @@ def _product(entry: dict[str, Any], where: str, category_ids: set[str]) -> Produ
     category = _text(entry, "category", where, required=False)
     if category and category not in category_ids:
         raise CatalogError(f"{where}, field 'category': no category with id {category!r}")
-    currency = _text(entry, "currency", where).upper()
-    if currency not in MINOR_UNITS:
-        raise CatalogError(
-            f"{where}, field 'currency': {currency!r} is not one of {', '.join(MINOR_UNITS)}"
-        )
+    prices: list[Money] = []
+    if "price" in entry or "currency" in entry:
+        currency = _text(entry, "currency", where).upper()
+        if currency not in MINOR_UNITS:
+            raise CatalogError(
+                f"{where}, field 'currency': {currency!r} is not one of {', '.join(MINOR_UNITS)}"
+            )
+        prices.append(_price(entry.get("price"), currency, where))
+    if "stars" in entry:
+        if prices and prices[0].currency == STARS:
+            raise CatalogError(f"{where}, field 'stars': the price is already in {STARS}")
+        prices.append(_stars(entry["stars"], where))
+    if not prices:
+        raise CatalogError(f"{where}: needs a price (price + currency) or stars")
     providers = entry.get("providers", [])
     if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
         raise CatalogError(f"{where}, field 'providers': must be a list of provider names")
@@ -155,7 +185,7 @@ def _product(entry: dict[str, Any], where: str, category_ids: set[str]) -> Produ
     return Product(
         id=product_id,
         name=_text(entry, "name", where),
-        price=_price(entry.get("price"), currency, where),
+        prices=tuple(prices),
         category=category,
         description=_text(entry, "description", where, required=False),
         photo=photo,
@@ -180,3 +210,21 @@ def _price(value: object, currency: str, where: str) -> Money:
     if money.amount <= 0:
         raise CatalogError(f"{where}, field 'price': must be above zero")
     return money
+
+
+def _stars(value: object, where: str) -> Money:
+    """`stars = 100` or `stars = "100"`: a whole, positive number of Telegram Stars."""
+    if isinstance(value, float):
+        raise CatalogError(f"{where}, field 'stars': must be a whole number of stars, not {value}")
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        digits = value.strip()  # a long run of digits is refused below without converting it
+        value = int(digits) if len(digits) <= len(str(MAX_STARS)) else MAX_STARS + 1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CatalogError(
+            f"{where}, field 'stars': must be a whole number of stars like 100 or \"100\""
+        )
+    if value <= 0:
+        raise CatalogError(f"{where}, field 'stars': must be above zero")
+    if value > MAX_STARS:
+        raise CatalogError(f"{where}, field 'stars': more than {MAX_STARS:_} stars")
+    return Money(value, STARS)

@@ -57,11 +57,21 @@ class CartCb(CallbackData, prefix="k"):
 
 
 class PayWith(CallbackData, prefix="w"):
-    """Choose a provider (and a saved card) for the cart or a 'buy now' product."""
+    """Choose a provider (and a saved card) for the cart or a 'buy now' product, in one of its
+    currencies. Packed it stays well under Telegram's 64 bytes: 'w:' + a provider name, a
+    product id (at most 24), a card id and a currency code."""
 
     provider: str
     product: str = ""  # set for 'buy now'; empty for the cart
     card: int = 0  # our saved-card id; 0 = a new card / the provider's own page
+    currency: str = ""  # the order's currency; "" (a button from before it): the first one
+
+    @classmethod
+    def unpack(cls, value: str) -> PayWith:
+        # a button sent before `currency` existed has one part less: still a valid choice
+        if value.count(cls.__separator__) == len(cls.model_fields) - 1:
+            value += cls.__separator__
+        return super().unpack(value)
 
 
 class OrderAction(StrEnum):

@@ -7,6 +7,7 @@ at import time.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from html import escape, unescape
 
 from aiogram.utils.i18n import I18n
@@ -55,8 +56,22 @@ def state_name(state: OrderState) -> str:
     return names[state]
 
 
+def prices(product: Product) -> str:
+    """Every price of a product: '₺150,00 · 100 ⭐'."""
+    return " · ".join(money(price) for price in product.prices)
+
+
+def total(totals: Sequence[Money], *, bold: bool = False) -> str:
+    """'Total: ₺150,00', or with a second currency 'Total: ₺150,00 or 100 ⭐' (a product has
+    at most two prices: money and Stars)."""
+    shown = [f"<b>{money(t)}</b>" if bold else money(t) for t in totals]
+    if len(shown) == 1:
+        return _("Total: {total}").format(total=shown[0])
+    return _("Total: {total} or {other}").format(total=shown[0], other=" / ".join(shown[1:]))
+
+
 def product_card(product: Product) -> str:
-    lines = [f"<b>{escape(product.name)}</b>", money(product.price)]
+    lines = [f"<b>{escape(product.name)}</b>", prices(product)]
     if product.description:
         lines += ["", escape(product.description)]
     return "\n".join(lines)

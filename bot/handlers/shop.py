@@ -16,7 +16,7 @@ from aiogram.utils.i18n import gettext as _
 from bot import cart as carts
 from bot import texts
 from bot.catalog import Catalog, Product
-from bot.core import CheckoutError, CheckoutService
+from bot.core import CheckoutError, CheckoutService, Money
 from bot.handlers.common import checkout_error, edit
 from bot.handlers.orders import mask
 from bot.keyboards import (
@@ -207,10 +207,18 @@ async def render_cart(catalog: Catalog, state: FSMContext) -> tuple[str, object]
     items = carts.lines(carts.read(await state.get_data()), catalog)
     if not items:
         return _("Your cart is empty."), cart_keyboard([])
-    rows = [f"• {texts.escape(p.name)} × {q} — {texts.money(p.price * q)}" for p, q in items]
-    total = carts.total(items)
-    assert total is not None
-    rows.append(_("Total: {total}").format(total=f"<b>{texts.money(total)}</b>"))
+    totals = [t for c in carts.currencies(items) if (t := carts.total(items, c)) is not None]
+    if totals:  # the lines in the cart's first currency, the total in each
+        first = totals[0].currency
+        rows = [
+            f"• {texts.escape(p.name)} × {q} — {texts.money(price * q)}"
+            for p, q in items
+            if (price := p.price_in(first)) is not None
+        ]
+        rows.append(texts.total(totals, bold=True))
+    else:  # the catalog changed under the cart: its products share no currency any more
+        rows = [f"• {texts.escape(p.name)} × {q}" for p, q in items]
+        rows.append(cart_error("mixed_currencies"))
     rows.append(_("To set a quantity, send it as a number after pressing the product."))
     title = _("Your cart")
     return "\n".join([f"<b>{title}</b>", *rows]), cart_keyboard(items)
@@ -309,35 +317,45 @@ async def choose_provider(
     product_id: str = "",
     state: FSMContext | None = None,
 ) -> None:
-    total = carts.total(items)
-    assert total is not None
-    offered = await checkout.payment_choices(
-        query.from_user.id, total, carts.allowed_providers(items)
-    )
+    """Offer every way to pay: for each currency the cart's products all have a price in, the
+    providers (and saved cards) that take that total, in one keyboard."""
+    totals = [t for c in carts.currencies(items) if (t := carts.total(items, c)) is not None]
+    if not totals:
+        await query.answer(cart_error("mixed_currencies"), show_alert=True)
+        return
+    allowed = carts.allowed_providers(items)
+    offered: list[tuple[str, PayWith, Money]] = []
+    for total in totals:
+        for choice in await checkout.payment_choices(query.from_user.id, total, allowed):
+            if choice.card is not None:
+                label = _("Pay with {card}").format(card=mask(choice.card.card_name))
+                card = choice.card.id
+            else:
+                label = texts.provider_name(choice.display_name)
+                card = 0
+            data = PayWith(
+                provider=choice.provider, product=product_id, card=card, currency=total.currency
+            )
+            offered.append((label, data, total))
     if not offered:
         await query.answer(
-            _("Sorry, no payment method here can take {total}.").format(total=texts.money(total)),
+            _("Sorry, no payment method here can take {total}.").format(
+                total=texts.money(totals[0])
+            ),
             show_alert=True,
         )
         return
-    choices: list[tuple[str, PayWith]] = []
-    for choice in offered:
-        if choice.card is not None:
-            label = _("Pay with {card}").format(card=mask(choice.card.card_name))
-            data = PayWith(provider=choice.provider, product=product_id, card=choice.card.id)
-        else:
-            label = texts.provider_name(choice.display_name)
-            data = PayWith(provider=choice.provider, product=product_id)
-        choices.append((label, data))
+    labels = [label for label, _data, _total in offered]
+    choices = [  # one provider offered in two currencies: say which is which
+        (f"{label} · {texts.money(total)}" if labels.count(label) > 1 else label, data)
+        for label, data, total in offered
+    ]
     if len(choices) == 1:
         await place(query, choices[0][1], items, checkout, state)
         return
     await query.answer()
-    text = (
-        _("Total: {total}").format(total=texts.money(total))
-        + "\n"
-        + _("How would you like to pay?")
-    )
+    payable = [t for t in totals if any(total == t for _label, _data, total in offered)]
+    text = texts.total(payable) + "\n" + _("How would you like to pay?")
     if isinstance(query.message, Message):
         await query.message.answer(text, reply_markup=provider_keyboard(choices))
 
@@ -369,12 +387,23 @@ async def place(
     checkout: CheckoutService,
     state: FSMContext | None = None,
 ) -> None:
-    """Create the order and show it with its Pay button; a cart that became an order empties."""
+    """Create the order, in the currency the choice names, and show it with its Pay button; a
+    cart that became an order empties."""
+    common = carts.currencies(items)
+    currency = choice.currency or next(  # a button from before the currency was in it
+        (c for c in common if any(p.name == choice.provider for p in checkout.providers_for(c))),
+        common[0] if common else "",
+    )
+    if currency not in common:  # the cart changed since the choice was offered
+        await query.answer(
+            _("This choice is out of date. Please start again from the catalog."), show_alert=True
+        )
+        return
     try:
         order = await checkout.place_order(
             user_id=query.from_user.id,
             chat_id=query.message.chat.id if query.message else query.from_user.id,
-            lines=carts.checkout_lines(items),
+            lines=carts.checkout_lines(items, currency),
             provider_name=choice.provider,
             locale=texts.locale(),
             saved_card=choice.card or None,
