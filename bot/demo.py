@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
@@ -26,9 +27,12 @@ CUSTOMER_ID = 1001
 MERCHANT_CHAT_ID = -1000001
 
 
-def sandbox_settings(*servers: FakeServer, **overrides: object) -> Settings:
+def sandbox_settings(
+    *servers: FakeServer, env: Mapping[str, str] | None = None, **overrides: object
+) -> Settings:
     """Settings that point the bot at running emulators, from the `.env` lines each prints
-    (shared with the tests and the benchmarks): only those providers are enabled."""
+    (shared with the tests and the benchmarks): only those providers are enabled. `env`
+    changes some of those lines (STARS_ENABLED=false: the sandbox without Stars)."""
     values: dict[str, object] = {
         "web_host": "127.0.0.1",
         "web_port": 0,
@@ -37,7 +41,7 @@ def sandbox_settings(*servers: FakeServer, **overrides: object) -> Settings:
         "merchant_chat_id": MERCHANT_CHAT_ID,
         "http_timeout": 5.0,
     }
-    return load_settings(registry.env_of(servers), **(values | overrides))
+    return load_settings(registry.env_of(servers) | dict(env or {}), **(values | overrides))
 
 
 async def run_demo() -> int:

@@ -316,7 +316,7 @@ async def test_reconciliation_confirms_a_payment_whose_update_was_lost(
     assert (await order_of(app)).state is S.AWAITING_PAYMENT
     admin = admin_of(telegram, http)
     await admin.send("/reconcile")
-    report = await admin.wait_message("Telegram lists 1 payments")
+    report = await admin.wait_message("Telegram lists for the last 48 hours: 1")
     assert "#1" in report["text"]
     assert "never reached us" in report["text"]
     await user.wait_message("Payment received for order #1")

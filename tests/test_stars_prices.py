@@ -1,6 +1,6 @@
 """Products priced in Telegram Stars (XTR) beside or instead of money: the catalog format, the
 cart's common currencies, what the customer sees and the choice of how to pay, through the
-Telegram sandbox. An XTR provider is the test fake (tests/fakes.py: InChatProvider)."""
+Telegram sandbox, whose Bot API is the Stars provider."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from bot.keyboards import PayWith
 from money import Money
 from sandbox.botuser import BotUser, buttons
 from tests.conftest import CUSTOMER
-from tests.fakes import InChatProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = '[[products]]\nid = "a"\nname = "A"\n'
@@ -226,9 +225,8 @@ def catalog_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def stars_app(make_settings: Callable[..., Any], catalog_path: Path) -> AsyncIterator[Parts]:
-    """The sandbox's providers (Redoya takes TRY) and the XTR fake beside them."""
-    app = BotApp(make_settings(catalog_path=catalog_path), providers=[InChatProvider()])
-    async with app as parts:
+    """The sandbox's providers: Redoya takes TRY, Telegram Stars XTR."""
+    async with BotApp(make_settings(catalog_path=catalog_path)) as parts:
         yield parts
 
 
@@ -279,14 +277,15 @@ async def test_a_cart_in_two_currencies_offers_the_providers_of_each(
     await user.press(text="Checkout")
     choice = await user.wait_message("How would you like to pay?")
     assert "Total: TRY180.00 or 120 ⭐" in choice["text"]
-    assert labels(choice) == ["Redoya", "Fake stars"]
+    assert labels(choice) == ["Redoya", "Telegram Stars"]
     assert [PayWith.unpack(b["callback_data"]).currency for b in buttons(choice)] == ["TRY", "XTR"]
 
-    await user.press(text="Fake stars")
-    order_message = await user.wait_message("Order #")
-    assert "Turkish delight × 1 — 40 ⭐" in order_message["text"]
+    await user.press(text="Telegram Stars")
+    invoice = (await user.wait_message(predicate=lambda m: "invoice" in m))["invoice"]
+    assert (invoice["currency"], invoice["total_amount"]) == ("XTR", 120)
+    assert "Turkish delight x1" in invoice["description"]
     (order,) = await stars_app.storage.orders_for_user(CUSTOMER)
-    assert (order.provider, order.total) == ("fake_chat", xtr(120))
+    assert (order.provider, order.total) == ("stars", xtr(120))
     assert [(i.sku, i.unit_amount) for i in order.items] == [("lokum", 40), ("cups", 80)]
     await user.send("/cart")
     await user.wait_message("Your cart is empty")
@@ -314,15 +313,16 @@ async def test_a_lira_only_cart_does_not_offer_stars(stars_app: Parts, user: Bot
 async def test_a_stars_only_product_is_bought_in_stars(stars_app: Parts, user: BotUser) -> None:
     await open_product(user, "Coffee club")
     await user.press(text="Buy now")
-    await user.wait_message("Order #")
+    await user.wait_message(predicate=lambda m: "invoice" in m)
     (order,) = await stars_app.storage.orders_for_user(CUSTOMER)
-    assert (order.provider, order.total) == ("fake_chat", xtr(500))
+    assert (order.provider, order.total) == ("stars", xtr(500))
 
 
 async def test_a_stars_product_with_nobody_taking_stars(
     make_settings: Callable[..., Any], catalog_path: Path, user: BotUser
 ) -> None:
-    async with BotApp(make_settings(catalog_path=catalog_path)) as app:
+    settings = make_settings(catalog_path=catalog_path, env={"STARS_ENABLED": "false"})
+    async with BotApp(settings) as app:
         card = await open_product(user, "Coffee club")
         answer = await user.press(text="Buy now", message_id=card["message_id"])
         assert answer is not None
@@ -340,7 +340,7 @@ async def test_stale_and_forged_currency_choices(stars_app: Parts, user: BotUser
     page = (await user.bot_messages())[-1]
     for forged, expected in (
         ("w:redoya::0:XTR", "cannot take that amount"),  # Redoya takes no stars
-        ("w:fake_chat::0:TRY", "cannot take that amount"),
+        ("w:stars::0:TRY", "cannot take that amount"),
         ("w:redoya::0:RUB", "out of date"),  # not a currency of this cart
         ("w:redoya::0:xyz", "out of date"),
         ("w:redoya:cezve:0:XTR", "out of date"),  # Cezve has no stars price
@@ -351,7 +351,7 @@ async def test_stale_and_forged_currency_choices(stars_app: Parts, user: BotUser
     assert await stars_app.storage.orders_for_user(CUSTOMER) == []
 
     # a button from before the currency was in it: the first currency the provider takes
-    await user.press("w:fake_chat::0", message_id=page["message_id"], force=True)
-    await user.wait_message("Order #")
+    await user.press("w:stars::0", message_id=page["message_id"], force=True)
+    await user.wait_message(predicate=lambda m: "invoice" in m)
     (order,) = await stars_app.storage.orders_for_user(CUSTOMER)
-    assert (order.provider, order.total) == ("fake_chat", xtr(40))
+    assert (order.provider, order.total) == ("stars", xtr(40))

@@ -28,6 +28,7 @@ SETTLING = timedelta(minutes=2)
 @dataclass(slots=True)
 class LedgerReport:
     provider: str
+    hours: int = 0  # how far back the ledger was compared
     listed: int = 0  # payments the ledger lists in the window
     recovered: list[int] = field(default_factory=list)  # orders confirmed from the ledger
     unlisted: list[int] = field(default_factory=list)  # paid orders the ledger does not list
@@ -59,7 +60,8 @@ class Reconciling(Refunding):
         assert isinstance(provider, InChat)
         since = now - window
         listed = await provider.listed_payments(since)
-        report = LedgerReport(provider.name, listed=len(listed))
+        hours = int(window.total_seconds() // 3600)
+        report = LedgerReport(provider.name, hours, listed=len(listed))
         for line in listed:
             found = await self._recover(provider, line)
             if found is None:

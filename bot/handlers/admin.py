@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, Filter
@@ -291,8 +292,8 @@ def ledger_report(report: LedgerReport, display_name: str) -> str:
             provider=texts.escape(display_name), error=texts.escape(report.error)
         )
     rows = [
-        _("{provider}: Telegram lists {count} payments of the last days.").format(
-            provider=texts.escape(display_name), count=report.listed
+        _("{provider}: payments Telegram lists for the last {hours} hours: {count}").format(
+            provider=texts.escape(display_name), hours=report.hours, count=report.listed
         )
     ]
     if report.recovered:
@@ -314,9 +315,9 @@ def ledger_report(report: LedgerReport, display_name: str) -> str:
     return "\n".join(rows)
 
 
-async def reconcile(message: Message, checkout: CheckoutService) -> None:
+async def reconcile(message: Message, checkout: CheckoutService, settings: Settings) -> None:
     """Compare now instead of at the next periodic run."""
-    reports = await checkout.reconcile_ledgers()
+    reports = await checkout.reconcile_ledgers(window=timedelta(hours=settings.ledger_window_hours))
     if not reports:
         await message.answer(_("No Telegram Stars payments are enabled."))
         return
