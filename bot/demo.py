@@ -77,22 +77,39 @@ async def run_demo() -> int:
                 async with http.get(redirect) as page:  # the customer's browser comes back
                     page_text = await page.text()
                 await user.wait_message("Payment received")
+
+                # then a digital gift paid in Telegram Stars, without leaving the chat
+                await user.send("/catalog")
+                await user.wait_message("Catalog")
+                await user.press(text="Gifts")
+                await user.wait_message(predicate=lambda m: "Gifts" in m.get("text", ""))
+                await user.press(text="Coffee club")
+                await user.wait_message("Coffee club")
+                await user.press(text="Buy now")
+                await user.wait_message(predicate=lambda m: "invoice" in m)
+                stars = await user.pay_invoice()  # pre-checkout answered, then the payment
+                await user.wait_message("Payment received for order #2")
+                merchant_chat = BotUser(telegram.url, MERCHANT_CHAT_ID, session=http)
+                await merchant_chat.wait_message("Order #2 paid", after_id=0)
                 await parts.notifier.flush()
 
-                order = (await parts.checkout.orders_of(CUSTOMER_ID, limit=1))[0]
-                merchant = await BotUser(telegram.url, MERCHANT_CHAT_ID, session=http).messages()
+                gift, order = await parts.checkout.orders_of(CUSTOMER_ID, limit=2)
+                merchant = await merchant_chat.messages()
                 print("=== chat with the customer ===")
                 print(transcript(await user.messages()))
                 print("=== merchant chat ===")
                 print(transcript(merchant))
                 print("=== return page ===")
                 print(("Payment received" in page_text and "Payment received") or page_text[:200])
-                print("=== order ===")
-                print(
-                    f"order #{order.id}: {order.state} · {order.total} "
-                    f"· {order.provider} payment {order.provider_payment_id}"
-                )
-                return 0 if order.state is OrderState.PAID else 1
+                print("=== orders ===")
+                for each in (gift, order):
+                    print(
+                        f"order #{each.id}: {each.state} · {each.total} "
+                        f"· {each.provider} payment {each.provider_payment_id}"
+                    )
+                print(f"pre-checkout answered in {stars['answered_in']} s")
+                both_paid = order.state is gift.state is OrderState.PAID
+                return 0 if both_paid else 1
     finally:
         await registry.stop_all(servers)
     return 1
