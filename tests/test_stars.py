@@ -392,3 +392,49 @@ async def test_an_expired_stars_order_is_not_payable(app: Parts, user: BotUser) 
     refused = await user.pay_invoice()
     assert refused["ok"] is False
     assert "can no longer be paid" in refused["error_message"]
+
+
+async def test_two_invoices_of_one_order_both_charged_keep_the_second_for_review(
+    app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    """Both pre-checkouts were answered while the order still awaited payment."""
+    one = await buy(user)
+    order = await order_of(app)
+    await app.checkout.send_invoice_again(CUSTOMER, order.id)
+    two = await user.wait_message(predicate=is_invoice, after_id=one["message_id"])
+    charges = await asyncio.gather(
+        user.pay_invoice(message_id=one["message_id"], drop_update=True),
+        user.pay_invoice(message_id=two["message_id"], drop_update=True),
+    )
+    assert [c["ok"] for c in charges] == [True, True]
+    for charge in charges:
+        await user.redeliver_payment(charge["charge_id"])
+    admin = admin_of(telegram, http)
+    review = await admin.wait_message("a second payment")
+    paid = await app.checkout.order(order.id)
+    assert paid is not None
+    assert paid.state is S.PAID  # keeps its state, the review is a note on it
+    second = next(c["charge_id"] for c in charges if c["charge_id"] != paid.provider_payment_id)
+    assert second in review["text"]
+    await settle(app)
+    assert await count_messages(user, "Payment received") == 1
+
+
+async def test_a_cut_off_stars_refund_is_finished_from_the_ledger(
+    app: Parts, user: BotUser, telegram: TelegramServer
+) -> None:
+    await buy(user)
+    paid = await user.pay_invoice()
+    await user.wait_message("Payment received")
+    order = await order_of(app)
+    # what a process that died right after Telegram's answer leaves behind
+    refund, _ = await app.storage.create_refund(order.id, order.total, "1:x", "admin:42")
+    assert await app.storage.transition(order.id, S.PAID, S.REFUND_PENDING, actor="admin:42")
+    assert await app.bot.refund_star_payment(CUSTOMER, paid["charge_id"])
+    await settle(app)  # the refunded_payment update: our own refund, left to the sweep
+    assert (await order_of(app)).state is S.REFUND_PENDING
+    await app.reconciler.run_once(now=refund.updated_at + timedelta(minutes=3))
+    done = await order_of(app)
+    assert (done.state, done.refunded) == (S.REFUNDED, Money(50, "XTR"))
+    assert [r.state for r in await app.storage.refunds_for_order(order.id)] == ["done"]
+    await user.wait_message("refunded for order #1")
