@@ -34,9 +34,12 @@ def money(value: Money) -> str:
 
 
 def provider_name(display_name: str) -> str:
-    """An adapter's display name in the current language: the descriptive ones are translated
-    here, brand names ("Redoya", "Telegram Stars") stay as they are."""
-    translated = {"Bank card (Payture)": _("Bank card (Payture)")}
+    """An adapter's display name as a choice of how to pay, in the current language: the
+    descriptive ones are translated here, brand names ("Redoya") stay as they are."""
+    translated = {
+        "Bank card (Payture)": _("Bank card (Payture)"),
+        "Telegram Stars": _("Pay with Stars"),
+    }
     return translated.get(display_name, display_name)
 
 

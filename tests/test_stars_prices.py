@@ -277,10 +277,10 @@ async def test_a_cart_in_two_currencies_offers_the_providers_of_each(
     await user.press(text="Checkout")
     choice = await user.wait_message("How would you like to pay?")
     assert "Total: TRY180.00 or 120 ⭐" in choice["text"]
-    assert labels(choice) == ["Redoya", "Telegram Stars"]
+    assert labels(choice) == ["Redoya", "Pay with Stars"]
     assert [PayWith.unpack(b["callback_data"]).currency for b in buttons(choice)] == ["TRY", "XTR"]
 
-    await user.press(text="Telegram Stars")
+    await user.press(text="Pay with Stars")
     invoice = (await user.wait_message(predicate=lambda m: "invoice" in m))["invoice"]
     assert (invoice["currency"], invoice["total_amount"]) == ("XTR", 120)
     assert "Turkish delight x1" in invoice["description"]
