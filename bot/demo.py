@@ -101,13 +101,14 @@ async def run_demo() -> int:
                 print(transcript(merchant))
                 print("=== return page ===")
                 print(("Payment received" in page_text and "Payment received") or page_text[:200])
-                print("=== orders ===")
-                for each in (gift, order):
+                print(
+                    f"=== orders (the Stars pre-checkout answered in {stars['answered_in']} s) ==="
+                )
+                for each in (order, gift):
                     print(
                         f"order #{each.id}: {each.state} · {each.total} "
                         f"· {each.provider} payment {each.provider_payment_id}"
                     )
-                print(f"pre-checkout answered in {stars['answered_in']} s")
                 both_paid = order.state is gift.state is OrderState.PAID
                 return 0 if both_paid else 1
     finally:

@@ -53,7 +53,10 @@ async def test_the_demo_plays_the_whole_flow_and_exits_0(tmp_path: Path) -> None
     assert demo.returncode == 0, text
     assert "Payment received for order #1" in text
     assert "× 1" in text  # the cart had two products
-    assert text.rstrip().splitlines()[-1].startswith("order #1: paid")
+    assert "Payment received for order #2: 500 ⭐" in text  # then a gift paid in Stars
+    last = text.rstrip().splitlines()[-2:]
+    assert last[0].startswith("order #1: paid · 235.00 TRY · redoya"), last
+    assert last[1].startswith("order #2: paid · 500 XTR · stars"), last
 
 
 async def test_sandbox_prints_env_lines_that_run_the_bot(tmp_path: Path) -> None:
