@@ -9,7 +9,9 @@ from datetime import UTC
 
 from aiogram import Bot
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
+    TelegramBadRequest,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -95,8 +97,8 @@ def _line(transaction: object) -> StarTransaction:
 @asynccontextmanager
 async def _as_provider_errors() -> AsyncIterator[None]:
     """Telegram's errors as the adapter's: a bad request is final with Telegram's word as the
-    code ("Bad Request: CHARGE_ALREADY_REFUNDED" -> CHARGE_ALREADY_REFUNDED); a 429, a 5xx
-    and the network are for later."""
+    code ("Bad Request: CHARGE_ALREADY_REFUNDED" -> CHARGE_ALREADY_REFUNDED), other refusals
+    with the error's name; a 429, a 5xx and the network are for later."""
     try:
         yield
     except TelegramRetryAfter as exc:
@@ -105,8 +107,14 @@ async def _as_provider_errors() -> AsyncIterator[None]:
         ) from None
     except (TelegramNetworkError, TelegramServerError) as exc:
         raise ProviderUnavailable(f"Telegram: {type(exc).__name__}", provider=NAME) from None
-    except TelegramAPIError as exc:
+    except ClientDecodeError:  # an answer aiogram cannot read: nothing we can act on
+        raise ProviderRejected("Telegram's answer could not be read", provider=NAME) from None
+    except TelegramBadRequest as exc:
         words = (exc.message or "").rsplit(":", 1)[-1].split()
         raise ProviderRejected(
             f"Telegram: {exc.message}", provider=NAME, code=words[0] if words else ""
+        ) from None
+    except TelegramAPIError as exc:  # forbidden (the customer blocked the bot), not found...
+        raise ProviderRejected(
+            f"Telegram: {exc.message}", provider=NAME, code=type(exc).__name__
         ) from None

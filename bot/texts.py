@@ -179,7 +179,8 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
 
 
 def user_text(kind: OutboxKind, payload: dict[str, object]) -> str:
-    """The text of a queued notification not tied to an order (saved cards)."""
+    """The text of a queued notification not tied to an order (saved cards, a payment that
+    names no order)."""
     if kind is OutboxKind.CARD_SAVED:
         card = escape(str(payload.get("card", "")))
         return _("💳 Card {card} saved. It will be offered at checkout; /cards to manage.").format(
@@ -187,4 +188,15 @@ def user_text(kind: OutboxKind, payload: dict[str, object]) -> str:
         )
     if kind is OutboxKind.CARD_FAILED:
         return _("The card was not saved. You can try again from a paid order.")
+    if kind is OutboxKind.ADMIN_STRANGER_PAYMENT:
+        amount = money(Money(int(payload["amount"]), str(payload["currency"])))  # type: ignore[call-overload]
+        return _(
+            "⚠️ {provider}: {amount} from user {user_id} (payment {payment_id}) names no order "
+            "of ours (a changed CALLBACK_SECRET or BOT_TOKEN?). Refund it or find its order."
+        ).format(
+            provider=escape(str(payload.get("provider", ""))),
+            amount=amount,
+            user_id=escape(str(payload.get("user_id", ""))),
+            payment_id=escape(str(payload.get("payment_id", ""))),
+        )
     raise ValueError(f"{kind} is about an order")

@@ -36,6 +36,8 @@ class Deps:
     secret: str = ""
 
     def key(self, purpose: str) -> str:
+        if not self.secret:
+            raise ValueError("no secret to derive a key from")
         return hmac.new(self.secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 

@@ -84,7 +84,9 @@ class StarsProvider:
         order, _, signature = rest.partition(".")
         if version != PAYLOAD_PREFIX or not (order.isascii() and order.isdigit()):
             return None
-        if len(order) > 18 or not hmac.compare_digest(signature, self._signature(int(order))):
+        if len(order) > 18 or order != str(int(order)):  # one spelling per order
+            return None
+        if not hmac.compare_digest(signature, self._signature(int(order))):
             return None
         return int(order)
 

@@ -644,6 +644,14 @@ class PostgresStorage:
         )
         return to_unexpected(row, same) if row else None
 
+    async def find_unexpected(self, provider: str, payment_id: str) -> UnexpectedPayment | None:
+        row = await self._db.fetchrow(
+            "SELECT * FROM unexpected_payments WHERE provider = $1 AND payment_id = $2",
+            provider,
+            payment_id,
+        )
+        return to_unexpected(row, same) if row else None
+
     async def move_unexpected(self, payment_row_id: int, expected: str, target: str) -> bool:
         moved = await self._db.fetchval(
             "UPDATE unexpected_payments SET state = $1, updated_at = $2 "

@@ -678,6 +678,13 @@ class SQLiteStorage:
         rows = await self._rows("SELECT * FROM unexpected_payments WHERE id = ?", (payment_row_id,))
         return to_unexpected(rows[0], parse_ts) if rows else None
 
+    async def find_unexpected(self, provider: str, payment_id: str) -> UnexpectedPayment | None:
+        rows = await self._rows(
+            "SELECT * FROM unexpected_payments WHERE provider = ? AND payment_id = ?",
+            (provider, payment_id),
+        )
+        return to_unexpected(rows[0], parse_ts) if rows else None
+
     async def move_unexpected(self, payment_row_id: int, expected: str, target: str) -> bool:
         async with self._tx() as db:
             cursor = await db.execute(

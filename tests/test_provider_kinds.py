@@ -354,12 +354,15 @@ async def test_a_chat_payment_by_another_user_is_kept_for_review(start: Start) -
     assert await app.checkout.receive_chat_payment(fake.name, unknown) is None
     foreign = await app.checkout.receive_chat_payment(fake.name, stars(order, "x", user_id=2002))
     assert foreign is not None
-    assert foreign.state is S.NEEDS_REVIEW
+    assert foreign.state is S.AWAITING_PAYMENT  # its customer may still pay it
     assert foreign.provider_payment_id is None  # not the order's payment
+    kept = await app.storage.find_unexpected(fake.name, "x")
+    assert kept is not None
+    assert kept.payment_data["user_id"] == "2002"  # the refund goes to who paid
     assert len(await app.storage.inbound_for_order(order.id)) == 1
     again = await app.checkout.receive_chat_payment(fake.name, stars(order, "x", user_id=2002))
     assert again is not None
-    assert again.state is S.NEEDS_REVIEW
+    assert again.state is S.AWAITING_PAYMENT
     trail = await app.storage.audit_trail(order.id)
     assert sum("another Telegram user" in e.detail for e in trail) == 1
 
@@ -383,6 +386,20 @@ PAYLOADS: dict[OutboxKind, dict[str, Any]] = {
     OutboxKind.ADMIN_REVIEW: {"reason": "amount mismatch"},
     OutboxKind.ADMIN_MISCONFIGURED: {"error": "[fake] bad key (HTTP 401)"},
     OutboxKind.CARD_SAVED: {"card": "411111xxxxxx1111"},
+    OutboxKind.ADMIN_LEDGER_RECOVERED: {"payment_id": "stx-1"},
+    OutboxKind.ADMIN_LEDGER_UNLISTED: {"payment_id": "stx-2"},
+    OutboxKind.ADMIN_STRANGER_PAYMENT: {
+        "payment_id": "stx-3",
+        "user_id": 7,
+        "amount": 70,
+        "currency": "XTR",
+        "provider": "Telegram Stars",
+    },
+}
+NOT_ABOUT_AN_ORDER = {
+    OutboxKind.CARD_SAVED,
+    OutboxKind.CARD_FAILED,
+    OutboxKind.ADMIN_STRANGER_PAYMENT,
 }
 CHAT = {Audience.CUSTOMER: CUSTOMER, Audience.MERCHANT: MERCHANT_CHAT, Audience.ADMIN: ADMIN}
 
@@ -401,7 +418,7 @@ async def test_the_renderer_covers_every_kind_in_every_locale(start: Start) -> N
             payloads = [PAYLOADS.get(kind, {})] + ([{}] if kind.recurs else [])
             for payload in payloads:
                 row = message(kind, CHAT[kind.audience], payload)
-                order_id = None if kind.value.startswith("card_") else order.id
+                order_id = None if kind in NOT_ABOUT_AN_ORDER else order.id
                 assert await app.storage.enqueue(order_id, row), kind
                 queued += 1
         rows = await app.storage.due_outbox(datetime.now(UTC) + timedelta(seconds=1), limit=500)

@@ -5,8 +5,9 @@ the `refunded_payment` update, and reconciliation with the star ledger."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiogram.exceptions import TelegramBadRequest
 
 from bot.app import BotApp, Parts
 from bot.config import Settings
+from bot.core import ChatPayment, CheckoutService
 from money import Money
 from providers.base import PaymentRef, PaymentState
 from sandbox.botuser import BotUser
@@ -438,3 +440,112 @@ async def test_a_cut_off_stars_refund_is_finished_from_the_ledger(
     assert (done.state, done.refunded) == (S.REFUNDED, Money(50, "XTR"))
     assert [r.state for r in await app.storage.refunds_for_order(order.id)] == ["done"]
     await user.wait_message("refunded for order #1")
+
+
+async def test_a_charge_another_replica_applied_first_is_not_a_payment_we_did_not_expect(
+    app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    """Replica B read the order awaiting payment; replica A confirmed the charge meanwhile."""
+    replica = CheckoutService(
+        app.storage, app.providers, public_url=app.web_url, callback_secret="s", admin_ids=[ADMIN]
+    )
+    await buy(user)
+    charged = await user.pay_invoice(drop_update=True)
+    stale = await order_of(app)
+    payment = ChatPayment(
+        CUSTOMER,
+        "XTR",
+        50,
+        telegram.charges[charged["charge_id"]]["invoice_payload"],
+        charged["charge_id"],
+        at=datetime.now(UTC),
+    )
+    await app.checkout.receive_chat_payment("stars", payment)  # replica A
+    inbound = app.providers.get("stars").parse_chat_payment(payment)  # type: ignore[attr-defined]
+    await replica._confirm(stale, "chat", inbound, datetime.now(UTC))  # replica B goes on
+    order = await order_of(app)
+    assert order.state is S.PAID
+    assert await app.storage.find_unexpected("stars", charged["charge_id"]) is None
+    await settle(app)
+    assert not await admin_of(telegram, http).bot_messages()
+
+
+async def test_a_payment_naming_no_order_of_ours_is_told_to_the_admins_once(
+    app: Parts, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    """Signed with a secret we no longer have: the stars are with us all the same."""
+    stranger = ChatPayment(CUSTOMER, "XTR", 70, "s1.9.signed-with-an-older-secret", "stx-old-1")
+    assert await app.checkout.receive_chat_payment("stars", stranger) is None
+    assert await app.checkout.receive_chat_payment("stars", stranger) is None
+    telegram.star_transactions.append(  # the ledger lists it too
+        {
+            "id": "stx-old-1",
+            "amount": 70,
+            "date": int(time.time()),
+            "source": {
+                "type": "user",
+                "transaction_type": "invoice_payment",
+                "user": {"id": CUSTOMER, "is_bot": False, "first_name": "Ada"},
+                "invoice_payload": stranger.invoice_payload,
+            },
+        }
+    )
+    [report] = await app.checkout.reconcile_ledgers()
+    assert report.strangers == 1
+    admin = admin_of(telegram, http)
+    told = await admin.wait_message("names no order of ours")
+    assert "stx-old-1" in told["text"]
+    assert "70 ⭐" in told["text"]
+    assert str(CUSTOMER) in told["text"]
+    await settle(app)
+    assert await count_messages(admin, "names no order of ours") == 1
+
+
+async def test_a_refunded_payment_of_a_payment_we_did_not_expect_settles_its_row(
+    app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    invoice = await buy(user)
+    charged = await user.pay_invoice(drop_update=True)
+    await user.press(text="Cancel order", message_id=invoice["message_id"])
+    await user.redeliver_payment(charged["charge_id"])
+    admin = admin_of(telegram, http)
+    await admin.wait_message("needs review")
+    assert await app.bot.refund_star_payment(CUSTOMER, charged["charge_id"])  # refunded elsewhere
+    await user.wait_message("50 ⭐ refunded for order #1")
+    row = await app.storage.find_unexpected("stars", charged["charge_id"])
+    assert row is not None
+    assert row.state == "refunded"
+    answer = await admin.press(text="Refund")
+    assert answer is not None
+    assert "refunded already" in answer["text"]
+
+
+async def test_a_payment_confirmed_long_after_its_charge_is_not_reported_unlisted(
+    app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    await buy(user)
+    await user.pay_invoice()
+    await user.wait_message("Payment received")
+    order = await order_of(app)
+    assert order.paid_at is not None
+    telegram.star_transactions[-1]["date"] -= 3600  # charged an hour before we confirmed it
+    later = order.paid_at + timedelta(minutes=15)
+    [report] = await app.checkout.reconcile_ledgers(now=later, window=timedelta(hours=1))
+    assert report.unlisted == []
+    await settle(app)
+    assert not await admin_of(telegram, http).bot_messages()
+
+
+async def test_a_cut_off_refund_the_ledger_cannot_find_goes_to_review(
+    app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    await buy(user)
+    await user.pay_invoice()
+    await user.wait_message("Payment received")
+    order = await order_of(app)
+    refund, _ = await app.storage.create_refund(order.id, order.total, "1:y", "admin:42")
+    assert await app.storage.transition(order.id, S.PAID, S.REFUND_PENDING, actor="admin:42")
+    telegram.star_transactions.clear()
+    await app.reconciler.run_once(now=refund.updated_at + timedelta(minutes=3))
+    assert [r.state for r in await app.storage.refunds_for_order(order.id)] == ["unknown"]
+    await admin_of(telegram, http).wait_message("unknown outcome")

@@ -204,6 +204,8 @@ class Ordering(Receiving):
         order = await self.order_of(user_id, order_id)
         if order is None or order.state is not S.AWAITING_PAYMENT or not self.pays_in_chat(order):
             return None
+        if order.expires_at is not None and self.clock() >= order.expires_at:
+            raise CheckoutError("order_closed")  # the pre-checkout would refuse it
         provider = self.providers.get(order.provider)
         try:
             await provider.create_checkout(self.checkout_request(order, provider))

@@ -182,10 +182,13 @@ class Confirming(CoreContext):
         status: PaymentStatus,
         actor: str,
         why: str,
+        *,
+        keep_state: bool = False,
     ) -> Order:
         """Keep the payment (once per provider payment id) and raise a review: the admins are
         told the amount and the payment id and offered a one-tap refund. An order whose money
-        was taken keeps its state (the review is a note on it); a closed one goes to review."""
+        was taken keeps its state (the review is a note on it), as does one `keep_state` says
+        (someone else paid it: its customer may still pay); a closed one goes to review."""
         paid = status.paid or status.remaining  # this payment's, not the order's refunds
         row, created = await self.storage.record_unexpected(
             order.id, provider.name, ref.payment_id, ref.data, paid, order.currency, why
@@ -195,7 +198,11 @@ class Confirming(CoreContext):
         said = str(paid) if paid else "an amount the provider did not say"
         reason = f"{why}: {said} as {provider.name} payment {ref.payment_id}"
         return await self._review(
-            order, actor, reason, unexpected=row.id, keep_state=order.state in PAID_FAMILY
+            order,
+            actor,
+            reason,
+            unexpected=row.id,
+            keep_state=keep_state or order.state in PAID_FAMILY,
         )
 
     async def foreign_payment(self, order_id: int, inbound: Inbound, *, actor: str) -> Order:
@@ -208,7 +215,9 @@ class Confirming(CoreContext):
                 raise KeyError(order_id)
             provider = self.providers.get(order.provider)
             why = "paid by another Telegram user than the customer"
-            return await self._unexpected(order, provider, inbound.ref, inbound.status, actor, why)
+            return await self._unexpected(
+                order, provider, inbound.ref, inbound.status, actor, why, keep_state=True
+            )
 
     async def _owned_elsewhere(self, order: Order, provider: Provider, ref: PaymentRef) -> bool:
         """A payment id the customer named that is another order's (a return URL edited to
@@ -277,6 +286,9 @@ class Confirming(CoreContext):
 
     async def _apply(self, order: Order, status: PaymentStatus, actor: str, now: datetime) -> Order:
         provider = self.providers.get(order.provider)
+        ref = status.ref or stored_ref(order)
+        if order.state in PAID_FAMILY and ref and ref.payment_id == order.provider_payment_id:
+            return order  # the order's own payment, applied by another caller (a replica) first
         if status.ref is not None and status.ref != stored_ref(order):
             try:
                 order = await self.storage.update_payment(

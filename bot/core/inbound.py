@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from bot.core.confirm import Confirming
+from bot.core.outbox import OutboxKind, message
 from bot.core.serial import STORED_ERRORS, dump_chat_payment, dump_request, parse_stored
 from providers.base import (
     Ack,
@@ -230,18 +231,18 @@ class Receiving(Confirming):
 
     async def receive_chat_payment(self, provider_name: str, payment: ChatPayment) -> Order | None:
         """A payment Telegram reports in the chat (authenticated by the Bot API itself): stored
-        once per charge, then confirmed. None when its payload names no order of ours (logged:
-        the stars are at Telegram, the reconciliation lists them)."""
+        once per charge, then confirmed. None when its payload names no order of ours (the
+        admins are told, once)."""
         provider = self._provider(provider_name)
         if not isinstance(provider, InChat):
             raise BadCallback("not an in-chat provider", provider=provider_name)
         inbound = identified(provider.parse_chat_payment(payment), provider.name)
         order_id = provider.order_of(payment.invoice_payload)
         order = await self.storage.get_order(order_id) if order_id is not None else None
-        if order is None or order.provider != provider.name:
-            log.error("a %s payment %s names no order of ours", provider.name, payment.charge_id)
-            return None
         request = InboundRequest("CHAT", "successful_payment", body=dump_chat_payment(payment))
+        if order is None or order.provider != provider.name:
+            await self._stranger(provider, payment, request)
+            return None
         if order.user_id != payment.user_id:  # someone paid a forwarded invoice: never dropped
             event_id = await self._store_event("chat", provider, order, inbound, request)
             order = await self.foreign_payment(order.id, inbound, actor="chat")
@@ -249,6 +250,32 @@ class Receiving(Confirming):
                 await self.storage.mark_inbound_processed(event_id)
             return order
         return await self._store_and_confirm("chat", provider, order, inbound, request)
+
+    async def _stranger(
+        self, provider: Provider, payment: ChatPayment, request: InboundRequest
+    ) -> None:
+        """A payment whose payload names no order of ours (signed with an older secret, or an
+        invoice of something else on this bot): the money is with us, so it is kept in the
+        inbox and the admins are told once, with what they need to refund it."""
+        log.error("a %s payment %s names no order of ours", provider.name, payment.charge_id)
+        event_id = await self.storage.record_inbound(
+            provider.name, payment.charge_id, None, dump_request("chat", request)
+        )
+        if event_id is None:
+            return  # told already
+        await self.storage.mark_inbound_processed(event_id)
+        said = {
+            "payment_id": payment.charge_id,
+            "user_id": payment.user_id,
+            "amount": payment.total_amount,
+            "currency": payment.currency,
+            "provider": provider.display_name,
+        }
+        for admin in self.admin_ids:
+            await self.storage.enqueue(
+                None, message(OutboxKind.ADMIN_STRANGER_PAYMENT, admin, said)
+            )
+        self._on_outbox()
 
     # --- the inbox ------------------------------------------------------------------------
 

@@ -12,9 +12,19 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.core.confirm import stored_ref
 from bot.core.outbox import OutboxKind, message
 from bot.core.refunds import Refunding
-from providers.base import Capability, InChat, ListedPayment, Provider, ProviderError
+from providers.base import (
+    Capability,
+    InChat,
+    ListedPayment,
+    PaymentState,
+    Provider,
+    ProviderError,
+    ProviderRejected,
+)
+from storage.base import Order
 
 log = logging.getLogger("bot.core.ledger")
 
@@ -72,13 +82,14 @@ class Reconciling(Refunding):
                 report.recovered.append(found)
         charges = {line.payment.charge_id for line in listed}
         for order in await self.storage.paid_between(provider.name, since + EDGE, now - SETTLING):
-            if order.provider_payment_id not in charges:
-                report.unlisted.append(order.id)
-                await self._tell_admins(
-                    order.id,
-                    OutboxKind.ADMIN_LEDGER_UNLISTED,
-                    {"payment_id": order.provider_payment_id or ""},
-                )
+            if order.provider_payment_id in charges or await self._listed(provider, order):
+                continue
+            report.unlisted.append(order.id)
+            await self._tell_admins(
+                order.id,
+                OutboxKind.ADMIN_LEDGER_UNLISTED,
+                {"payment_id": order.provider_payment_id or ""},
+            )
         if report.recovered or report.unlisted or report.strangers:
             log.warning(
                 "%s ledger: %s recovered %s, unlisted %s, %s naming no order",
@@ -90,6 +101,19 @@ class Reconciling(Refunding):
             )
         return report
 
+    async def _listed(self, provider: Provider, order: Order) -> bool:
+        """Whether the ledger lists the order's payment when asked for it alone: it was
+        confirmed long after the charge (a backlog, a recovered update), whose time lies
+        before the window."""
+        ref = stored_ref(order)
+        if ref is None:
+            return False
+        try:
+            status = await provider.fetch_status(ref)
+        except ProviderRejected:  # not found where it should be
+            return False
+        return status.state in (PaymentState.PAID, PaymentState.REFUNDED)
+
     async def _recover(self, provider: Provider, line: ListedPayment) -> int | None:
         """A listed payment that never reached us is received now, as if its update had come:
         the order id; None for one we have (or one refunded already: nothing is owed); -1 for
@@ -100,12 +124,15 @@ class Reconciling(Refunding):
             return None
         order_id = provider.order_of(payment.invoice_payload)
         if order_id is None:
+            await self.receive_chat_payment(provider.name, payment)  # the admins are told once
             return -1
         events = await self.storage.inbound_for_order(order_id)
         if any(e.provider == provider.name and e.event_key == payment.charge_id for e in events):
             return None  # it reached us (a payment we did not expect is kept as one)
         if line.refunded:
-            log.warning("%s charge %s was refunded before it reached us", provider.name, order_id)
+            log.warning(
+                "%s charge for order %s was refunded before it reached us", provider.name, order_id
+            )
             return None
         order = await self.receive_chat_payment(provider.name, payment)
         if order is None:

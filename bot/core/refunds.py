@@ -96,6 +96,10 @@ class Refunding(Confirming):
         (pending or done) changes nothing here: its answer or the sweep ends it. A refund we
         did not make (Telegram's support, another tool) is recorded once, and the customer and
         the merchant are told. None when it names no order's payment."""
+        kept = await self.storage.find_unexpected(provider_name, payment.charge_id)
+        if kept is not None:  # a payment we did not expect, refunded: its row is settled
+            await self._refunded_unexpected(kept, "telegram")
+            return await self.storage.get_order(kept.order_id)
         order = await self.storage.get_order_by_payment(provider_name, payment.charge_id)
         if order is None:
             log.info("%s refund of %s names no order's payment", provider_name, payment.charge_id)
@@ -287,7 +291,6 @@ class Refunding(Confirming):
             fresh = await self.storage.get_unexpected(row.id) or row
             reason = "check_back_office" if fresh.state == "refunding" else "duplicate_refund"
             raise RefundError(reason, f"that payment is {fresh.state}")
-        order = await self.storage.get_order(row.order_id)
         if by_api:
             provider = self.providers.get(row.provider)
             ref = PaymentRef(row.payment_id, row.payment_data)
@@ -302,15 +305,27 @@ class Refunding(Confirming):
             if result.outcome is not RefundOutcome.DONE:
                 await self.storage.move_unexpected(row.id, "refunding", "open")
                 raise RefundError("provider_refused", result.detail or result.provider_code)
-        await self.storage.move_unexpected(row.id, "refunding", "refunded")
-        if order is not None:
+        await self._refunded_unexpected(row, actor, "refunding")
+        return await self.storage.get_unexpected(row.id) or row
+
+    async def _refunded_unexpected(
+        self, row: UnexpectedPayment, actor: str, expected: str | None = None
+    ) -> None:
+        """The payment's row ends refunded (from `expected`, else from whatever open state it
+        is in) and its payer is told, once."""
+        for state in [expected] if expected else ["open", "refunding"]:
+            if await self.storage.move_unexpected(row.id, state, "refunded"):
+                break
+        else:
+            return  # refunded already: told then
+        order = await self.storage.get_order(row.order_id)
+        if order is not None and row.amount is not None:
             notice = message(
                 OutboxKind.REFUNDED, order.chat_id, {"amount": row.amount.amount}, tag=f"u{row.id}"
             )
             await self.storage.enqueue(order.id, notice)
             self._on_outbox()
-        log.info("unexpected payment %s refunded by %s", row.id, actor)
-        return await self.storage.get_unexpected(row.id) or row
+        log.info("unexpected payment %s refunded (%s)", row.id, actor)
 
     async def finish_refunds(self, now: datetime) -> int:
         """The sweep's part: refunds cut off by a crash or an outage are finished from what the
@@ -335,8 +350,10 @@ class Refunding(Confirming):
         if provider is not None:
             try:
                 found = await self._outcome_or_outage(provider, order, refund.amount, left)
-            except ProviderError:
+            except ProviderUnavailable:
                 return False  # still unreachable: try again next sweep
+            except ProviderRejected as exc:  # it answers, and cannot find the payment
+                log.warning("refund %s: %s cannot say (%s)", refund.id, provider.name, exc)
         if found is None:  # a provider that answers but cannot say: a person must look
             await self.storage.finish_refund(refund.id, "unknown", "UNKNOWN")
             await self._review(order, "sweep", f"refund of {refund.amount} has an unknown outcome")

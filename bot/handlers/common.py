@@ -40,5 +40,6 @@ def checkout_error(reason: str) -> str:
         "provider_rejected": _("The payment service refused this order. The shop has been told."),
         "unknown_provider": _("This payment method is no longer available."),
         "card_gone": _("That saved card is no longer available."),
+        "order_closed": _("This order can no longer be paid. Please order again from the catalog."),
     }
     return messages.get(reason, _("That did not work. Please try again."))

@@ -7,6 +7,7 @@ storage already knows: one order read, no provider call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiogram import F, Router
@@ -16,6 +17,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.core import ChatPayment, CheckoutService
 
 log = logging.getLogger("bot.handlers.payments")
+ANSWER_WITHIN = 7.0  # seconds to decide; Telegram waits 10 for the answer in all
 
 
 def refusal(reason: str) -> str:
@@ -30,9 +32,15 @@ def refusal(reason: str) -> str:
 
 
 async def pre_checkout(query: PreCheckoutQuery, checkout: CheckoutService) -> None:
-    reason = await checkout.pre_checkout(
-        query.from_user.id, query.invoice_payload, query.currency, query.total_amount
-    )
+    """Answered in time whatever happens: a store that hangs or fails means no."""
+    try:
+        async with asyncio.timeout(ANSWER_WITHIN):
+            reason = await checkout.pre_checkout(
+                query.from_user.id, query.invoice_payload, query.currency, query.total_amount
+            )
+    except Exception:
+        log.exception("pre-checkout of %s could not be decided", query.id)
+        reason = "unknown"
     if reason is None:
         await query.answer(ok=True)
     else:
@@ -67,6 +75,7 @@ async def refunded_payment(message: Message, checkout: CheckoutService) -> None:
     payment = _chat_payment(message, message.refunded_payment)
     for name in checkout.in_chat_providers(payment.currency):
         await checkout.refunded_in_chat(name, payment)
+        return
 
 
 def create_router() -> Router:
