@@ -146,6 +146,7 @@ class BotApp:
             providers.add(provider)
         if not len(providers):
             raise StartupError(f"no payment provider is configured: set {setting_names()}")
+        _warn_unpayable(catalog, providers)
 
         sock = _bind(s.web_host, s.web_port)
         self._stack.callback(sock.close)  # if start-up fails before the server owns it
@@ -320,6 +321,29 @@ class BotApp:
                     except TelegramAPIError as exc:
                         log.warning("setMyCommands(%s) failed: %s", code, exc)
                         return
+
+
+def _warn_unpayable(catalog: Catalog, providers: Registry) -> None:
+    """Prices no enabled provider takes (stars without STARS_ENABLED, a product whose
+    `providers` list leaves out every provider of its currency): the chat shows them, and
+    nobody can pay them."""
+    unpayable: dict[str, list[str]] = {}
+    for product in catalog.products:
+        for price in product.prices:
+            takers = [
+                p.name
+                for p in providers.for_currency(price.currency)
+                if not product.providers or p.name in product.providers
+            ]
+            if not takers:
+                unpayable.setdefault(price.currency, []).append(product.id)
+    for currency, products in unpayable.items():
+        log.warning(
+            "catalog: no enabled provider takes %s for %s (enable one, e.g. STARS_ENABLED=true "
+            "for XTR, or add it to the product's `providers`)",
+            currency,
+            ", ".join(products),
+        )
 
 
 def _pings(dp: Dispatcher) -> dict[str, Any]:

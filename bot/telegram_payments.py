@@ -47,7 +47,7 @@ class BotPayments:
         def _(text: str) -> str:
             return self.i18n.gettext(text, locale=locale)
 
-        title = _("Order {id}").format(id=order_id)[:TITLE_LIMIT]
+        title = _("Order #{id}").format(id=order_id)[:TITLE_LIMIT]
         pay = _("Pay {amount}").format(amount=format_money(amount, locale))
         cancel = OrderCb(action=OrderAction.CANCEL, id=order_id).pack()
         markup = InlineKeyboardMarkup(

@@ -133,6 +133,10 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
         ).format(id=order.id)
     if kind is K.REFUNDED:
         amount = money(Money(int(payload.get("amount", 0)), order.currency))  # type: ignore[call-overload]
+        if payload.get("extra"):  # a payment we did not expect, not the order's own
+            return _(
+                "↩️ {amount} refunded: a payment for order #{id} that the order did not need."
+            ).format(amount=amount, id=order.id)
         return _("↩️ {amount} refunded for order #{id}.").format(amount=amount, id=order.id)
     if kind is K.MERCHANT_REFUNDED:
         amount = money(Money(int(payload.get("amount", 0)), order.currency))  # type: ignore[call-overload]

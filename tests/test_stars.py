@@ -109,7 +109,7 @@ async def test_a_stars_purchase_from_the_invoice_to_paid(
     invoice = await buy(user)
     details = invoice["invoice"]
     assert (details["currency"], details["total_amount"]) == ("XTR", 50)
-    assert details["title"] == "Order 1"
+    assert details["title"] == "Order #1"
     assert "Star mug" in details["description"]
     assert invoice["reply_markup"]["inline_keyboard"][0][0]["pay"] is True
     stored = telegram.invoices[(CUSTOMER, invoice["message_id"])]
@@ -234,6 +234,9 @@ async def test_a_payment_after_the_cancel_is_kept_for_review_with_a_one_tap_refu
     await admin.press(text="Refund")
     await admin.wait_message("Refunded 50")
     assert telegram.charges[charged["charge_id"]]["refunded"] is True
+    await user.wait_message("that the order did not need")
+    trail = await app.checkout.audit(1)
+    assert "not expected" in trail[-1].detail  # the refund is in the order's trail
 
 
 @both_databases
@@ -382,7 +385,7 @@ async def test_orders_sends_a_fresh_invoice_for_the_same_order(app: Parts, user:
     await user.wait_message("Payment received for order #1")
     refused = await user.pay_invoice(message_id=first["message_id"])  # the old one, same order
     assert refused["ok"] is False
-    assert "can no longer be paid" in refused["error_message"]
+    assert "paid already" in refused["error_message"]
 
 
 async def test_an_expired_stars_order_is_not_payable(app: Parts, user: BotUser) -> None:
@@ -511,7 +514,7 @@ async def test_a_refunded_payment_of_a_payment_we_did_not_expect_settles_its_row
     admin = admin_of(telegram, http)
     await admin.wait_message("needs review")
     assert await app.bot.refund_star_payment(CUSTOMER, charged["charge_id"])  # refunded elsewhere
-    await user.wait_message("50 ⭐ refunded for order #1")
+    await user.wait_message("50 ⭐ refunded: a payment for order #1 that the order did not need")
     row = await app.storage.find_unexpected("stars", charged["charge_id"])
     assert row is not None
     assert row.state == "refunded"
@@ -549,3 +552,19 @@ async def test_a_cut_off_refund_the_ledger_cannot_find_goes_to_review(
     await app.reconciler.run_once(now=refund.updated_at + timedelta(minutes=3))
     assert [r.state for r in await app.storage.refunds_for_order(order.id)] == ["unknown"]
     await admin_of(telegram, http).wait_message("unknown outcome")
+
+
+async def test_reconciliation_of_a_charge_for_a_cancelled_order_reports_a_review(
+    app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    invoice = await buy(user)
+    charged = await user.pay_invoice(drop_update=True)
+    await user.press(text="Cancel order", message_id=invoice["message_id"])
+    [report] = await app.checkout.reconcile_ledgers()
+    assert (report.recovered, report.reviewed) == ([], [1])
+    admin = admin_of(telegram, http)
+    review = await admin.wait_message("needs review")
+    assert charged["charge_id"] in review["text"]
+    await settle(app)
+    assert await count_messages(admin, "never reached us") == 0
+    assert [e.actor for e in await app.checkout.audit(1)][-1] == "ledger"

@@ -70,10 +70,18 @@ async def test_cart_edits_and_checkout_with_two_items(app: Parts, user: BotUser)
     await user.wait_message("Your cart")
     await user.press(text="Cezve, copper ×1")  # set the quantity by text
     await user.wait_message("How many of Cezve")
-    await user.send("many")
-    await user.wait_message("whole number from 1 to 99")
+    await user.send("/orders")  # a command is a command, not a quantity
+    await user.wait_message("no orders yet")
+    await user.send("many")  # one wrong answer ends the question
+    await user.wait_message("Not a number from 0 to 99: the quantity stays as it was.")
+    await user.send("also not")
+    await user.wait_message("Please use the buttons or a command")
+    await user.press(text="Cezve, copper ×1")
+    await user.wait_message("How many of Cezve")
     await user.send("150")
-    await user.wait_message("whole number from 1 to 99")
+    await user.wait_message("Not a number from 0 to 99")
+    await user.press(text="Cezve, copper ×1")
+    await user.wait_message("How many of Cezve")
     await user.send("3")
     cart = await user.wait_message("Your cart")
     assert "Cezve, copper × 3" in cart["text"]

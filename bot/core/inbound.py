@@ -211,7 +211,7 @@ class Receiving(Confirming):
     ) -> str | None:
         """Whether Telegram may take this payment (its pre-checkout question, answered within
         10 s): from what storage knows, never a provider call. None: yes; else why not, as a
-        key the chat words ("forged", "not_yours", "closed", "amount")."""
+        key the chat words ("forged", "not_yours", "paid", "closed", "amount")."""
         found = self._in_chat(payload)
         if found is None:
             return "forged"
@@ -221,6 +221,8 @@ class Receiving(Confirming):
             return "forged"
         if order.user_id != user_id:
             return "not_yours"
+        if order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
+            return "paid"  # an older invoice of the same order: paying it again is refused
         if order.state is not OrderState.AWAITING_PAYMENT:
             return "closed"
         if order.expires_at is not None and self.clock() >= order.expires_at:
@@ -229,7 +231,9 @@ class Receiving(Confirming):
             return "amount"
         return None
 
-    async def receive_chat_payment(self, provider_name: str, payment: ChatPayment) -> Order | None:
+    async def receive_chat_payment(
+        self, provider_name: str, payment: ChatPayment, *, actor: str = "chat"
+    ) -> Order | None:
         """A payment Telegram reports in the chat (authenticated by the Bot API itself): stored
         once per charge, then confirmed. None when its payload names no order of ours (the
         admins are told, once)."""
@@ -245,11 +249,11 @@ class Receiving(Confirming):
             return None
         if order.user_id != payment.user_id:  # someone paid a forwarded invoice: never dropped
             event_id = await self._store_event("chat", provider, order, inbound, request)
-            order = await self.foreign_payment(order.id, inbound, actor="chat")
+            order = await self.foreign_payment(order.id, inbound, actor=actor)
             if event_id is not None:
                 await self.storage.mark_inbound_processed(event_id)
             return order
-        return await self._store_and_confirm("chat", provider, order, inbound, request)
+        return await self._store_and_confirm("chat", provider, order, inbound, request, actor=actor)
 
     async def _stranger(
         self, provider: Provider, payment: ChatPayment, request: InboundRequest
@@ -286,11 +290,13 @@ class Receiving(Confirming):
         order: Order,
         inbound: Inbound,
         request: InboundRequest,
+        *,
+        actor: str | None = None,
     ) -> Order:
         """Store it, confirm on the spot, and mark it done once the truth was had (else the
         stored event is replayed)."""
         event_id = await self._store_event(kind, provider, order, inbound, request)
-        confirmation = await self.confirm(order.id, actor=kind, inbound=inbound)
+        confirmation = await self.confirm(order.id, actor=actor or kind, inbound=inbound)
         if confirmation.answered and event_id is not None:
             await self.storage.mark_inbound_processed(event_id)
         return confirmation.order

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 
 from bot.core.confirm import stored_ref
 from bot.core.outbox import OutboxKind, message
@@ -24,7 +25,7 @@ from providers.base import (
     ProviderError,
     ProviderRejected,
 )
-from storage.base import Order
+from storage.base import Order, OrderState
 
 log = logging.getLogger("bot.core.ledger")
 
@@ -35,12 +36,26 @@ EDGE = timedelta(minutes=10)
 SETTLING = timedelta(minutes=2)
 
 
+# what the order of a recovered payment ended as when it was confirmed from the ledger
+SETTLED_PAID = frozenset(
+    {OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED, OrderState.REFUND_PENDING}
+)
+
+
+class Recovery(Enum):
+    CONFIRMED = "confirmed"  # the order is paid with it
+    REVIEWED = "reviewed"  # kept as a payment we did not expect
+    STRANGER = "stranger"  # names no order of ours
+
+
 @dataclass(slots=True)
 class LedgerReport:
     provider: str
     hours: int = 0  # how far back the ledger was compared
     listed: int = 0  # payments the ledger lists in the window
     recovered: list[int] = field(default_factory=list)  # orders confirmed from the ledger
+    reviewed: list[int] = field(default_factory=list)  # found, but kept for review (closed, or
+    # paid with another payment): the admins had the review with its one-tap refund
     unlisted: list[int] = field(default_factory=list)  # paid orders the ledger does not list
     strangers: int = 0  # listed payments naming no order of ours
     error: str = ""  # the ledger could not be read: nothing was compared
@@ -76,10 +91,13 @@ class Reconciling(Refunding):
             found = await self._recover(provider, line)
             if found is None:
                 continue
-            if found < 0:
+            outcome, order_id = found
+            if outcome is Recovery.STRANGER:
                 report.strangers += 1
+            elif outcome is Recovery.CONFIRMED:
+                report.recovered.append(order_id)
             else:
-                report.recovered.append(found)
+                report.reviewed.append(order_id)
         charges = {line.payment.charge_id for line in listed}
         for order in await self.storage.paid_between(provider.name, since + EDGE, now - SETTLING):
             if order.provider_payment_id in charges or await self._listed(provider, order):
@@ -90,12 +108,14 @@ class Reconciling(Refunding):
                 OutboxKind.ADMIN_LEDGER_UNLISTED,
                 {"payment_id": order.provider_payment_id or ""},
             )
-        if report.recovered or report.unlisted or report.strangers:
+        if report.recovered or report.reviewed or report.unlisted or report.strangers:
             log.warning(
-                "%s ledger: %s recovered %s, unlisted %s, %s naming no order",
+                "%s ledger: %s listed, recovered %s, kept for review %s, unlisted %s, "
+                "%s naming no order",
                 provider.name,
                 len(listed),
                 report.recovered,
+                report.reviewed,
                 report.unlisted,
                 report.strangers,
             )
@@ -114,33 +134,36 @@ class Reconciling(Refunding):
             return False
         return status.state in (PaymentState.PAID, PaymentState.REFUNDED)
 
-    async def _recover(self, provider: Provider, line: ListedPayment) -> int | None:
-        """A listed payment that never reached us is received now, as if its update had come:
-        the order id; None for one we have (or one refunded already: nothing is owed); -1 for
-        one whose payload names no order of ours."""
+    async def _recover(
+        self, provider: Provider, line: ListedPayment
+    ) -> tuple[Recovery, int] | None:
+        """A listed payment that never reached us is received now, as if its update had come.
+        None for one we have (or one refunded already: nothing is owed)."""
         assert isinstance(provider, InChat)
         payment = line.payment
         if await self.storage.get_order_by_payment(provider.name, payment.charge_id):
             return None
         order_id = provider.order_of(payment.invoice_payload)
-        if order_id is None:
-            await self.receive_chat_payment(provider.name, payment)  # the admins are told once
-            return -1
-        events = await self.storage.inbound_for_order(order_id)
-        if any(e.provider == provider.name and e.event_key == payment.charge_id for e in events):
-            return None  # it reached us (a payment we did not expect is kept as one)
+        if order_id is not None:
+            events = await self.storage.inbound_for_order(order_id)
+            if any(
+                e.provider == provider.name and e.event_key == payment.charge_id for e in events
+            ):
+                return None  # it reached us (a payment we did not expect is kept as one)
         if line.refunded:
             log.warning(
-                "%s charge for order %s was refunded before it reached us", provider.name, order_id
+                "%s charge %s was refunded before it reached us", provider.name, payment.charge_id
             )
             return None
-        order = await self.receive_chat_payment(provider.name, payment)
-        if order is None:
-            return -1
+        order = await self.receive_chat_payment(provider.name, payment, actor="ledger")
+        if order is None:  # names no order of ours: the admins are told once
+            return Recovery.STRANGER, 0
+        if order.provider_payment_id != payment.charge_id or order.state not in SETTLED_PAID:
+            return Recovery.REVIEWED, order.id  # kept as a payment we did not expect
         await self._tell_admins(
             order.id, OutboxKind.ADMIN_LEDGER_RECOVERED, {"payment_id": payment.charge_id}
         )
-        return order.id
+        return Recovery.CONFIRMED, order.id
 
     async def _tell_admins(self, order_id: int, kind: OutboxKind, payload: dict[str, str]) -> None:
         told = False

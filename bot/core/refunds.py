@@ -320,10 +320,10 @@ class Refunding(Confirming):
             return  # refunded already: told then
         order = await self.storage.get_order(row.order_id)
         if order is not None and row.amount is not None:
-            notice = message(
-                OutboxKind.REFUNDED, order.chat_id, {"amount": row.amount.amount}, tag=f"u{row.id}"
-            )
-            await self.storage.enqueue(order.id, notice)
+            payload = {"amount": row.amount.amount, "extra": True}  # not the order's own payment
+            notice = message(OutboxKind.REFUNDED, order.chat_id, payload, tag=f"u{row.id}")
+            detail = f"refunded {row.amount}: {row.provider} payment {row.payment_id}, not expected"
+            await self.storage.note(order.id, actor=actor, detail=detail[:500], outbox=[notice])
             self._on_outbox()
         log.info("unexpected payment %s refunded (%s)", row.id, actor)
 

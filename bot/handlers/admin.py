@@ -302,6 +302,12 @@ def ledger_report(report: LedgerReport, display_name: str) -> str:
                 orders=", ".join(f"#{i}" for i in report.recovered)
             )
         )
+    if report.reviewed:
+        rows.append(
+            _("Found, kept for review (the order was closed or paid otherwise): {orders}").format(
+                orders=", ".join(f"#{i}" for i in report.reviewed)
+            )
+        )
     if report.unlisted:
         rows.append(
             _("Paid here but not in Telegram's list: {orders}").format(
@@ -310,7 +316,7 @@ def ledger_report(report: LedgerReport, display_name: str) -> str:
         )
     if report.strangers:
         rows.append(_("Payments naming no order of ours: {count}").format(count=report.strangers))
-    if not (report.recovered or report.unlisted or report.strangers):
+    if not (report.recovered or report.reviewed or report.unlisted or report.strangers):
         rows.append(_("Everything matches."))
     return "\n".join(rows)
 

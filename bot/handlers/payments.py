@@ -25,6 +25,7 @@ def refusal(reason: str) -> str:
     reasons = {
         "forged": _("This invoice is not valid. Please order again from the catalog."),
         "not_yours": _("This invoice belongs to another customer."),
+        "paid": _("This order is paid already. /orders shows it."),
         "closed": _("This order can no longer be paid. Please order again from the catalog."),
         "amount": _("This invoice is out of date. Open the order in /orders to pay it."),
     }

@@ -292,7 +292,12 @@ async def quantity_entered(message: Message, catalog: Catalog, state: FSMContext
     product_id = str(data.get("qty_for", ""))
     text = (message.text or "").strip()
     if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= carts.MAX_QUANTITY:
-        await message.answer(cart_error("quantity_range"))
+        await state.set_state(None)  # one wrong answer ends the question: nobody is trapped
+        await message.answer(
+            _("Not a number from 0 to {max}: the quantity stays as it was.").format(
+                max=carts.MAX_QUANTITY
+            )
+        )
         return
     try:
         cart = carts.set_quantity(carts.read(data), catalog, product_id, int(text))
@@ -450,6 +455,8 @@ def create_router() -> Router:
     )
     router.callback_query.register(cart_checkout, CartCb.filter(F.action == CartAction.CHECKOUT))
     router.callback_query.register(cart_quantity, CartCb.filter(F.action == CartAction.QTY))
-    router.message.register(quantity_entered, StateFilter(CartInput.quantity), F.text)
+    router.message.register(  # a command goes to its own handler, not into the quantity
+        quantity_entered, StateFilter(CartInput.quantity), F.text, ~F.text.startswith("/")
+    )
     router.callback_query.register(pay_with, PayWith.filter())
     return router
