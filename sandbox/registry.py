@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 
 from sandbox.base import FakeServer
+from sandbox.ktwidget import KtwidgetServer
 from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
@@ -17,6 +18,7 @@ TELEGRAM = TelegramServer
 EMULATORS: dict[str, type[FakeServer]] = {
     "redoya": RedoyaServer,
     "payture": PaytureServer,
+    "ktwidget": KtwidgetServer,
 }
 
 
