@@ -28,13 +28,13 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import texts
-from bot.core import Audience, CheckoutService, Order, OutboxKind, OutboxMessage
+from bot.core import Audience, CheckoutService, Order, OutboxKind, OutboxMessage, ReceiptError
 from bot.keyboards import (
     OrderAction,
     OrderCb,
@@ -62,10 +62,20 @@ class Edit:
 
 
 @dataclass(frozen=True, slots=True)
+class Document:
+    """A file to send with the text as its caption, fetched only when the row is sent (the
+    provider's receipt): a fetch that fails is retried like a send that fails."""
+
+    filename: str
+    fetch: Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
 class Rendered:
     text: str
     reply_markup: InlineKeyboardMarkup | None = None
     edit: Edit | None = None
+    document: Document | None = None
 
 
 Renderer = Callable[[OutboxMessage], Awaitable[Rendered | None]]
@@ -172,10 +182,25 @@ class Notifier:
         if rendered is None:
             await self.storage.mark_sent(message.id)
             return
+        content = b""
+        if rendered.document is not None:
+            try:
+                content = await rendered.document.fetch()
+            except ReceiptError as exc:
+                await self._document_failed(message, exc)
+                return
         try:
-            await self.bot.send_message(
-                message.chat_id, rendered.text, reply_markup=rendered.reply_markup
-            )
+            if rendered.document is not None:
+                await self.bot.send_document(
+                    message.chat_id,
+                    BufferedInputFile(content, rendered.document.filename),
+                    caption=rendered.text,
+                    reply_markup=rendered.reply_markup,
+                )
+            else:
+                await self.bot.send_message(
+                    message.chat_id, rendered.text, reply_markup=rendered.reply_markup
+                )
         except TelegramRetryAfter as exc:
             self._paused_until = time.monotonic() + exc.retry_after
             await self._defer(message, exc.retry_after, "429 retry after")
@@ -193,6 +218,19 @@ class Notifier:
             await self.storage.mark_sent(message.id)
             if rendered.edit is not None:
                 await self._edit(message.chat_id, rendered.edit)
+
+    async def _document_failed(self, message: OutboxMessage, exc: ReceiptError) -> None:
+        """The provider has no document now: tried again later as a failed send is, or given
+        up when it never will (the paid message went its own way)."""
+        attempts = message.attempts + 1
+        if exc.later and attempts < MAX_ATTEMPTS:
+            log.warning(
+                "outbox %s: document not fetched (%s), attempt %s", message.id, exc, attempts
+            )
+            await self._defer(message, min(2**attempts, 300), "document not fetched")
+            return
+        log.error("outbox %s: document given up: %s", message.id, exc)
+        await self.storage.mark_failed(message.id, f"document: {exc}"[:500])
 
     async def _edit(self, chat_id: int, edit: Edit) -> None:
         """Best effort: the message may be gone or show this already; the row is sent."""
@@ -257,7 +295,15 @@ class OutboxRenderer:
                 return Rendered(texts.user_text(kind, payload))
             provider = self.checkout.display_name(order.provider)
             text = texts.outbox_text(kind, order, payload, provider)
+            if kind is OutboxKind.RECEIPT:
+                return Rendered(text, document=self._receipt(order))
             return Rendered(text, self._markup(kind, order, payload), self._card_edit(kind, order))
+
+    def _receipt(self, order: Order) -> Document:
+        async def fetch() -> bytes:
+            return await self.checkout.receipt(order)
+
+        return Document(f"receipt-{order.id}.pdf", fetch)
 
     def _card_edit(self, kind: OutboxKind, order: Order) -> Edit | None:
         """Paid: the order's card in the chat no longer invites to pay."""

@@ -38,6 +38,7 @@ def provider_name(display_name: str) -> str:
     descriptive ones are translated here, brand names ("Redoya") stay as they are."""
     translated = {
         "Bank card (Payture)": _("Bank card (Payture)"),
+        "Bank card (KTWidget)": _("Bank card (KTWidget)"),
         "Telegram Stars": _("Pay with Stars"),
     }
     return translated.get(display_name, display_name)
@@ -117,6 +118,8 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
     """The text of a queued notification about an order; `provider` is its display name."""
     total = money(order.total)
     K = OutboxKind
+    if kind is K.RECEIPT:
+        return _("🧾 The receipt for order #{id}.").format(id=order.id)
     if kind is K.PAID:
         return _("✅ Payment received for order #{id}: {total}. Thank you!").format(
             id=order.id, total=total

@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.config import ENV, ProviderSettings, Settings, given_values_only
 from providers.base import Provider, TelegramPayments
+from providers.ktwidget import KTWidgetProvider
 from providers.payture import PaytureProvider
 from providers.redoya import RedoyaProvider
 from providers.registry import Registry
@@ -93,6 +94,32 @@ class PaytureSettings(ProviderSettings):
         )
 
 
+class KTWidgetSettings(ProviderSettings):
+    """KTWidget / ktpay (Kazakhstan, KZT): the app id and its public Sodium key from KTWidget's
+    manager, and the merchant id its callbacks carry."""
+
+    model_config = SettingsConfigDict(**ENV, env_prefix="KTWIDGET_")
+    required: ClassVar[tuple[str, ...]] = ("app_id", "app_key", "merchant_id")
+
+    app_id: SecretStr | None = None
+    app_key: str | None = None  # a public key: not a secret
+    merchant_id: int | None = Field(None, ge=1)
+    api_url: str = "https://fintech.nplus.tech"  # test: fintech.test.nplus.tech
+    widget_url: str = "https://widget.nplus.tech"  # test: widget.test.nplus.tech
+    pay_minutes: int = Field(30, ge=5, le=1440)  # how long the card page is offered
+
+    def build(self, deps: Deps) -> Provider:
+        return KTWidgetProvider(
+            deps.client,
+            api_url=self.api_url,
+            widget_url=self.widget_url,
+            app_id=_secret(self.app_id) or "",
+            app_key=self.app_key or "",
+            merchant_id=self.merchant_id or 0,
+            lifetime=timedelta(minutes=self.pay_minutes),
+        )
+
+
 class StarsSettings(ProviderSettings):
     """Telegram Stars (XTR): no provider account, only `STARS_ENABLED=true`. The invoice
     payloads are signed with a key derived from CALLBACK_SECRET (or BOT_TOKEN)."""
@@ -124,6 +151,7 @@ class Entry:
 PROVIDERS: Mapping[str, Entry] = {
     "redoya": Entry(RedoyaSettings, RedoyaSettings.build),
     "payture": Entry(PaytureSettings, PaytureSettings.build),
+    "ktwidget": Entry(KTWidgetSettings, KTWidgetSettings.build),
     "stars": Entry(StarsSettings, StarsSettings.build),
 }
 
@@ -192,5 +220,5 @@ def build_providers(
 
 
 def setting_names() -> str:
-    """'REDOYA_*, PAYTURE_*, STARS_*' for the start-up error with no provider configured."""
+    """'REDOYA_*, PAYTURE_*, ...' for the start-up error with no provider configured."""
     return ", ".join(f"{entry.settings.prefix()}*" for entry in PROVIDERS.values())

@@ -26,6 +26,7 @@ class Capability(StrEnum):
     SAVED_CARDS = "saved_cards"  # implements SavedCards
     BRIDGE_PAGE = "bridge_page"  # implements BridgePage: a page we host at /pay/{provider}/{token}
     IN_CHAT = "in_chat"  # implements InChat: paid inside Telegram (Stars)
+    RECEIPT = "receipt"  # implements Receipts: a document for the customer once paid
 
 
 class PaymentState(StrEnum):
@@ -249,6 +250,14 @@ class SavedCards(Protocol):
     ) -> Checkout: ...
 
     async def list_cards(self, customer_ref: str) -> list[SavedCardInfo]: ...
+
+
+@runtime_checkable
+class Receipts(Protocol):
+    """Providers with Capability.RECEIPT: the payment's receipt as the provider renders it
+    (KTWidget's PDF), sent to the customer beside the paid message."""
+
+    async def receipt(self, ref: PaymentRef) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ __all__ = [
     "logging_hooks",
     "redact",
     "send",
+    "with_query",
 ]
 
 log = logging.getLogger("providers")
@@ -128,6 +129,11 @@ def _retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:  # RFC 9110 dates are GMT
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def with_query(url: str, query: str) -> str:
+    """`url` with `query` added to whatever query it has."""
+    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 # --- the one mapping to the error tree ----------------------------------------------------------

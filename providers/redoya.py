@@ -31,7 +31,7 @@ from providers.base import (
     ProviderUnavailable,
     RefundResult,
 )
-from providers.http import classify, send
+from providers.http import classify, send, with_query
 
 NAME = "redoya"
 # verify answers with a body `status`
@@ -95,8 +95,8 @@ class RedoyaProvider:
             # whole lira by default; with decimal prices on, a JSON number that prints back
             # exactly (to_json refuses one that would not)
             "price": self.amount_format.to_json(request.amount),
-            "successfulURL": _with_query(request.return_url, "result=success&order_id={order_id}"),
-            "failURL": _with_query(request.return_url, "result=fail&order_id={order_id}"),
+            "successfulURL": with_query(request.return_url, "result=success&order_id={order_id}"),
+            "failURL": with_query(request.return_url, "result=fail&order_id={order_id}"),
             "isInTestMode": 1 if self.test_mode else 0,
             "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
@@ -194,10 +194,6 @@ class RedoyaProvider:
 
     def ack(self, ok: bool) -> Ack:
         return Ack(200, "text/plain", b"OK")
-
-
-def _with_query(url: str, query: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 def _review(paid: Money | None, status: str, why: str) -> PaymentStatus:

@@ -284,6 +284,7 @@ class TelegramServer(FakeServer):
             "getwebhookinfo": self._get_webhook_info,
             "sendmessage": self._send_message,
             "sendphoto": self._send_photo,
+            "senddocument": self._send_document,
             "editmessagetext": self._edit_text,
             "editmessagecaption": self._edit_caption,
             "editmessagereplymarkup": self._edit_markup,
@@ -388,6 +389,30 @@ class TelegramServer(FakeServer):
             {"file_id": file_id, "file_unique_id": file_id[-8:], "width": 90, "height": 90},
             {"file_id": file_id, "file_unique_id": file_id[-8:] + "x", "width": 320, "height": 320},
         ]
+        if params.get("caption"):
+            message["caption"] = _plain(
+                str(params["caption"]), params.get("parse_mode"), CAPTION_LIMIT
+            )
+        return self._store(message)
+
+    async def _send_document(self, params: Json) -> Json:
+        """A file the bot uploads (a receipt): kept in `files` under its file_id, with the
+        name the upload gave it."""
+        document, name = params.get("document"), "document"
+        if isinstance(document, str) and document.startswith("attach://"):
+            name = document.removeprefix("attach://")  # the upload is the part of that name
+            document = params.get(name)
+        if not isinstance(document, bytes) or not document:
+            raise ApiError(400, "Bad Request: there is no document in the request")
+        file_id = "doc-" + secrets.token_hex(8)
+        self.files[file_id] = document
+        message = self._bot_message(params)
+        message["document"] = {
+            "file_id": file_id,
+            "file_unique_id": file_id[-8:],
+            "file_name": params.get("_filenames", {}).get(name, "file"),
+            "file_size": len(document),
+        }
         if params.get("caption"):
             message["caption"] = _plain(
                 str(params["caption"]), params.get("parse_mode"), CAPTION_LIMIT
@@ -896,7 +921,9 @@ async def _params(request: web.Request) -> Json:
     if request.content_type == "multipart/form-data":
         async for part in await request.multipart():
             if isinstance(part, aiohttp.BodyPartReader) and part.name:
-                params[part.name] = await part.read() if part.filename else await part.text()
+                params[part.name] = bytes(await part.read()) if part.filename else await part.text()
+                if part.filename:
+                    params.setdefault("_filenames", {})[part.name] = part.filename
         return params
     form = await request.post()
     params.update({k: v for k, v in form.items() if isinstance(v, str)})

@@ -23,6 +23,7 @@ from bot.demo import sandbox_settings
 from sandbox import registry
 from sandbox.base import FakeServer
 from sandbox.botuser import BotUser
+from sandbox.ktwidget import KtwidgetServer
 from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
@@ -116,7 +117,11 @@ for _name in registry.emulator_names():
 
 @pytest.fixture
 def make_settings(
-    database_url: str, telegram: TelegramServer, redoya: RedoyaServer, payture: PaytureServer
+    database_url: str,
+    telegram: TelegramServer,
+    redoya: RedoyaServer,
+    payture: PaytureServer,
+    ktwidget: KtwidgetServer,
 ) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -126,7 +131,7 @@ def make_settings(
             "sweep_every": 3600,  # tests run the sweep themselves
         }
         values.update(overrides)
-        return sandbox_settings(telegram, redoya, payture, **values)
+        return sandbox_settings(telegram, redoya, payture, ktwidget, **values)
 
     return make
 

@@ -144,17 +144,18 @@ async def test_an_authenticated_callback_pays_once_and_forged_ones_change_nothin
     assert fake.status_queries == 0  # no status API: the callback was the truth
 
 
-async def test_a_callback_with_another_amount_goes_to_review(
+async def test_a_callback_with_another_amount_is_refused_and_changes_nothing(
     start: Start, user: BotUser, http: aiohttp.ClientSession
 ) -> None:
+    """The callback is the truth only about the order it was made for: its amount too."""
     fake = CallbackTruthProvider()
     app = await start(fake)
     order = await place(app, fake.name, kzt(150))
     status, _, _ = await post(http, fake.callback_urls[order.id], ct_body(order, amount="140.00"))
-    assert status == 200
-    review = await wait_state(app, order.id, S.NEEDS_REVIEW)
-    assert review.paid is None
-    await user.wait_message("by hand")
+    assert status == 409
+    after = await order_now(app, order.id)
+    assert after.state is S.AWAITING_PAYMENT
+    assert await app.storage.inbound_for_order(order.id) == []
     assert await texts_with(user, "Payment received") == []
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bot.core.checkout import CartLine, Ordering, PaymentChoice
 from bot.core.confirm import Confirmation
-from bot.core.context import CheckoutError, CheckSchedule, RefundError
+from bot.core.context import CheckoutError, CheckSchedule, ReceiptError, RefundError
 from bot.core.ledger import LedgerReport, Reconciling
 from bot.core.outbox import Audience, OutboxKind
 from bot.core.refunds import ALREADY as REFUNDED_ALREADY
@@ -64,6 +64,7 @@ __all__ = [
     "OutboxKind",
     "OutboxMessage",
     "PaymentChoice",
+    "ReceiptError",
     "RefundError",
     "RefundPlan",
     "SavedCard",

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.core.context import CheckoutError
+from bot.core.confirm import stored_ref
+from bot.core.context import CheckoutError, ReceiptError
 from bot.core.inbound import Receiving
 from money import AmountNotRepresentable, Money
 from providers.base import (
@@ -18,6 +19,7 @@ from providers.base import (
     ProviderError,
     ProviderMisconfigured,
     ProviderUnavailable,
+    Receipts,
 )
 from providers.registry import UnknownProvider
 from storage.base import AuditEntry, Figures, NewOrder, Order, OrderItem, OrderState, SavedCard
@@ -27,6 +29,7 @@ log = logging.getLogger("bot.core.checkout")
 S = OrderState
 STALE_CREATED = timedelta(minutes=10)  # a checkout takes seconds; one this old never finished
 REUSE_WITHIN = timedelta(minutes=2)  # a second press of the same "Buy now" reuses the order
+RECEIPT_LIMIT = 10 * 1024 * 1024  # bytes: a bigger "receipt" is none (Telegram takes 50 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,22 @@ class Ordering(Receiving):
             )
             closed += moved is not None
         return closed
+
+    async def receipt(self, order: Order) -> bytes:
+        """The provider's receipt document of a paid order (KTWidget's PDF)."""
+        provider = self.providers.get(order.provider) if order.provider in self.providers else None
+        ref = stored_ref(order)
+        if not isinstance(provider, Receipts) or ref is None:
+            raise ReceiptError(f"{order.provider} has no receipt for this order", later=False)
+        try:
+            document = await provider.receipt(ref)
+        except ProviderUnavailable as exc:
+            raise ReceiptError(str(exc), later=True) from None
+        except ProviderError as exc:
+            raise ReceiptError(str(exc), later=False) from None
+        if len(document) > RECEIPT_LIMIT:
+            raise ReceiptError(f"a receipt of {len(document)} bytes", later=False)
+        return document
 
     async def remember_card(self, order_id: int, message_id: int) -> None:
         """The chat message showing the order with its Pay button: edited once it is paid."""

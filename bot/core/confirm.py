@@ -361,6 +361,9 @@ class Confirming(CoreContext):
 
     def _paid_messages(self, order: Order) -> list[NewOutbox]:
         messages = [message(OutboxKind.PAID, order.chat_id)]
+        provider = self.providers.get(order.provider)
+        if Capability.RECEIPT in provider.capabilities:  # its own row: a slow receipt never
+            messages.append(message(OutboxKind.RECEIPT, order.chat_id))  # holds up the paid one
         if self.merchant_chat_id is not None:
             messages.append(message(OutboxKind.MERCHANT_PAID, self.merchant_chat_id))
         return messages

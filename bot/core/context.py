@@ -37,6 +37,14 @@ class RefundError(CheckoutError):
     """A refund we refuse before (or after) asking the provider."""
 
 
+class ReceiptError(Exception):
+    """No receipt document now: `later` when the provider may have one on another try."""
+
+    def __init__(self, detail: str, *, later: bool) -> None:
+        super().__init__(detail)
+        self.later = later
+
+
 @dataclass(frozen=True, slots=True)
 class CheckSchedule:
     """Growing gaps between re-checks of an order awaiting payment."""

@@ -12,7 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from bot.core.confirm import Confirming
+from bot.core.confirm import Confirming, stored_ref
 from bot.core.outbox import OutboxKind, message
 from bot.core.serial import STORED_ERRORS, dump_chat_payment, dump_request, parse_stored
 from providers.base import (
@@ -58,6 +58,26 @@ def identified(inbound: Inbound, provider: str) -> Inbound:
     if inbound.event_key is not None and not _sane(inbound.event_key):
         raise BadCallback("not an event key", provider=provider)
     return inbound
+
+
+def about_this_order(order: Order, provider: Provider, inbound: Inbound) -> None:
+    """A callback that is itself the truth (KTWidget) must name this order's payment and its
+    amount: anything else is refused before it is stored, and changes nothing."""
+    if inbound.ref is None or inbound.status is None:
+        raise BadCallback("the callback names no payment", provider=provider.name)
+    if order.provider_payment_id is not None and inbound.ref != stored_ref(order):
+        raise BadCallback(
+            "the callback names another payment than the order's",
+            provider=provider.name,
+            http_status=409,
+        )
+    paid = inbound.status.paid
+    if paid is not None and paid not in (order.total, provider.amount_format.held(order.total)):
+        raise BadCallback(
+            f"the callback says {paid}, the order is {order.total}",
+            provider=provider.name,
+            http_status=409,
+        )
 
 
 class Receiving(Confirming):
@@ -129,6 +149,8 @@ class Receiving(Confirming):
             order = await self.storage.get_order_by_payment(provider.name, inbound.ref.payment_id)
         if order is None or order.provider != provider.name:
             raise BadCallback("no such order", provider=provider.name, http_status=404)
+        if Capability.STATUS_IN_CALLBACK in provider.capabilities:
+            about_this_order(order, provider, inbound)
         event_id = await self._store_event("callback", provider, order, inbound, request)
         if event_id is None:
             return provider.ack(True), None

@@ -23,6 +23,7 @@ class Audience(StrEnum):
 
 class OutboxKind(StrEnum):
     PAID = "paid"
+    RECEIPT = "receipt"  # the provider's receipt document, sent beside the paid message
     FAILED = "failed"
     EXPIRED = "expired"
     REVIEW = "review"

@@ -10,6 +10,7 @@ another amount). It never calls the checkout core to change anything.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import ClassVar
 
@@ -18,6 +19,7 @@ import aiohttp
 from bot.app import Parts
 from sandbox.base import FakeServer
 from sandbox.botuser import BotUser
+from sandbox.ktwidget import KtwidgetServer
 from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from storage.base import Order
@@ -37,6 +39,10 @@ class Driver:
     product: ClassVar[str]
     button: ClassVar[str] = ""  # the "How would you like to pay?" button, where one is asked
     supports_callbacks: ClassVar[bool] = False
+    keyless_callback: ClassVar[int] = 404  # what a callback without o/k gets: no URL of ours
+    status_api: ClassVar[bool] = True  # False: the callback is the truth (nothing to go down)
+    mismatch_refused: ClassVar[bool] = False  # another amount is refused at the door, not
+    # reviewed: the callback that is the truth must be about the order it was made for
 
     def __init__(self, emulator: FakeServer, user: BotUser, http: aiohttp.ClientSession) -> None:
         self.emulator = emulator
@@ -151,6 +157,7 @@ class PaytureDriver(Driver):
     name = "payture"
     category, product = "Tea", "Ivan-chai"
     supports_callbacks = True
+    keyless_callback = 200  # its notifications go to one URL per terminal: a hint
     emulator: PaytureServer
 
     def __init__(self, emulator: FakeServer, user: BotUser, http: aiohttp.ClientSession) -> None:
@@ -212,7 +219,68 @@ class PaytureDriver(Driver):
         self.emulator.orders[order.provider_payment_id or ""].amount = order.total.amount - 100
 
 
-DRIVERS: list[type[Driver]] = [RedoyaDriver, PaytureDriver]
+class KTWidgetDriver(Driver):
+    """The callback is the truth: KTWidget posts the final status to the order's keyed URL
+    (the emulator does it as the customer pays, and retries it) and has no status API."""
+
+    name = "ktwidget"
+    category, product = "Tea", "Kazakh black tea"
+    supports_callbacks = True
+    keyless_callback = 401
+    status_api = False
+    mismatch_refused = True
+    emulator: KtwidgetServer
+
+    def __init__(self, emulator: FakeServer, user: BotUser, http: aiohttp.ClientSession) -> None:
+        super().__init__(emulator, user, http)
+        self.emulator.retry_scale = 0.001  # KTWidget's retries, 15 s to 60 min, in 6 s
+
+    async def pay(self, message: dict, outcome: str) -> str:
+        outcome = {"paid": "completed", "failed": "error"}.get(outcome, outcome)
+        return await pay_on_page(self.http, self.emulator.url, message, outcome)
+
+    async def deliver(self, order: Order, redirect: str, *, times: int = 1) -> list[Page]:
+        """The emulator posts the callback when the customer pays; `times` more are the
+        same callback again (KTWidget's retry), then the customer is back."""
+        await self.emulator.settle()
+        pages = []
+        for n in range(times):
+            if n:
+                assert await self.notify(order) == 200
+            pages.append(await self.come_back(redirect))
+        return pages
+
+    async def notify(self, order: Order, body: bytes | None = None, *, key: str | None = "") -> int:
+        url = f"{self.parts.web_url}/callbacks/{self.name}"
+        if key is not None:
+            url += f"?o={order.id}&k={key or self.parts.checkout.callback_key(self.name, order.id)}"
+        payload = body if body is not None else await self.notification(order)
+        headers = {"Content-Type": "application/json"}
+        async with self.http.post(url, data=payload, headers=headers) as answer:
+            await answer.read()
+            return answer.status
+
+    async def notification(self, order: Order) -> bytes:
+        transaction = self.emulator.transactions[order.provider_payment_id or ""]
+        return json.dumps(self.emulator.callback_body(transaction)).encode()
+
+    def forged_success(self, order: Order) -> bytes:
+        """ "Completed" for the order's transaction, for a tenge less than the order."""
+        transaction = self.emulator.transactions[order.provider_payment_id or ""]
+        body = self.emulator.callback_body(transaction)
+        body["status"]["status"] = "completed"
+        body["amount"] = float(order.total.to_decimal() - 1)
+        return json.dumps(body).encode()
+
+    def forged_return(self, order: Order, redirect: str) -> str:
+        return redirect.replace("result=", "result=success&was=")
+
+    def underpay(self, order: Order) -> None:
+        transaction = self.emulator.transactions[order.provider_payment_id or ""]
+        transaction.reported_amount = order.total.to_decimal() - 100
+
+
+DRIVERS: list[type[Driver]] = [RedoyaDriver, PaytureDriver, KTWidgetDriver]
 
 
 async def settled(app: Parts, seconds: float = 0.3) -> None:
