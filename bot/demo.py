@@ -46,7 +46,7 @@ def sandbox_settings(
 
 async def run_demo() -> int:
     servers = await registry.start_all()
-    telegram, redoya = servers["telegram"], servers["redoya"]
+    telegram, redoya, ktwidget = servers["telegram"], servers["redoya"], servers["ktwidget"]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             settings = sandbox_settings(*servers.values(), database_url=f"sqlite:///{tmp}/demo.db")
@@ -91,9 +91,23 @@ async def run_demo() -> int:
                 await user.wait_message("Payment received for order #2")
                 merchant_chat = BotUser(telegram.url, MERCHANT_CHAT_ID, session=http)
                 await merchant_chat.wait_message("Order #2 paid", after_id=0)
+
+                # and Kazakh tea through KTWidget: its callback is the truth, its receipt a PDF
+                await user.send("/start p_kazakh-tea")
+                await user.wait_message("Kazakh black tea")
+                await user.press(text="Buy now")
+                kt_message = await user.wait_message("Order #3")
+                async with http.post(
+                    f"{ktwidget.url}/sandbox/pay",
+                    json={"url": button_url(kt_message, "Pay"), "outcome": "completed"},
+                ) as answer:
+                    assert answer.status == 200, await answer.text()
+                await user.wait_message("Payment received for order #3")
+                await user.wait_message(predicate=lambda m: "document" in m)
+                await merchant_chat.wait_message("Order #3 paid", after_id=0)
                 await parts.notifier.flush()
 
-                gift, order = await parts.checkout.orders_of(CUSTOMER_ID, limit=2)
+                tea, gift, order = await parts.checkout.orders_of(CUSTOMER_ID, limit=3)
                 merchant = await merchant_chat.messages()
                 print("=== chat with the customer ===")
                 print(transcript(await user.messages()))
@@ -104,13 +118,13 @@ async def run_demo() -> int:
                 print(
                     f"=== orders (the Stars pre-checkout answered in {stars['answered_in']} s) ==="
                 )
-                for each in (order, gift):
+                for each in (order, gift, tea):
                     print(
                         f"order #{each.id}: {each.state} · {each.total} "
                         f"· {each.provider} payment {each.provider_payment_id}"
                     )
-                both_paid = order.state is gift.state is OrderState.PAID
-                return 0 if both_paid else 1
+                all_paid = order.state is gift.state is tea.state is OrderState.PAID
+                return 0 if all_paid else 1
     finally:
         await registry.stop_all(servers)
     return 1

@@ -38,6 +38,8 @@ def transcript(messages: list[Json]) -> str:
         body = message.get("text") or message.get("caption") or ""
         if message.get("photo"):
             body = "[photo] " + body
+        if message.get("document"):
+            body = f"[document {message['document'].get('file_name', '')}] " + body
         for kind in ("invoice", "successful_payment", "refunded_payment"):
             if kind in message:
                 paid = message[kind]
