@@ -82,6 +82,15 @@ async def buy(user: BotUser, product: str = "mug") -> dict:
     return await user.wait_message(predicate=is_invoice)
 
 
+async def bought(user: BotUser) -> dict:
+    """Bought and paid: the emulator's answer to the payment (its charge id)."""
+    await buy(user)
+    paid = await user.pay_invoice()
+    assert paid["ok"] is True, paid
+    await user.wait_message("Payment received")
+    return paid
+
+
 async def order_of(app: Parts, order_id: int = 1):
     order = await app.checkout.order(order_id)
     assert order is not None
@@ -181,9 +190,7 @@ async def test_the_pre_checkout_refuses_a_forged_payload_and_another_users_invoi
 async def test_the_same_payment_delivered_again_changes_nothing(
     app: Parts, user: BotUser, merchant: BotUser
 ) -> None:
-    await buy(user)
-    paid = await user.pay_invoice()
-    await user.wait_message("Payment received")
+    paid = await bought(user)
     await asyncio.gather(*(user.redeliver_payment(paid["charge_id"]) for _ in range(5)))
     await settle(app)
     assert await count_messages(user, "Payment received") == 1
@@ -243,9 +250,7 @@ async def test_a_payment_after_the_cancel_is_kept_for_review_with_a_one_tap_refu
 async def test_a_full_refund_then_a_second_is_refused_as_already_refunded(
     app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
 ) -> None:
-    await buy(user)
-    paid = await user.pay_invoice()
-    await user.wait_message("Payment received")
+    paid = await bought(user)
     admin = admin_of(telegram, http)
     await admin.send("/refund 1")
     await admin.wait_message("Refund 50 ⭐ of order #1")
@@ -265,9 +270,7 @@ async def test_a_full_refund_then_a_second_is_refused_as_already_refunded(
 async def test_a_partial_stars_refund_is_refused_before_any_call(
     app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
 ) -> None:
-    await buy(user)
-    paid = await user.pay_invoice()
-    await user.wait_message("Payment received")
+    paid = await bought(user)
     admin = admin_of(telegram, http)
     await admin.send("/refund 1 10")
     await admin.wait_message("refunds only the whole amount")
@@ -278,9 +281,7 @@ async def test_a_partial_stars_refund_is_refused_before_any_call(
 async def test_a_refund_made_elsewhere_arrives_as_refunded_payment_once(
     app: Parts, user: BotUser, merchant: BotUser
 ) -> None:
-    await buy(user)
-    paid = await user.pay_invoice()
-    await user.wait_message("Payment received")
+    paid = await bought(user)
     # refunded outside the bot (another tool on the same token): Telegram tells the bot
     assert await app.bot.refund_star_payment(CUSTOMER, paid["charge_id"])
     await user.wait_message("50 ⭐ refunded for order #1")
@@ -296,9 +297,7 @@ async def test_a_refund_made_elsewhere_arrives_as_refunded_payment_once(
 async def test_telegrams_already_refunded_is_an_outcome_not_an_error(
     app: Parts, user: BotUser
 ) -> None:
-    await buy(user)
-    paid = await user.pay_invoice()
-    await user.wait_message("Payment received")
+    paid = await bought(user)
     stars = app.providers.get("stars")
     ref = (await order_of(app)).provider_payment_id
     assert ref == paid["charge_id"]
@@ -339,9 +338,7 @@ async def test_reconciliation_confirms_a_payment_whose_update_was_lost(
 async def test_reconciliation_tells_the_admins_of_a_paid_order_telegram_does_not_list(
     app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
 ) -> None:
-    await buy(user)
-    await user.pay_invoice()
-    await user.wait_message("Payment received")
+    await bought(user)
     order = await order_of(app)
     assert order.paid_at is not None
     telegram.star_transactions.clear()  # Telegram's list no longer has it
@@ -428,9 +425,7 @@ async def test_two_invoices_of_one_order_both_charged_keep_the_second_for_review
 async def test_a_cut_off_stars_refund_is_finished_from_the_ledger(
     app: Parts, user: BotUser, telegram: TelegramServer
 ) -> None:
-    await buy(user)
-    paid = await user.pay_invoice()
-    await user.wait_message("Payment received")
+    paid = await bought(user)
     order = await order_of(app)
     # what a process that died right after Telegram's answer leaves behind
     refund, _ = await app.storage.create_refund(order.id, order.total, "1:x", "admin:42")
@@ -526,9 +521,7 @@ async def test_a_refunded_payment_of_a_payment_we_did_not_expect_settles_its_row
 async def test_a_payment_confirmed_long_after_its_charge_is_not_reported_unlisted(
     app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
 ) -> None:
-    await buy(user)
-    await user.pay_invoice()
-    await user.wait_message("Payment received")
+    await bought(user)
     order = await order_of(app)
     assert order.paid_at is not None
     telegram.star_transactions[-1]["date"] -= 3600  # charged an hour before we confirmed it
@@ -542,9 +535,7 @@ async def test_a_payment_confirmed_long_after_its_charge_is_not_reported_unliste
 async def test_a_cut_off_refund_the_ledger_cannot_find_goes_to_review(
     app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
 ) -> None:
-    await buy(user)
-    await user.pay_invoice()
-    await user.wait_message("Payment received")
+    await bought(user)
     order = await order_of(app)
     refund, _ = await app.storage.create_refund(order.id, order.total, "1:y", "admin:42")
     assert await app.storage.transition(order.id, S.PAID, S.REFUND_PENDING, actor="admin:42")

@@ -40,6 +40,7 @@ class Driver:
     button: ClassVar[str] = ""  # the "How would you like to pay?" button, where one is asked
     supports_callbacks: ClassVar[bool] = False
     keyless_callback: ClassVar[int] = 404  # what a callback without o/k gets: no URL of ours
+    callback_type: ClassVar[str] = "application/x-www-form-urlencoded"
     status_api: ClassVar[bool] = True  # False: the callback is the truth (nothing to go down)
     mismatch_refused: ClassVar[bool] = False  # another amount is refused at the door, not
     # reviewed: the callback that is the truth must be about the order it was made for
@@ -89,7 +90,7 @@ class Driver:
         if key is not None:
             url += f"?o={order.id}&k={key or self.parts.checkout.callback_key(self.name, order.id)}"
         payload = body if body is not None else await self.notification(order)
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        headers = {"Content-Type": self.callback_type}
         async with self.http.post(url, data=payload, headers=headers) as answer:
             await answer.read()
             return answer.status
@@ -229,6 +230,7 @@ class KTWidgetDriver(Driver):
     keyless_callback = 401
     status_api = False
     mismatch_refused = True
+    callback_type = "application/json"
     emulator: KtwidgetServer
 
     def __init__(self, emulator: FakeServer, user: BotUser, http: aiohttp.ClientSession) -> None:
@@ -249,16 +251,6 @@ class KTWidgetDriver(Driver):
                 assert await self.notify(order) == 200
             pages.append(await self.come_back(redirect))
         return pages
-
-    async def notify(self, order: Order, body: bytes | None = None, *, key: str | None = "") -> int:
-        url = f"{self.parts.web_url}/callbacks/{self.name}"
-        if key is not None:
-            url += f"?o={order.id}&k={key or self.parts.checkout.callback_key(self.name, order.id)}"
-        payload = body if body is not None else await self.notification(order)
-        headers = {"Content-Type": "application/json"}
-        async with self.http.post(url, data=payload, headers=headers) as answer:
-            await answer.read()
-            return answer.status
 
     async def notification(self, order: Order) -> bytes:
         transaction = self.emulator.transactions[order.provider_payment_id or ""]
