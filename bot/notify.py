@@ -47,6 +47,7 @@ from storage.base import Storage
 log = logging.getLogger("bot.notify")
 
 MAX_ATTEMPTS = 12
+RECEIPT_WITHIN = 5.0  # seconds a receipt fetch may hold up the outbox pass
 MAX_RENDER_ATTEMPTS = 3  # a row that cannot be rendered will not render better later
 CLAIM_FOR = timedelta(seconds=60)
 
@@ -301,7 +302,11 @@ class OutboxRenderer:
 
     def _receipt(self, order: Order) -> Document:
         async def fetch() -> bytes:
-            return await self.checkout.receipt(order)
+            try:  # the pass waits for it: a slow provider must not hold up the other chats
+                async with asyncio.timeout(RECEIPT_WITHIN):
+                    return await self.checkout.receipt(order)
+            except TimeoutError:
+                raise ReceiptError("the receipt took too long", later=True) from None
 
         return Document(f"receipt-{order.id}.pdf", fetch)
 

@@ -168,6 +168,13 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
             "🛠 {provider} refused our credentials or settings (seen on order #{id}): {error}. "
             "Payments through it wait until the settings are fixed."
         ).format(provider=escape(provider), id=order.id, error=error)
+    if kind is K.ADMIN_CALLBACK_REFUSED:
+        reason = escape(str(payload.get("reason", "")))
+        head = _(
+            "⚠️ {provider} reported order #{id}, and it was refused: {reason}. Nothing changed; "
+            "please check the payment in {provider}'s back office."
+        ).format(provider=escape(provider), id=order.id, reason=reason)
+        return f"{head}\n{order_lines(order)}"
     if kind is K.ADMIN_LEDGER_RECOVERED:
         charge = escape(str(payload.get("payment_id", "")))
         head = _(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,13 +52,15 @@ STATUS_MAP: dict[str, PaymentState] = {
     "authorized": PaymentState.PENDING,  # money held, clearing to come
     "success": PaymentState.PENDING,  # not cleared yet
 }
-MISCONFIGURED_CODES = {"4010103", "4220104"}  # unknown app id; the app key expired
+# unknown app id; our sealing does not open (the app key is not the app's); the key expired
+MISCONFIGURED_CODES = {"4010103", "4220102", "4220104"}
 TENGE = AmountFormat(frozenset({"KZT"}), WireKind.DECIMAL, decimals=2, minimum=100)
 # KTWidget retries a callback after 15 s, 60 s, 3 min, 10 min, 30 min and 60 min: the last try
 # comes 1 h 44 min 15 s after the first. An order does not expire before it could arrive.
 RETRIES = timedelta(seconds=15 + 60 + 180 + 600 + 1800 + 3600)
 OK = json.dumps({"status": "ok"}, separators=(",", ":")).encode()
 ID_LIMIT = 100
+HASH = re.compile(r"[A-Za-z0-9_-]{8,100}")  # goes into our URLs as it is: nothing else passes
 
 
 class KTWidgetProvider:
@@ -120,7 +123,7 @@ class KTWidgetProvider:
         )
         data = _created(response)
         transaction = str(data.get("transaction_hash") or "")
-        if not transaction or len(transaction) > ID_LIMIT or not transaction.isprintable():
+        if not HASH.fullmatch(transaction):
             raise ProviderUnavailable("no transaction hash in the answer", provider=NAME)
         return Checkout(
             f"{self._widget_url}/payment-card?hash={transaction}",
@@ -190,6 +193,8 @@ class KTWidgetProvider:
             f"{self._api_url}{API}/{ref.payment_id}/pdf",
             headers={"Auth-Identifier": self._app_id},
         )
+        if response.status_code == 404:  # the PDF may be made a moment after the callback
+            raise ProviderUnavailable("no receipt yet", provider=NAME, http_status=404)
         if response.status_code != 200 or not response.content.startswith(b"%PDF-"):
             raise classify(NAME, response.status_code, message="no receipt for this payment")
         return response.content
@@ -205,8 +210,8 @@ def _created(response: httpx.Response) -> dict[str, Any]:
         raise classify(NAME, response.status_code, message="an answer that is not JSON") from None
     if not isinstance(body, dict):
         raise classify(NAME, response.status_code, message="an answer of another shape")
-    answer = body.get("response")
-    if isinstance(answer, dict) and answer.get("success") is True and response.is_success:
+    answer = body.get("response") if isinstance(body.get("response"), dict) else body
+    if answer.get("success") is True and response.is_success:  # the envelope, or bare
         data = answer.get("data")
         return data if isinstance(data, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -219,6 +224,7 @@ def _created(response: httpx.Response) -> dict[str, Any]:
         code,
         message=_refusal(error),
         misconfigured_codes=MISCONFIGURED_CODES,  # the admins are told, once
+        rejected_codes={code} if code.startswith("422") else (),  # whatever the HTTP status
     )
 
 

@@ -144,7 +144,11 @@ async def test_the_callback_is_retried_until_our_server_answers_ok(
 
 
 async def test_forged_callbacks_are_refused_and_change_nothing(
-    app: Parts, user: BotUser, ktwidget: KtwidgetServer, http: aiohttp.ClientSession
+    app: Parts,
+    user: BotUser,
+    ktwidget: KtwidgetServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
 ) -> None:
     message = await buy(user)
     await app.checkout.place_order(  # order 2: its transaction must not pay order 1
@@ -171,6 +175,13 @@ async def test_forged_callbacks_are_refused_and_change_nothing(
         assert (await order_of(app, order.id)).state is S.AWAITING_PAYMENT
         assert await app.storage.inbound_for_order(order.id) == []
     assert count(await user.bot_messages(), "Payment received") == 0
+    # another amount with the order's key and transaction is KTWidget's own word: told, once
+    assert await callback(http, app, 1, {**body, "amount": 3100.5}) == 409
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    told = await admin.wait_message("it was refused")
+    assert "3200.49" in told["text"]
+    await settle(app)
+    assert count(await admin.bot_messages(), "it was refused") == 1
     assert message
 
 

@@ -388,6 +388,7 @@ PAYLOADS: dict[OutboxKind, dict[str, Any]] = {
     OutboxKind.ADMIN_MISCONFIGURED: {"error": "[fake] bad key (HTTP 401)"},
     OutboxKind.CARD_SAVED: {"card": "411111xxxxxx1111"},
     OutboxKind.ADMIN_LEDGER_RECOVERED: {"payment_id": "stx-1"},
+    OutboxKind.ADMIN_CALLBACK_REFUSED: {"reason": "the callback says 140.00 KZT"},
     OutboxKind.ADMIN_LEDGER_UNLISTED: {"payment_id": "stx-2"},
     OutboxKind.ADMIN_STRANGER_PAYMENT: {
         "payment_id": "stx-3",

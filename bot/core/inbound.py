@@ -60,24 +60,17 @@ def identified(inbound: Inbound, provider: str) -> Inbound:
     return inbound
 
 
-def about_this_order(order: Order, provider: Provider, inbound: Inbound) -> None:
-    """A callback that is itself the truth (KTWidget) must name this order's payment and its
-    amount: anything else is refused before it is stored, and changes nothing."""
+def not_about_this_order(order: Order, provider: Provider, inbound: Inbound) -> str | None:
+    """Why a callback that is itself the truth (KTWidget) is not about this order's payment
+    and its amount; None when it is."""
     if inbound.ref is None or inbound.status is None:
-        raise BadCallback("the callback names no payment", provider=provider.name)
+        return "the callback names no payment"
     if order.provider_payment_id is not None and inbound.ref != stored_ref(order):
-        raise BadCallback(
-            "the callback names another payment than the order's",
-            provider=provider.name,
-            http_status=409,
-        )
+        return "the callback names another payment than the order's"
     paid = inbound.status.paid
     if paid is not None and paid not in (order.total, provider.amount_format.held(order.total)):
-        raise BadCallback(
-            f"the callback says {paid}, the order is {order.total}",
-            provider=provider.name,
-            http_status=409,
-        )
+        return f"the callback says {paid}, the order is {order.total}"
+    return None
 
 
 class Receiving(Confirming):
@@ -150,11 +143,28 @@ class Receiving(Confirming):
         if order is None or order.provider != provider.name:
             raise BadCallback("no such order", provider=provider.name, http_status=404)
         if Capability.STATUS_IN_CALLBACK in provider.capabilities:
-            about_this_order(order, provider, inbound)
+            await self._about_this_order(order, provider, inbound)
         event_id = await self._store_event("callback", provider, order, inbound, request)
         if event_id is None:
             return provider.ack(True), None
         return provider.ack(True), self._follow_up(order.id, event_id, "callback", inbound)
+
+    async def _about_this_order(self, order: Order, provider: Provider, inbound: Inbound) -> None:
+        """Refused before it is stored, and the order unchanged, unless it is about this
+        order's payment and amount. One with the order's key and payment but another amount
+        can only be the provider's own word: the admins hear of it, once per order."""
+        why = not_about_this_order(order, provider, inbound)
+        if why is None:
+            return
+        if inbound.ref is not None and inbound.ref == stored_ref(order):
+            log.error("order %s: %s", order.id, why)
+            told = False
+            for admin in self.admin_ids:
+                notice = message(OutboxKind.ADMIN_CALLBACK_REFUSED, admin, {"reason": why})
+                told |= await self.storage.enqueue(order.id, notice)
+            if told:
+                self._on_outbox()
+        raise BadCallback(why, provider=provider.name, http_status=409)
 
     async def _callback_order(self, provider: Provider, request: InboundRequest) -> Order | None:
         key = request.query.get("k")
