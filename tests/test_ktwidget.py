@@ -21,6 +21,7 @@ from sandbox.botuser import BotUser
 from sandbox.ktwidget import KtwidgetServer
 from sandbox.telegram import TelegramServer
 from storage.base import OrderState
+from storage.errors import StorageUnavailable
 from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import browse, order_product, pay
 from tests.test_modes import free_port
@@ -299,3 +300,28 @@ async def test_a_stored_callback_is_confirmed_after_a_restart(
     async with BotApp(settings) as app:  # start-up replays the stored callback
         await user.wait_message("Payment received for order #1")
         assert any(e.actor == "replay:callback" for e in await app.checkout.audit(1))
+
+
+async def test_a_callback_that_cannot_be_stored_is_answered_so_ktwidget_retries(
+    app: Parts,
+    user: BotUser,
+    ktwidget: KtwidgetServer,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ktwidget.retry_scale = 0.05  # the first retry 0.75 s later
+    message = await buy(user)
+    real = app.storage.record_inbound
+
+    async def down(*args: object, **kwargs: object) -> int | None:  # a storage outage
+        raise StorageUnavailable("the database is down")
+
+    monkeypatch.setattr(app.storage, "record_inbound", down)
+    await pay(http, ktwidget.url, message, "completed")
+    await asyncio.sleep(0.3)
+    order = await order_of(app)
+    [first] = ktwidget.deliveries[order.provider_payment_id or ""]
+    assert (first.http_status, first.accepted) == (503, False)
+    monkeypatch.setattr(app.storage, "record_inbound", real)  # back up before the retry
+    await ktwidget.settle()
+    await user.wait_message("Payment received for order #1")

@@ -149,6 +149,14 @@ class Receiving(Confirming):
             return provider.ack(True), None
         return provider.ack(True), self._follow_up(order.id, event_id, "callback", inbound)
 
+    def not_stored_ack(self, provider_name: str) -> Ack:
+        """What tells the provider its callback was not taken, so that it sends it again."""
+        if provider_name in self.providers:
+            ack = self.providers.get(provider_name).ack(False)
+            if ack.status >= 500:
+                return ack
+        return Ack(503, "text/plain", b"not stored, try again")
+
     async def _about_this_order(self, order: Order, provider: Provider, inbound: Inbound) -> None:
         """Refused before it is stored, and the order unchanged, unless it is about this
         order's payment and amount. One with the order's key and payment but another amount

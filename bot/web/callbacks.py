@@ -29,5 +29,8 @@ async def provider_callback(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": str(exc.args[0]) if exc.args else "bad callback"}, status=status
         )
+    except Exception:  # not stored (storage down): the provider's "try again" so it retries
+        log.exception("callback for %s not stored", provider)
+        return to_response(services.checkout.not_stored_ack(provider))
     services.detach(follow_up)
     return to_response(ack)
