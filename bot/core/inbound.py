@@ -301,12 +301,12 @@ class Receiving(Confirming):
         """A payment whose payload names no order of ours (signed with an older secret, or an
         invoice of something else on this bot): the money is with us, so it is kept in the
         inbox and the admins are told once, with what they need to refund it."""
-        log.error("a %s payment %s names no order of ours", provider.name, payment.charge_id)
         event_id = await self.storage.record_inbound(
             provider.name, payment.charge_id, None, dump_request("chat", request)
         )
         if event_id is None:
             return  # told already
+        log.error("a %s payment %s names no order of ours", provider.name, payment.charge_id)
         await self.storage.mark_inbound_processed(event_id)
         said = {
             "payment_id": payment.charge_id,
