@@ -34,6 +34,7 @@ log = logging.getLogger("bot.core.ledger")
 # orders paid this recently (the ledger may not list them yet).
 EDGE = timedelta(minutes=10)
 SETTLING = timedelta(minutes=2)
+LOOKUPS = 20  # paid orders searched for alone in one pass, at most
 
 
 # what the order of a recovered payment ended as when it was confirmed from the ledger
@@ -99,8 +100,22 @@ class Reconciling(Refunding):
             else:
                 report.reviewed.append(order_id)
         charges = {line.payment.charge_id for line in listed}
-        for order in await self.storage.paid_between(provider.name, since + EDGE, now - SETTLING):
-            if order.provider_payment_id in charges or await self._listed(provider, order):
+        missing = [
+            order
+            for order in await self.storage.paid_between(
+                provider.name, since + EDGE, now - SETTLING
+            )
+            if order.provider_payment_id not in charges
+        ]
+        if len(missing) > LOOKUPS:  # a ledger that lists nothing: not one search per order
+            log.error(
+                "%s ledger lacks %s paid orders; looking up %s this pass",
+                provider.name,
+                len(missing),
+                LOOKUPS,
+            )
+        for order in missing[:LOOKUPS]:
+            if await self._listed(provider, order):
                 continue
             report.unlisted.append(order.id)
             await self._tell_admins(
