@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from sandbox.base import FakeServer
 from sandbox.ktwidget import KtwidgetServer
 from sandbox.payture import PaytureServer
+from sandbox.pocket import PocketServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 
@@ -19,6 +20,7 @@ EMULATORS: dict[str, type[FakeServer]] = {
     "redoya": RedoyaServer,
     "payture": PaytureServer,
     "ktwidget": KtwidgetServer,
+    "pocket": PocketServer,
 }
 
 
