@@ -141,7 +141,7 @@ class BotApp:
         self._stack.push_async_callback(bot.session.close)
         i18n = build_i18n(s.default_locale)
 
-        providers = build_providers(s, http, BotPayments(bot, i18n))
+        providers = _load(lambda: build_providers(s, http, BotPayments(bot, i18n)))
         for provider in self.extra_providers:
             providers.add(provider)
         if not len(providers):

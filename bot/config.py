@@ -91,6 +91,11 @@ class ProviderSettings(_Sources):
     def is_enabled(self) -> bool:
         return all(getattr(self, name) for name in self.required)
 
+    def missing(self) -> list[str]:
+        """The required fields left empty when some of them are set (a half-made setup)."""
+        empty = [name for name in self.required if not getattr(self, name)]
+        return empty if len(empty) < len(self.required) else []
+
     def secrets(self) -> tuple[str, ...]:
         return secret_values(self)
 

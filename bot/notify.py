@@ -294,7 +294,7 @@ class OutboxRenderer:
         with self.i18n.context(), self.i18n.use_locale(locale):
             if order is None:
                 return Rendered(texts.user_text(kind, payload))
-            provider = self.checkout.display_name(order.provider)
+            provider = texts.provider_name(self.checkout.display_name(order.provider))
             text = texts.outbox_text(kind, order, payload, provider)
             if kind is OutboxKind.RECEIPT:
                 return Rendered(text, document=self._receipt(order))

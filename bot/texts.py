@@ -34,14 +34,20 @@ def money(value: Money) -> str:
 
 
 def provider_name(display_name: str) -> str:
-    """An adapter's display name as a choice of how to pay, in the current language: the
-    descriptive ones are translated here, brand names ("Redoya") stay as they are."""
+    """An adapter's display name in the current language: the descriptive ones are translated
+    here, brand names ("Redoya", "Telegram Stars") stay as they are."""
     translated = {
         "Bank card (Payture)": _("Bank card (Payture)"),
         "Bank card (KTWidget)": _("Bank card (KTWidget)"),
-        "Telegram Stars": _("Pay with Stars"),
     }
     return translated.get(display_name, display_name)
+
+
+def choice_label(display_name: str) -> str:
+    """A provider as a way to pay on the choice screen ("Pay with Stars")."""
+    if display_name == "Telegram Stars":
+        return _("Pay with Stars")
+    return provider_name(display_name)
 
 
 def state_name(state: OrderState) -> str:

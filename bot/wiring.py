@@ -184,6 +184,10 @@ def configured(env: Mapping[str, str] | None = None) -> dict[str, ProviderSettin
             continue
         if settings.is_enabled():
             found[name] = settings
+        elif half := settings.missing():  # some credentials set, not all: say which is missing
+            problems += [
+                f"{model.prefix()}{field.upper()}: required with the others" for field in half
+            ]
     if problems:
         raise ConfigError(problems)
     return found

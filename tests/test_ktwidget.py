@@ -13,9 +13,10 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
-from bot.app import BotApp, Parts
+from bot.app import BotApp, Parts, StartupError
 from bot.config import Settings
 from bot.core import CartLine, InboundRequest
+from bot.wiring import ConfigError, load_settings
 from money import Money
 from sandbox.botuser import BotUser
 from sandbox.ktwidget import KtwidgetServer
@@ -325,3 +326,29 @@ async def test_a_callback_that_cannot_be_stored_is_answered_so_ktwidget_retries(
     monkeypatch.setattr(app.storage, "record_inbound", real)  # back up before the retry
     await ktwidget.settle()
     await user.wait_message("Payment received for order #1")
+
+
+def test_a_half_made_setup_names_what_is_missing(ktwidget: KtwidgetServer) -> None:
+    env = {"BOT_TOKEN": "1:x", **ktwidget.env()}
+    del env["KTWIDGET_MERCHANT_ID"]
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env)
+    assert refused.value.problems == ["KTWIDGET_MERCHANT_ID: required with the others"]
+
+
+async def test_an_app_key_that_is_no_key_stops_the_start_with_a_clear_message(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(env={"KTWIDGET_APP_KEY": "notbase64!!"})
+    with pytest.raises(StartupError, match="KTWIDGET_APP_KEY is not a base64 Sodium public key"):
+        async with BotApp(settings):
+            pass
+
+
+async def test_check_payment_before_the_callback_says_the_answer_is_awaited(
+    app: Parts, user: BotUser
+) -> None:
+    await buy(user)
+    answer = await user.press(text="Check payment")
+    assert answer is not None
+    assert "as soon as the payment is confirmed" in answer["text"]

@@ -193,6 +193,13 @@ class Ordering(Receiving):
             p.name for p in self.providers_for(currency) if Capability.IN_CHAT in p.capabilities
         ]
 
+    def answers_by_callback(self, order: Order) -> bool:
+        """The provider's callback is the only answer (KTWidget): nobody can be asked."""
+        return (
+            order.provider in self.providers
+            and Capability.STATUS_IN_CALLBACK in self.providers.get(order.provider).capabilities
+        )
+
     def pays_in_chat(self, order: Order) -> bool:
         """The order is paid inside Telegram (Stars): its Pay button is an invoice message."""
         return (

@@ -119,7 +119,7 @@ async def order_lookup(message: Message, command: CommandObject, checkout: Check
         await message.answer(texts.escape(_("No such order. Usage: /order <id>")))
         return
     trail = await checkout.audit(order.id)
-    provider = checkout.display_name(order.provider)
+    provider = texts.provider_name(checkout.display_name(order.provider))
     rows = [
         texts.receipt(order, provider) if order.paid_at else texts.order_card(order),
         _("state: {state} · provider: {provider} · customer: {user_id}").format(
@@ -161,7 +161,9 @@ async def refund(message: Message, command: CommandObject, checkout: CheckoutSer
     try:
         plan = await checkout.plan_refund(order.id, amount)
     except RefundError as exc:
-        await message.answer(refusal(exc, order, checkout.display_name(order.provider)))
+        await message.answer(
+            refusal(exc, order, texts.provider_name(checkout.display_name(order.provider)))
+        )
         return
     data = RefundCb(
         order=order.id,
@@ -180,7 +182,8 @@ def refund_question(plan: RefundPlan, checkout: CheckoutService) -> str:
         + _("Refund {amount} of order #{id}?").format(amount=texts.money(plan.amount), id=order.id)
         + "</b>",
         _("Customer: {user_id} · paid with {provider}").format(
-            user_id=order.user_id, provider=texts.escape(checkout.display_name(order.provider))
+            user_id=order.user_id,
+            provider=texts.escape(texts.provider_name(checkout.display_name(order.provider))),
         ),
         _("Left to refund: {amount}").format(amount=texts.money(plan.left)),
     ]
@@ -189,7 +192,9 @@ def refund_question(plan: RefundPlan, checkout: CheckoutService) -> str:
             _(
                 "{provider} has no refund API: refund it in its back office first, then press "
                 "the button to record it and tell the customer."
-            ).format(provider=texts.escape(checkout.display_name(order.provider)))
+            ).format(
+                provider=texts.escape(texts.provider_name(checkout.display_name(order.provider)))
+            )
         )
     return "\n".join(rows)
 
@@ -219,7 +224,7 @@ async def refund_confirmed(
             request=f"{order.id}:{data.nonce}",
         )
     except RefundError as exc:
-        text = refusal(exc, order, checkout.display_name(order.provider))
+        text = refusal(exc, order, texts.provider_name(checkout.display_name(order.provider)))
         await query.answer(texts.plain(text)[:200], show_alert=True)
         if exc.reason != "duplicate_refund" and isinstance(query.message, Message):
             await query.message.answer(text)
@@ -233,7 +238,7 @@ async def refund_confirmed(
     trail = await checkout.audit(refunded.id)
     if trail and REFUNDED_ALREADY in trail[-1].detail:
         done = _("{provider} had refunded it already; order #{id} is {state}.").format(
-            provider=texts.escape(checkout.display_name(refunded.provider)),
+            provider=texts.escape(texts.provider_name(checkout.display_name(refunded.provider))),
             id=refunded.id,
             state=texts.state_name(refunded.state),
         )
@@ -328,7 +333,10 @@ async def reconcile(message: Message, checkout: CheckoutService, settings: Setti
         await message.answer(_("No Telegram Stars payments are enabled."))
         return
     await message.answer(
-        "\n\n".join(ledger_report(r, checkout.display_name(r.provider)) for r in reports)
+        "\n\n".join(
+            ledger_report(r, texts.provider_name(checkout.display_name(r.provider)))
+            for r in reports
+        )
     )
 
 

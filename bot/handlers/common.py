@@ -37,7 +37,9 @@ def checkout_error(reason: str) -> str:
         "provider_unavailable": _(
             "The payment service is not answering right now. Please try again in a minute."
         ),
-        "provider_rejected": _("The payment service refused this order. The shop has been told."),
+        "provider_rejected": _(
+            "The payment service refused this order. Please choose another way to pay or try later."
+        ),
         "unknown_provider": _("This payment method is no longer available."),
         "card_gone": _("That saved card is no longer available."),
         "order_closed": _("This order can no longer be paid. Please order again from the catalog."),

@@ -80,7 +80,7 @@ async def order_show(
         return
     await query.answer()
     paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
-    provider = checkout.display_name(order.provider)
+    provider = texts.provider_name(checkout.display_name(order.provider))
     text = texts.receipt(order, provider) if paid else texts.order_card(order)
     if isinstance(query.message, Message):
         card = await query.message.answer(text, reply_markup=order_keyboard(order))
@@ -118,6 +118,11 @@ async def order_check(
     elif not confirmation.answered:
         await query.answer(
             _("The payment service is not answering right now; we will keep checking."),
+            show_alert=True,
+        )
+    elif order.state is OrderState.AWAITING_PAYMENT and checkout.answers_by_callback(order):
+        await query.answer(  # the bank's answer comes by itself: nothing to ask before it
+            _("We will send you a message in the chat as soon as the payment is confirmed."),
             show_alert=True,
         )
     elif order.state is OrderState.AWAITING_PAYMENT:

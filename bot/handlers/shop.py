@@ -336,7 +336,7 @@ async def choose_provider(
                 label = _("Pay with {card}").format(card=mask(choice.card.card_name))
                 card = choice.card.id
             else:
-                label = texts.provider_name(choice.display_name)
+                label = texts.choice_label(choice.display_name)
                 card = 0
             data = PayWith(
                 provider=choice.provider, product=product_id, card=card, currency=total.currency
