@@ -210,11 +210,7 @@ class Notifier:
             log.warning("outbox %s to chat %s failed: %s", message.id, message.chat_id, exc)
             await self.storage.mark_failed(message.id, f"{type(exc).__name__}: {exc.message}")
         except (TelegramNetworkError, TelegramServerError, TimeoutError) as exc:
-            if message.attempts + 1 >= MAX_ATTEMPTS:
-                log.error("outbox %s given up after %s attempts", message.id, MAX_ATTEMPTS)
-                await self.storage.mark_failed(message.id, f"{MAX_ATTEMPTS} attempts")
-                return
-            await self._defer(message, min(2 ** (message.attempts + 1), 300), type(exc).__name__)
+            await self._retry_later(message, type(exc).__name__, f"{MAX_ATTEMPTS} attempts")
         else:
             await self.storage.mark_sent(message.id)
             if rendered.edit is not None:
@@ -223,15 +219,21 @@ class Notifier:
     async def _document_failed(self, message: OutboxMessage, exc: ReceiptError) -> None:
         """The provider has no document now: tried again later as a failed send is, or given
         up when it never will (the paid message went its own way)."""
-        attempts = message.attempts + 1
-        if exc.later and attempts < MAX_ATTEMPTS:
-            log.warning(
-                "outbox %s: document not fetched (%s), attempt %s", message.id, exc, attempts
-            )
-            await self._defer(message, min(2**attempts, 300), "document not fetched")
+        if not exc.later:
+            log.error("outbox %s: document given up: %s", message.id, exc)
+            await self.storage.mark_failed(message.id, f"document: {exc}"[:500])
             return
-        log.error("outbox %s: document given up: %s", message.id, exc)
-        await self.storage.mark_failed(message.id, f"document: {exc}"[:500])
+        log.warning("outbox %s: document not fetched (%s)", message.id, exc)
+        await self._retry_later(message, "document not fetched", f"document: {exc}"[:500])
+
+    async def _retry_later(self, message: OutboxMessage, why: str, given_up: str) -> None:
+        """Another attempt after a growing gap, or failed once MAX_ATTEMPTS were made."""
+        attempts = message.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            log.error("outbox %s given up after %s attempts (%s)", message.id, attempts, why)
+            await self.storage.mark_failed(message.id, given_up)
+            return
+        await self._defer(message, min(2**attempts, 300), why)
 
     async def _edit(self, chat_id: int, edit: Edit) -> None:
         """Best effort: the message may be gone or show this already; the row is sent."""
