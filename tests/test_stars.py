@@ -91,6 +91,15 @@ async def bought(user: BotUser) -> dict:
     return paid
 
 
+async def paid_after_cancel(user: BotUser) -> dict:
+    """Charged, then cancelled before the payment's update reached the bot, then delivered."""
+    invoice = await buy(user)
+    charged = await user.pay_invoice(drop_update=True)
+    await user.press(text="Cancel order", message_id=invoice["message_id"])
+    await user.redeliver_payment(charged["charge_id"])
+    return charged
+
+
 async def order_of(app: Parts, order_id: int = 1):
     order = await app.checkout.order(order_id)
     assert order is not None
@@ -229,10 +238,7 @@ async def test_a_payment_racing_the_customers_cancel_has_one_outcome(
 async def test_a_payment_after_the_cancel_is_kept_for_review_with_a_one_tap_refund(
     app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
 ) -> None:
-    invoice = await buy(user)
-    charged = await user.pay_invoice(drop_update=True)
-    await user.press(text="Cancel order", message_id=invoice["message_id"])
-    await user.redeliver_payment(charged["charge_id"])
+    charged = await paid_after_cancel(user)
     admin = admin_of(telegram, http)
     review = await admin.wait_message("needs review")
     assert "50" in review["text"]
@@ -502,10 +508,7 @@ async def test_a_payment_naming_no_order_of_ours_is_told_to_the_admins_once(
 async def test_a_refunded_payment_of_a_payment_we_did_not_expect_settles_its_row(
     app: Parts, user: BotUser, telegram: TelegramServer, http: aiohttp.ClientSession
 ) -> None:
-    invoice = await buy(user)
-    charged = await user.pay_invoice(drop_update=True)
-    await user.press(text="Cancel order", message_id=invoice["message_id"])
-    await user.redeliver_payment(charged["charge_id"])
+    charged = await paid_after_cancel(user)
     admin = admin_of(telegram, http)
     await admin.wait_message("needs review")
     assert await app.bot.refund_star_payment(CUSTOMER, charged["charge_id"])  # refunded elsewhere

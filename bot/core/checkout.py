@@ -64,10 +64,7 @@ class Ordering(Receiving):
         return provider.title()
 
     def can_save_cards(self, provider: str) -> bool:
-        return (
-            provider in self.providers
-            and Capability.SAVED_CARDS in self.providers.get(provider).capabilities
-        )
+        return self.can(provider, Capability.SAVED_CARDS)
 
     async def payment_choices(
         self, user_id: int, total: Money, allowed: Sequence[str] = ()
@@ -187,25 +184,18 @@ class Ordering(Receiving):
             next_check_at=self.clock() + self.schedule.first,
         )
 
-    def in_chat_providers(self, currency: str) -> list[str]:
-        """The providers paid inside Telegram that take this currency (Stars: XTR)."""
-        return [
-            p.name for p in self.providers_for(currency) if Capability.IN_CHAT in p.capabilities
-        ]
+    def in_chat_provider(self, currency: str) -> str | None:
+        """The provider paid inside Telegram that takes this currency (Stars: XTR), if any."""
+        takers = [p.name for p in self.in_chat() if currency in p.amount_format.currencies]
+        return takers[0] if takers else None
 
     def answers_by_callback(self, order: Order) -> bool:
         """The provider's callback is the only answer (KTWidget): nobody can be asked."""
-        return (
-            order.provider in self.providers
-            and Capability.STATUS_IN_CALLBACK in self.providers.get(order.provider).capabilities
-        )
+        return self.can(order.provider, Capability.STATUS_IN_CALLBACK)
 
     def pays_in_chat(self, order: Order) -> bool:
         """The order is paid inside Telegram (Stars): its Pay button is an invoice message."""
-        return (
-            order.provider in self.providers
-            and Capability.IN_CHAT in self.providers.get(order.provider).capabilities
-        )
+        return self.can(order.provider, Capability.IN_CHAT)
 
     async def send_invoice_again(self, user_id: int, order_id: int) -> Order | None:
         """A fresh invoice message for the customer's unpaid in-chat order (the old one may be

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.core.outbox import OutboxKind, message
-from providers.base import ProviderMisconfigured
+from providers.base import Capability, InChat, Provider, ProviderMisconfigured
 from providers.registry import Registry
 from storage.base import NewOutbox, Order, OrderState, Storage
 
@@ -85,6 +85,20 @@ class CoreContext:
         self._callback_secret = callback_secret.encode()
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._told_misconfigured: set[tuple[str, str]] = set()
+
+    def can(self, provider: str, capability: Capability) -> bool:
+        """Whether this enabled provider has the capability (False for one no longer enabled)."""
+        return (
+            provider in self.providers and capability in self.providers.get(provider).capabilities
+        )
+
+    def in_chat(self) -> list[Provider]:
+        """The enabled providers whose payments arrive in the chat (Stars)."""
+        return [
+            p
+            for p in self.providers
+            if Capability.IN_CHAT in p.capabilities and isinstance(p, InChat)
+        ]
 
     # --- callback keys --------------------------------------------------------------------
 

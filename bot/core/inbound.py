@@ -239,11 +239,11 @@ class Receiving(Confirming):
 
     def _in_chat(self, payload: str) -> tuple[Provider, int] | None:
         """The in-chat provider whose signed payload this is, and the order it names."""
-        for provider in self.providers:
-            if isinstance(provider, InChat) and Capability.IN_CHAT in provider.capabilities:
-                order_id = provider.order_of(payload)
-                if order_id is not None:
-                    return provider, order_id
+        for provider in self.in_chat():
+            assert isinstance(provider, InChat)
+            order_id = provider.order_of(payload)
+            if order_id is not None:
+                return provider, order_id
         return None
 
     async def pre_checkout(

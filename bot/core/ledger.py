@@ -17,7 +17,6 @@ from bot.core.confirm import stored_ref
 from bot.core.outbox import OutboxKind, message
 from bot.core.refunds import Refunding
 from providers.base import (
-    Capability,
     InChat,
     ListedPayment,
     PaymentState,
@@ -70,9 +69,7 @@ class Reconciling(Refunding):
         stored. Safe to run often and on several replicas: each finding is told once."""
         now = now or self.clock()
         reports = []
-        for provider in self.providers:
-            if Capability.IN_CHAT not in provider.capabilities or not isinstance(provider, InChat):
-                continue
+        for provider in self.in_chat():
             try:
                 reports.append(await self._reconcile(provider, now, window))
             except ProviderError as exc:

@@ -64,10 +64,7 @@ class Refunding(Confirming):
 
     def refunds_by_api(self, order: Order) -> bool:
         """True when the provider refunds through its API; False: the manual flow."""
-        if order.provider not in self.providers:
-            return False
-        provider = self.providers.get(order.provider)
-        return Capability.REFUND in provider.capabilities and stored_ref(order) is not None
+        return self.can(order.provider, Capability.REFUND) and stored_ref(order) is not None
 
     async def refund(
         self, order_id: int, amount: Money | None, *, actor: str, request: str
@@ -272,10 +269,7 @@ class Refunding(Confirming):
     # --- payments we did not expect -------------------------------------------------------
 
     def refunds_unexpected_by_api(self, provider: str) -> bool:
-        return (
-            provider in self.providers
-            and Capability.REFUND in self.providers.get(provider).capabilities
-        )
+        return self.can(provider, Capability.REFUND)
 
     async def refund_unexpected(self, payment_row_id: int, *, actor: str) -> UnexpectedPayment:
         """The admins' one tap on a payment we did not expect: refunded through the provider's

@@ -65,18 +65,19 @@ async def successful_payment(message: Message, checkout: CheckoutService) -> Non
     """Confirmed through the one confirm; the customer hears of it from the outbox, once."""
     assert message.successful_payment is not None
     payment = _chat_payment(message, message.successful_payment)
-    for name in checkout.in_chat_providers(payment.currency):
-        await checkout.receive_chat_payment(name, payment)
+    provider = checkout.in_chat_provider(payment.currency)
+    if provider is None:
+        log.error("a %s payment arrived with no in-chat provider enabled", payment.currency)
         return
-    log.error("a %s payment arrived with no in-chat provider enabled", payment.currency)
+    await checkout.receive_chat_payment(provider, payment)
 
 
 async def refunded_payment(message: Message, checkout: CheckoutService) -> None:
     assert message.refunded_payment is not None
     payment = _chat_payment(message, message.refunded_payment)
-    for name in checkout.in_chat_providers(payment.currency):
-        await checkout.refunded_in_chat(name, payment)
-        return
+    provider = checkout.in_chat_provider(payment.currency)
+    if provider is not None:
+        await checkout.refunded_in_chat(provider, payment)
 
 
 def create_router() -> Router:
