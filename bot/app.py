@@ -53,6 +53,8 @@ from storage.base import Storage
 
 log = logging.getLogger("bot.app")
 STOP_TASKS_WITHIN = 10  # seconds a cancelled background task gets to end at stop
+CALLBACK_SETUP_FIRST_RETRY = 5.0  # seconds before asking a provider that was down again
+CALLBACK_SETUP_LONGEST_RETRY = 600.0
 
 
 class StartupError(RuntimeError):
@@ -239,6 +241,9 @@ class BotApp:
         # events stored before a crash, replayed off the start-up path: a provider that is down
         # must not hold up the bot (the sweep replays them too)
         self._tasks.append(asyncio.create_task(self._replay(checkout), name="replay"))
+        self._tasks.append(
+            asyncio.create_task(self._register_callbacks(checkout), name="callback urls")
+        )
         if self.background:
             self._tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
             self._tasks.append(asyncio.create_task(reconciler.run(), name="reconciler"))
@@ -303,6 +308,20 @@ class BotApp:
             await checkout.replay_inbound()
         except Exception:
             log.exception("replaying stored events at start-up failed; the sweep retries")
+
+    @staticmethod
+    async def _register_callbacks(checkout: CheckoutService) -> None:
+        """Our callback URL to the providers that keep one per merchant, off the start-up
+        path; a provider that is down is asked again, less and less often."""
+        delay = CALLBACK_SETUP_FIRST_RETRY
+        while True:
+            try:
+                if not await checkout.register_callbacks():
+                    return
+            except Exception:
+                log.exception("setting the providers' callback URLs failed")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CALLBACK_SETUP_LONGEST_RETRY)
 
     async def _set_commands(self, bot: Bot, i18n: I18n) -> None:
         """The command menu in every language; a failure is logged, not fatal."""

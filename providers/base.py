@@ -262,20 +262,60 @@ class Receipts(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class BridgeResult:
-    """What a bridge page answers: the page or reply to send back, and the payment its POST
-    opened (None for the page itself or a refused POST)."""
+    """What a bridge page answers: the page or reply to send back, and the payment it opened
+    (None for a page that opened none, or a refused post). `problem` is an error the core acts
+    on beyond the page (ProviderMisconfigured: the admins are told)."""
 
     ack: Ack
     ref: PaymentRef | None = None
+    problem: ProviderError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeWords:
+    """What a bridge page says, in the order's language: written by bot/ (gettext, Babel's
+    money), placed by the adapter, which never words anything a customer reads itself."""
+
+    lang: str  # the page's `lang` attribute
+    title: str  # "Order #12: MNT 5,000.00"
+    opening: str  # while the page asks the app for the customer's token
+    opened: str  # the payment is open in the app: what the customer does next
+    outside: str  # opened in an ordinary browser: how to open it in the app
+    copy_link: str
+    copied: str
+    refused: str  # the app's token for the customer did not hold
+    unavailable: str  # the provider could not open the payment now
+    scan: str  # the QR code's caption
+    open_app: str  # the button to the app's deeplink
+    check: str  # the link that asks us whether it is paid
+    qr_instead: str  # the link to the QR page, from the outside page
 
 
 @runtime_checkable
 class BridgePage(Protocol):
     """Providers with Capability.BRIDGE_PAGE (Pocket): the Pay button opens our page
     `/pay/{provider}/{token}`, whose browser step (the customer's token inside the Pocket app)
-    creates the payment. The core stores the ref it returns and confirms as for any payment."""
+    creates the payment. The core stores the ref it returns and confirms as for any payment.
 
-    async def bridge(self, request: InboundRequest, checkout: CheckoutRequest) -> BridgeResult: ...
+    `opened` is the payment a visit of this page opened before: an adapter shows it again and
+    never opens a second one for the same order (both could be paid)."""
+
+    async def bridge(
+        self,
+        request: InboundRequest,
+        checkout: CheckoutRequest,
+        words: BridgeWords,
+        opened: PaymentRef | None,
+    ) -> BridgeResult: ...
+
+
+@runtime_checkable
+class CallbackSetup(Protocol):
+    """Providers whose callback URL is one per merchant, set through their own API (Pocket's
+    pg/config) rather than sent with each checkout. The core hands over the URL, with a key of
+    the provider's in it, at start-up; True when the provider had another one before."""
+
+    async def set_callback_url(self, url: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from sandbox.botuser import BotUser
 from sandbox.telegram import TelegramServer
 from storage.base import NewOutbox, Order, OrderState
 from tests.conftest import ADMIN, CUSTOMER, MERCHANT_CHAT, both_databases
-from tests.fakes import BridgeProvider, CallbackTruthProvider, InChatProvider
+from tests.fakes import BridgeProvider, CallbackTruthProvider, InChatProvider, bridge_words
 
 S = OrderState
 Start = Callable[..., Awaitable[Parts]]
@@ -390,6 +390,12 @@ PAYLOADS: dict[OutboxKind, dict[str, Any]] = {
     OutboxKind.ADMIN_LEDGER_RECOVERED: {"payment_id": "stx-1"},
     OutboxKind.ADMIN_CALLBACK_REFUSED: {"reason": "the callback says 140.00 KZT"},
     OutboxKind.ADMIN_LEDGER_UNLISTED: {"payment_id": "stx-2"},
+    OutboxKind.ADMIN_UNKNOWN_PAYMENT: {
+        "payment_id": "100042",
+        "amount": 1250000,
+        "currency": "MNT",
+        "provider": "Pocket",
+    },
     OutboxKind.ADMIN_STRANGER_PAYMENT: {
         "payment_id": "stx-3",
         "user_id": 7,
@@ -402,6 +408,7 @@ NOT_ABOUT_AN_ORDER = {
     OutboxKind.CARD_SAVED,
     OutboxKind.CARD_FAILED,
     OutboxKind.ADMIN_STRANGER_PAYMENT,
+    OutboxKind.ADMIN_UNKNOWN_PAYMENT,
 }
 CHAT = {Audience.CUSTOMER: CUSTOMER, Audience.MERCHANT: MERCHANT_CHAT, Audience.ADMIN: ADMIN}
 
@@ -456,6 +463,7 @@ async def test_two_reviews_of_one_order_both_reach_the_outbox(start: Start) -> N
         fake.name,
         order.token,
         InboundRequest("POST", f"/pay/{fake.name}/{order.token}", body=b"token=good"),
+        bridge_words,
     )
     fake.states["inv-1"] = (PaymentState.PAID, mnt(800))  # the customer paid less
     first = await app.checkout.confirm(order.id, actor="sweep")
@@ -487,6 +495,7 @@ async def test_two_refunds_of_one_order_both_reach_the_outbox(start: Start) -> N
         fake.name,
         order.token,
         InboundRequest("POST", f"/pay/{fake.name}/{order.token}", body=b"token=good"),
+        bridge_words,
     )
     fake.states["inv-1"] = (PaymentState.PAID, mnt(900))
     assert (await app.checkout.confirm(order.id, actor="sweep")).order.state is S.PAID
@@ -549,6 +558,7 @@ async def test_a_misconfigured_provider_tells_the_admins_once_and_the_customer_n
         fake.name,
         order.token,
         InboundRequest("POST", f"/pay/{fake.name}/{order.token}", body=b"token=good"),
+        bridge_words,
     )
     for _ in range(3):
         confirmation = await app.checkout.confirm(order.id, actor="button")
@@ -559,6 +569,7 @@ async def test_a_misconfigured_provider_tells_the_admins_once_and_the_customer_n
         fake.name,
         second.token,
         InboundRequest("POST", f"/pay/{fake.name}/{second.token}", body=b"token=good"),
+        bridge_words,
     )
     assert not (await app.checkout.confirm(second.id, actor="sweep")).answered
 

@@ -21,7 +21,7 @@ from bot.core.outbox import Audience, OutboxKind
 from bot.core.refunds import ALREADY as REFUNDED_ALREADY
 from bot.core.refunds import RefundPlan
 from money import AmountNotRepresentable, Money
-from providers.base import Ack, BadCallback, ChatPayment, InboundRequest
+from providers.base import Ack, BadCallback, BridgeWords, ChatPayment, InboundRequest, Provider
 from storage.base import (
     FINAL,
     PAYABLE,
@@ -49,6 +49,7 @@ __all__ = [
     "Audience",
     "AuditEntry",
     "BadCallback",
+    "BridgeWords",
     "CartLine",
     "ChatPayment",
     "CheckSchedule",
@@ -64,6 +65,7 @@ __all__ = [
     "OutboxKind",
     "OutboxMessage",
     "PaymentChoice",
+    "Provider",
     "ReceiptError",
     "RefundError",
     "RefundPlan",

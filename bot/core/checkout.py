@@ -57,12 +57,6 @@ class Ordering(Receiving):
         found = self.providers.for_currency(currency)
         return [p for p in found if not allowed or p.name in allowed]
 
-    def display_name(self, provider: str) -> str:
-        """What the chat calls a provider; the bare name for one that is no longer enabled."""
-        if provider in self.providers:
-            return self.providers.get(provider).display_name
-        return provider.title()
-
     def can_save_cards(self, provider: str) -> bool:
         return self.can(provider, Capability.SAVED_CARDS)
 

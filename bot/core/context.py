@@ -92,6 +92,12 @@ class CoreContext:
             provider in self.providers and capability in self.providers.get(provider).capabilities
         )
 
+    def display_name(self, provider: str) -> str:
+        """What the chat calls a provider; the bare name for one that is no longer enabled."""
+        if provider in self.providers:
+            return self.providers.get(provider).display_name
+        return provider.title()
+
     def in_chat(self) -> list[Provider]:
         """The enabled providers whose payments arrive in the chat (Stars)."""
         return [
@@ -110,6 +116,15 @@ class CoreContext:
 
     def callback_key_valid(self, provider: str, order_id: int, key: str) -> bool:
         return hmac.compare_digest(key.encode(), self.callback_key(provider, order_id).encode())
+
+    def provider_key(self, provider: str) -> str:
+        """The key in a callback URL that is one per merchant (Pocket's pg/config): it proves
+        the request came to the URL we gave the provider, never which order it is about."""
+        mac = hmac.new(self._callback_secret, f"{provider}:*".encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
+    def provider_callback_url(self, provider: str) -> str:
+        return f"{self.public_url}/callbacks/{provider}?k={self.provider_key(provider)}"
 
     # --- moving orders --------------------------------------------------------------------
 
@@ -177,16 +192,18 @@ class CoreContext:
             return noted or order
         return await self._move(order, OrderState.NEEDS_REVIEW, actor, reason, messages)
 
-    async def _misconfigured(self, order: Order, exc: ProviderMisconfigured) -> None:
+    async def _misconfigured(self, order: Order | None, exc: ProviderMisconfigured) -> None:
         """Tell the admins once per provider and cause (per process), never the customer."""
-        cause = (exc.provider or order.provider, exc.code or str(exc.http_status or ""))
+        provider = exc.provider or (order.provider if order else "")
+        cause = (provider, exc.code or str(exc.http_status or ""))
         log.error("provider %s is misconfigured: %s", cause[0], exc)
         if cause in self._told_misconfigured:
             return
         self._told_misconfigured.add(cause)
+        said = {"error": str(exc)[:300], "provider": self.display_name(provider)}
         for admin in self.admin_ids:
             await self.storage.enqueue(
-                order.id,
-                message(OutboxKind.ADMIN_MISCONFIGURED, admin, {"error": str(exc)[:300]}),
+                order.id if order else None,
+                message(OutboxKind.ADMIN_MISCONFIGURED, admin, said),
             )
         self._on_outbox()

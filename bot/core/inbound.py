@@ -7,6 +7,7 @@ loses nothing), and then handed to the one `confirm`. None of them marks anythin
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -19,13 +20,20 @@ from providers.base import (
     Ack,
     BadCallback,
     BridgePage,
+    BridgeWords,
+    CallbackSetup,
     Capability,
     ChatPayment,
     CheckoutRequest,
     Inbound,
     InboundRequest,
     InChat,
+    PaymentState,
     Provider,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderRejected,
+    ProviderUnavailable,
 )
 from providers.registry import UnknownProvider
 from storage.base import DuplicatePayment, InboundEvent, Order, OrderState
@@ -36,6 +44,7 @@ FollowUp = Callable[[], Awaitable[None]]
 ORDER_REF_DIGITS = 18  # an order reference longer than this is no id of ours (int64 range)
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what secrets.token_urlsafe gives our orders
 PAYMENT_ID_LIMIT = 200
+UNKNOWN = "unknown"  # the stored kind of a callback about a payment no order has
 
 
 def order_ref(value: str | None) -> int | None:
@@ -140,6 +149,8 @@ class Receiving(Confirming):
         inbound = identified(await provider.parse_callback(request), provider.name)
         if order is None and inbound.ref is not None:
             order = await self.storage.get_order_by_payment(provider.name, inbound.ref.payment_id)
+            if order is None and "k" in request.query:  # the provider's own, with our key
+                return await self._unknown_payment(provider, inbound, request)
         if order is None or order.provider != provider.name:
             raise BadCallback("no such order", provider=provider.name, http_status=404)
         if Capability.STATUS_IN_CALLBACK in provider.capabilities:
@@ -148,6 +159,53 @@ class Receiving(Confirming):
         if event_id is None:
             return provider.ack(True), None
         return provider.ack(True), self._follow_up(order.id, event_id, "callback", inbound)
+
+    async def _unknown_payment(
+        self, provider: Provider, inbound: Inbound, request: InboundRequest
+    ) -> tuple[Ack, FollowUp | None]:
+        """A callback to the merchant's one URL, with our key, about a payment no order has:
+        a payment the provider opened while its answer to us was lost. Kept in the inbox and
+        checked with the provider; once it says the payment was made, the admins are told."""
+        assert inbound.ref is not None
+        key = f"unknown:{inbound.event_key or inbound.ref.payment_id}"
+        body = dump_request(UNKNOWN, request)
+        event_id = await self.storage.record_inbound(provider.name, key, None, body)
+        if event_id is None:
+            return provider.ack(True), None
+        log.error("%s reports payment %s, which no order has", provider.name, inbound.ref)
+
+        async def follow_up() -> None:
+            if await self._unknown_checked(provider, inbound):
+                await self.storage.mark_inbound_processed(event_id)
+
+        return provider.ack(True), follow_up
+
+    async def _unknown_checked(self, provider: Provider, inbound: Inbound) -> bool:
+        """Ask about a payment no order has; True once there is nothing more to ask."""
+        assert inbound.ref is not None
+        try:
+            status = await provider.fetch_status(inbound.ref)
+        except ProviderMisconfigured as exc:
+            await self._misconfigured(None, exc)
+            return False
+        except ProviderError as exc:
+            log.warning("%s: checking payment %s failed: %s", provider.name, inbound.ref, exc)
+            return not isinstance(exc, ProviderUnavailable)
+        if status.paid is None or status.state not in (
+            PaymentState.PAID,
+            PaymentState.NEEDS_REVIEW,
+        ):
+            return status.state is not PaymentState.PENDING
+        said = {
+            "payment_id": inbound.ref.payment_id,
+            "amount": status.paid.amount,
+            "currency": status.paid.currency,
+            "provider": provider.display_name,
+        }
+        for admin in self.admin_ids:
+            await self.storage.enqueue(None, message(OutboxKind.ADMIN_UNKNOWN_PAYMENT, admin, said))
+        self._on_outbox()
+        return True
 
     def not_stored_ack(self, provider_name: str) -> Ack:
         """What tells the provider its callback was not taken, so that it sends it again."""
@@ -177,8 +235,17 @@ class Receiving(Confirming):
     async def _callback_order(self, provider: Provider, request: InboundRequest) -> Order | None:
         key = request.query.get("k")
         if key is None:
-            if Capability.STATUS_IN_CALLBACK in provider.capabilities:
+            # the callback is the truth, or it comes to a URL we set ourselves: ours has a key
+            if Capability.STATUS_IN_CALLBACK in provider.capabilities or isinstance(
+                provider, CallbackSetup
+            ):
                 raise BadCallback("callback without a key", provider=provider.name, http_status=401)
+            return None
+        if "o" not in request.query:  # the merchant's one URL (Pocket): found by payment id
+            if not hmac.compare_digest(key.encode(), self.provider_key(provider.name).encode()):
+                raise BadCallback(
+                    "callback key does not match", provider=provider.name, http_status=403
+                )
             return None
         order_id = order_ref(request.query.get("o"))
         if order_id is None or not self.callback_key_valid(provider.name, order_id, key):
@@ -202,38 +269,83 @@ class Receiving(Confirming):
     # --- bridge pages ---------------------------------------------------------------------
 
     async def open_bridge(
-        self, provider_name: str, token: str, request: InboundRequest
+        self,
+        provider_name: str,
+        token: str,
+        request: InboundRequest,
+        words: Callable[[Order, Provider], BridgeWords],
     ) -> tuple[Ack, FollowUp | None] | None:
-        """Our page at /pay/{provider}/{token} (Pocket). The adapter shows the page, and its
-        POST opens the payment: the ref is stored and confirmed as any other. None for an
-        unknown token or a provider without a bridge page."""
+        """Our page at /pay/{provider}/{token} (Pocket). The adapter shows the page, in the
+        words bot/ gives for the order, and opens the payment: its ref is stored and confirmed
+        as any other. None for an unknown token, a provider without a bridge page, or an order
+        with nothing left to pay (a new payment is never opened for it)."""
         order = await self._order_of_token(provider_name, token)
-        if order is None or order.state is not OrderState.AWAITING_PAYMENT:
-            return None  # nothing to pay any more: never open a new invoice for it
+        if order is None:
+            return None
         provider = self.providers.get(provider_name)
         if Capability.BRIDGE_PAGE not in provider.capabilities or not isinstance(
             provider, BridgePage
         ):
             return None
-        result = await provider.bridge(request, self.checkout_request(order, provider))
-        if result.ref is None:
-            return result.ack, None
-        # Our own adapter opened this payment: keep its ref on the order now, before the
-        # answer, since a stored bridge post is not parsed again (that would open another one).
-        # A second post keeps the first ref: the first may be paid already; a payment of the
-        # second is then one we did not expect, reviewed, never lost.
-        if order.provider_payment_id is None:
+        async with self._lock(order.id):  # two taps at once open one payment, not two
+            order = await self.storage.get_order(order.id)
+            if order is None or order.state is not OrderState.AWAITING_PAYMENT:
+                return None
+            if order.expires_at is not None and self.clock() >= order.expires_at:
+                return None  # past its deadline: a payment opened now would only be reviewed
+            opened = stored_ref(order)
+            result = await provider.bridge(
+                request, self.checkout_request(order, provider), words(order, provider), opened
+            )
+            if isinstance(result.problem, ProviderMisconfigured):
+                await self._misconfigured(order, result.problem)
+            if result.ref is None or result.ref == opened:
+                return result.ack, None
+            # Our own adapter opened this payment: keep its ref on the order now, before the
+            # answer, since a stored bridge post is not parsed again (that would open another).
             try:
                 order = await self.storage.attach_payment(
                     order.id, result.ref.payment_id, result.ref.data
                 )
             except DuplicatePayment:
-                log.warning("order %s: bridge payment id belongs to another order", order.id)
+                # another replica opened one first, or the id is another order's: this one is
+                # a payment no order has, found by its callback (`_unknown_payment`)
+                log.error(
+                    "order %s: payment %s opened beside the order's own", order.id, result.ref
+                )
         inbound = Inbound(result.ref, event_key=f"bridge:{result.ref.payment_id}")
-        event_id = await self._store_event("bridge", provider, order, inbound, request)
+        # stored without its body: the post carries the customer's tokens, and is never read again
+        kept = InboundRequest(request.method, request.path, request.query, request.headers)
+        event_id = await self._store_event("bridge", provider, order, inbound, kept)
         if event_id is None:
             return result.ack, None
         return result.ack, self._follow_up(order.id, event_id, "bridge", inbound)
+
+    async def register_callbacks(self) -> list[str]:
+        """Give every provider that keeps one callback URL per merchant (Pocket) ours, with
+        its key. Returns the providers still to do (unreachable now: the caller tries again
+        later); a refusal of our credentials is told to the admins once."""
+        pending = []
+        for provider in self.providers:
+            if Capability.CALLBACKS not in provider.capabilities or not isinstance(
+                provider, CallbackSetup
+            ):
+                continue
+            try:
+                changed = await provider.set_callback_url(self.provider_callback_url(provider.name))
+            except ProviderUnavailable as exc:
+                log.warning("setting the callback URL of %s failed: %s", provider.name, exc)
+                pending.append(provider.name)
+            except ProviderRejected as exc:  # our credentials, or our PUBLIC_URL, refused
+                await self._misconfigured(
+                    None,
+                    ProviderMisconfigured(
+                        f"refused our callback URL: {exc}", provider=provider.name, code=exc.code
+                    ),
+                )
+            else:
+                log.info("%s callback URL %s", provider.name, "set" if changed else "kept")
+        return pending
 
     # --- payments reported in the chat ----------------------------------------------------
 
@@ -367,7 +479,7 @@ class Receiving(Confirming):
         return done
 
     async def _replay(self, event: InboundEvent, now: datetime) -> bool:
-        if event.order_id is None or event.provider not in self.providers:
+        if event.provider not in self.providers:
             return True
         provider = self.providers.get(event.provider)
         try:
@@ -375,6 +487,8 @@ class Receiving(Confirming):
         except (*STORED_ERRORS, BadCallback) as exc:
             log.warning("dropping stored event %s: %s", event.id, exc)
             return True
+        if event.order_id is None:  # a payment no order has, or one naming none (told once)
+            return kind != UNKNOWN or await self._unknown_checked(provider, inbound)
         confirmation = await self.confirm(
             event.order_id, actor=f"replay:{kind}", inbound=inbound, now=now
         )

@@ -36,6 +36,7 @@ class OutboxKind(StrEnum):
     ADMIN_LEDGER_RECOVERED = "admin_ledger_recovered"  # a lost payment update, found
     ADMIN_LEDGER_UNLISTED = "admin_ledger_unlisted"  # a paid order the ledger does not list
     ADMIN_STRANGER_PAYMENT = "admin_stranger_payment"  # paid, naming no order of ours
+    ADMIN_UNKNOWN_PAYMENT = "admin_unknown_payment"  # paid, to a payment no order has
     ADMIN_CALLBACK_REFUSED = "admin_callback_refused"  # the provider's truth, refused
     CARD_SAVED = "card_saved"
     CARD_FAILED = "card_failed"

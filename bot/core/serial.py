@@ -68,7 +68,7 @@ async def parse_stored(provider: Provider, raw: bytes) -> tuple[str, Inbound]:
     kind, request = load_request(raw)
     if kind == "return":
         return kind, await provider.parse_return(request)
-    if kind == "callback":
+    if kind in ("callback", "unknown"):  # unknown: a callback about a payment no order has
         return kind, await provider.parse_callback(request)
     if kind == "chat" and isinstance(provider, InChat):
         return kind, provider.parse_chat_payment(load_chat_payment(request.body))

@@ -19,6 +19,8 @@ async def to_inbound(request: web.Request) -> InboundRequest:
 
 
 def to_response(ack: Ack) -> web.Response:
+    kind, _, params = ack.content_type.partition(";")
+    charset = params.partition("charset=")[2].strip() or None
     return web.Response(
-        status=ack.status, body=ack.body, content_type=ack.content_type.split(";")[0]
+        status=ack.status, body=ack.body, content_type=kind.strip(), charset=charset
     )
