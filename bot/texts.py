@@ -219,4 +219,23 @@ def user_text(kind: OutboxKind, payload: dict[str, object]) -> str:
             user_id=escape(str(payload.get("user_id", ""))),
             payment_id=escape(str(payload.get("payment_id", ""))),
         )
+    if kind is OutboxKind.ADMIN_UNKNOWN_PAYMENT:
+        amount = money(Money(int(payload["amount"]), str(payload["currency"])))  # type: ignore[call-overload]
+        return _(
+            "⚠️ {provider}: payment {payment_id} of {amount} belongs to no order of ours (its "
+            "answer to us was lost). Its note starts with the order number: settle or refund it "
+            "in {provider}."
+        ).format(
+            provider=escape(str(payload.get("provider", ""))),
+            payment_id=escape(str(payload.get("payment_id", ""))),
+            amount=amount,
+        )
+    if kind is OutboxKind.ADMIN_MISCONFIGURED:  # found at start-up, before any order
+        return _(
+            "🛠 {provider} refused our credentials or settings: {error}. "
+            "Payments through it wait until the settings are fixed."
+        ).format(
+            provider=escape(str(payload.get("provider", ""))),
+            error=escape(str(payload.get("error", ""))),
+        )
     raise ValueError(f"{kind} is about an order")

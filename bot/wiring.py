@@ -18,6 +18,8 @@ from bot.config import ENV, ProviderSettings, Settings, given_values_only
 from providers.base import Provider, TelegramPayments
 from providers.ktwidget import KTWidgetProvider
 from providers.payture import PaytureProvider
+from providers.pocket import Mode as PocketMode
+from providers.pocket import PocketProvider
 from providers.redoya import RedoyaProvider
 from providers.registry import Registry
 from providers.stars import StarsProvider
@@ -120,6 +122,49 @@ class KTWidgetSettings(ProviderSettings):
         )
 
 
+class PocketSettings(ProviderSettings):
+    """Pocket / Invescore (Mongolia, MNT): the merchant's client id and secret and terminal, and
+    the realm's public key (Keycloak's realm page, `public_key`) that signs customer tokens.
+    `POCKET_MODE`: `app` (the page works inside the Pocket app), `qr` (a QR code and deeplink),
+    or `both` (inside Pocket as `app`, elsewhere the QR code is offered)."""
+
+    model_config = SettingsConfigDict(**ENV, env_prefix="POCKET_")
+    required: ClassVar[tuple[str, ...]] = (
+        "client_id",
+        "client_secret",
+        "terminal_id",
+        "public_key",
+    )
+
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    terminal_id: str | None = None
+    public_key: str | None = None  # a public key: not a secret
+    sso_url: str = "https://sso.invescore.mn"  # staging: sso-staging.invescore.mn
+    api_url: str = "https://service.invescore.mn"  # staging: service-staging.invescore.mn
+    js_url: str | None = None  # where pocket.js is served; needed unless mode is qr
+    issuer: str | None = None  # default: {sso_url}/auth/realms/invescore
+    mode: PocketMode = PocketMode.BOTH
+    pay_minutes: int = Field(30, ge=5, le=1440)  # how long the order waits for the payment
+
+    def build(self, deps: Deps) -> Provider:
+        if not self.js_url and self.mode is not PocketMode.QR:
+            raise ValueError("POCKET_JS_URL: required unless POCKET_MODE=qr")
+        return PocketProvider(
+            deps.client,
+            sso_url=self.sso_url,
+            api_url=self.api_url,
+            script_url=self.js_url or "",
+            client_id=self.client_id or "",
+            client_secret=_secret(self.client_secret) or "",
+            terminal_id=self.terminal_id or "",
+            public_key=self.public_key or "",
+            issuer=self.issuer or f"{self.sso_url.rstrip('/')}/auth/realms/invescore",
+            mode=self.mode,
+            lifetime=timedelta(minutes=self.pay_minutes),
+        )
+
+
 class StarsSettings(ProviderSettings):
     """Telegram Stars (XTR): no provider account, only `STARS_ENABLED=true`. The invoice
     payloads are signed with a key derived from CALLBACK_SECRET (or BOT_TOKEN)."""
@@ -152,6 +197,7 @@ PROVIDERS: Mapping[str, Entry] = {
     "redoya": Entry(RedoyaSettings, RedoyaSettings.build),
     "payture": Entry(PaytureSettings, PaytureSettings.build),
     "ktwidget": Entry(KTWidgetSettings, KTWidgetSettings.build),
+    "pocket": Entry(PocketSettings, PocketSettings.build),
     "stars": Entry(StarsSettings, StarsSettings.build),
 }
 

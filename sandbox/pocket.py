@@ -58,6 +58,7 @@ MIN_AMOUNT = 500  # MNT, the seed's "доод дүн: 500₮"
 PAID = "paid"
 FAILED = ("unsuccess", "cancelled", "rejected", "failed")
 OUTCOMES = (PAID, *FAILED)
+REASONS = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 503: "Service Unavailable"}
 CUSTOMER_CLIENT = "pocket-mobile"  # the azp of customer tokens (the app's own client)
 CUSTOMER_TOKEN_SECONDS = 300
 KNOBS = (
@@ -74,6 +75,10 @@ KNOBS = (
     "webhook_timeout",
     "js_user",
     "js_error",
+    "js_in_app",
+    "check_status",
+    "check_delay",
+    "check_amount",
 )
 
 
@@ -213,6 +218,10 @@ class PocketServer(FakeServer):
         self.webhook_timeout = 10.0
         self.js_user = "sandbox-customer"  # whom pocket.js's tokens name
         self.js_error: str | None = None  # getToken calls back {error: true, errorMessage}
+        self.check_status: int | None = None  # check and v2 state answer this HTTP status
+        self.check_delay = 0.0  # ... after this many seconds
+        self.check_amount: int | float | None = None  # ... and report this amount paid
+        self.js_in_app = True  # False: an ordinary browser, no app channel; getToken never answers
 
     # --- tokens -------------------------------------------------------------------------
 
@@ -361,7 +370,7 @@ class PocketServer(FakeServer):
 
     @staticmethod
     def _bad(status: int, message: str) -> web.Response:
-        reason = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}.get(status, "Error")
+        reason = REASONS.get(status, "Error")
         return web.json_response(
             {"status": status, "error": reason, "message": message}, status=status
         )
@@ -420,7 +429,8 @@ class PocketServer(FakeServer):
                 self.private_key.public_key(),
                 algorithms=["RS256"],
                 issuer=self.issuer,
-                options={"require": ["exp", "sub", "iss"]},
+                # the audience Keycloak writes is configuration: not checked here either
+                options={"require": ["exp", "sub", "iss"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
             return self._bad(400, "consumerToken has expired")
@@ -444,8 +454,22 @@ class PocketServer(FakeServer):
             }
         )
 
-    async def _check(self, request: web.Request) -> web.Response:
+    async def _checked(self, request: web.Request) -> web.Response | None:
+        """What a state query answers before it looks (the token, then the knobs)."""
         refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+        if self.check_delay:
+            await asyncio.sleep(self.check_delay)
+        if self.check_status is not None:
+            return self._bad(self.check_status, "the knob check_status")
+        return None
+
+    def _reported(self, invoice: Invoice) -> int | float:
+        return invoice.amount if self.check_amount is None else self.check_amount
+
+    async def _check(self, request: web.Request) -> web.Response:
+        refused = await self._checked(request)
         if refused is not None:
             return refused
         invoice = self._find(request.match_info["invoice_id"])
@@ -454,7 +478,7 @@ class PocketServer(FakeServer):
         return web.json_response(
             {
                 "id": invoice.id,
-                "amount": invoice.amount,
+                "amount": self._reported(invoice),
                 "info": invoice.info,
                 "terminalId": invoice.terminal_id,
                 "invoiceState": self._state(invoice),
@@ -517,7 +541,7 @@ class PocketServer(FakeServer):
         )
 
     async def _v2_state(self, request: web.Request) -> web.Response:
-        refused = self._unauthorized(request)
+        refused = await self._checked(request)
         if refused is not None:
             return refused
         body = dict(request.query) if request.method == "GET" else await self._json(request)
@@ -532,7 +556,7 @@ class PocketServer(FakeServer):
             {
                 "id": str(invoice.id),
                 "state": self._state(invoice),
-                "amount": invoice.amount,
+                "amount": self._reported(invoice),
                 "info": invoice.info,
                 "orderNumber": invoice.order_number,
                 "terminalId": invoice.terminal_id,
@@ -564,6 +588,7 @@ class PocketServer(FakeServer):
             "user": json.dumps(user),
             "fallback": json.dumps(self._customer_pair(user)),
             "error": json.dumps(self.js_error),
+            "in_app": json.dumps(bool(self.js_in_app)),
         }
         return web.Response(
             text=script,
@@ -693,10 +718,12 @@ POCKET_JS = """// The Pocket sandbox's stand-in for pocket.js (PocketMobile, Poc
   var user = %(user)s;
   var fallback = %(fallback)s;
   var error = %(error)s;
-  window.PocketMobile = window.PocketMobile || {};
+  var inApp = %(in_app)s;
+  if (inApp) { window.PocketMobile = window.PocketMobile || {}; }
   window.Pocket = window.Pocket || {};
   window.Pocket.getToken = function (params, callback) {
     if (typeof params === "function") { callback = params; }
+    if (!window.PocketMobile) { return; }  // outside the app nobody answers
     if (error) {
       setTimeout(function () { callback({ error: true, errorMessage: error }); }, 0);
       return;
