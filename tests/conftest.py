@@ -25,9 +25,11 @@ from sandbox.base import FakeServer
 from sandbox.botuser import BotUser
 from sandbox.ktwidget import KtwidgetServer
 from sandbox.payture import PaytureServer
+from sandbox.pocket import PocketServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage.postgres import describe
+from tests.browser import browser, chromium  # noqa: F401 - fixtures for every test module
 
 CUSTOMER = 1001
 ADMIN = 42
@@ -122,6 +124,7 @@ def make_settings(
     redoya: RedoyaServer,
     payture: PaytureServer,
     ktwidget: KtwidgetServer,
+    pocket: PocketServer,
 ) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -131,7 +134,7 @@ def make_settings(
             "sweep_every": 3600,  # tests run the sweep themselves
         }
         values.update(overrides)
-        return sandbox_settings(telegram, redoya, payture, ktwidget, **values)
+        return sandbox_settings(telegram, redoya, payture, ktwidget, pocket, **values)
 
     return make
 
