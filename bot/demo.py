@@ -1,8 +1,10 @@
 """`python -m bot demo`: the whole flow on loopback, with no Telegram or provider account.
 
-Starts the sandbox (Telegram Bot API, Redoya and Payture emulators), runs the real bot against
-it, and plays a customer: /start, two products into the cart, checkout, Pay on the emulated
-Redoya page, back to the bot. Prints the chat transcript and the order's final state.
+Starts the sandbox (the Telegram Bot API and every provider's emulator), runs the real bot
+against it, and plays a customer who pays four ways: Redoya (two products in the cart, the
+emulated page, back to the bot), Telegram Stars (an invoice in the chat), KTWidget (its callback
+and the PDF receipt) and Pocket (our bridge page, the invoice, the webhook checked). Prints the
+chat transcript and the orders' final states.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def sandbox_settings(
 async def run_demo() -> int:
     servers = await registry.start_all()
     telegram, redoya, ktwidget = servers["telegram"], servers["redoya"], servers["ktwidget"]
+    pocket = servers["pocket"]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             settings = sandbox_settings(*servers.values(), database_url=f"sqlite:///{tmp}/demo.db")
@@ -105,9 +108,29 @@ async def run_demo() -> int:
                 await user.wait_message("Payment received for order #3")
                 await user.wait_message(predicate=lambda m: "document" in m)
                 await merchant_chat.wait_message("Order #3 paid", after_id=0)
+
+                # and Mongolian milk tea through Pocket: our page inside the Pocket app gets
+                # the customer's token (pocket.js; here posted as the page's script posts it),
+                # we open the invoice, the customer confirms it in Pocket, the webhook is checked
+                await user.send("/start p_milk-tea")
+                await user.wait_message("Mongolian milk tea")
+                await user.press(text="Buy now")
+                bridge = button_url(await user.wait_message("Order #4"), "Pay")
+                customer_token = pocket.customer_token("ada")  # type: ignore[attr-defined]
+                async with http.post(bridge, json={"accessToken": customer_token}) as answer:
+                    assert answer.status == 200, await answer.text()
+                milk = await parts.checkout.order(4)
+                assert milk is not None
+                async with http.post(
+                    f"{pocket.url}/sandbox/pay",
+                    json={"invoice_id": milk.provider_payment_id, "outcome": "paid"},
+                ) as answer:
+                    assert answer.status == 200, await answer.text()
+                await user.wait_message("Payment received for order #4")
+                await merchant_chat.wait_message("Order #4 paid", after_id=0)
                 await parts.notifier.flush()
 
-                tea, gift, order = await parts.checkout.orders_of(CUSTOMER_ID, limit=3)
+                milk, tea, gift, order = await parts.checkout.orders_of(CUSTOMER_ID, limit=4)
                 merchant = await merchant_chat.messages()
                 print("=== chat with the customer ===")
                 print(transcript(await user.messages()))
@@ -118,12 +141,12 @@ async def run_demo() -> int:
                 print(
                     f"=== orders (the Stars pre-checkout answered in {stars['answered_in']} s) ==="
                 )
-                for each in (order, gift, tea):
+                for each in (order, gift, tea, milk):
                     print(
                         f"order #{each.id}: {each.state} · {each.total} "
                         f"· {each.provider} payment {each.provider_payment_id}"
                     )
-                all_paid = order.state is gift.state is tea.state is OrderState.PAID
+                all_paid = all(o.state is OrderState.PAID for o in (order, gift, tea, milk))
                 return 0 if all_paid else 1
     finally:
         await registry.stop_all(servers)

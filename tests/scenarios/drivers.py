@@ -18,9 +18,10 @@ import aiohttp
 
 from bot.app import Parts
 from sandbox.base import FakeServer
-from sandbox.botuser import BotUser
+from sandbox.botuser import BotUser, button_url
 from sandbox.ktwidget import KtwidgetServer
 from sandbox.payture import PaytureServer
+from sandbox.pocket import PocketServer
 from sandbox.redoya import RedoyaServer
 from storage.base import Order
 from tests.conftest import CUSTOMER
@@ -272,7 +273,89 @@ class KTWidgetDriver(Driver):
         transaction.reported_amount = order.total.to_decimal() - 100
 
 
-DRIVERS: list[type[Driver]] = [RedoyaDriver, PaytureDriver, KTWidgetDriver]
+class PocketDriver(Driver):
+    """A bridge page we host: the page posts the customer's Pocket token, we open the invoice;
+    Pocket's webhook (to the merchant's one URL, with our key) is a hint, the check the truth.
+    The customer's way back is the page's "I have paid" link to the return page."""
+
+    name = "pocket"
+    category, product = "Tea", "Mongolian milk tea"
+    supports_callbacks = True
+    keyless_callback = 401  # the URL we set carries our key: one without is not Pocket's
+    callback_type = "application/json"
+    emulator: PocketServer
+
+    async def order(self) -> tuple[dict, Order]:
+        """Order in the chat, and open the Pay button's page inside Pocket: getToken and the
+        page's post open the invoice, as the page's script does."""
+        message, _ = await super().order()
+        token = self.emulator.customer_token("ada")
+        async with self.http.post(
+            button_url(message, "Pay"), json={"accessToken": token}
+        ) as answer:
+            assert answer.status == 200, await answer.text()
+        return message, await self.latest()
+
+    async def pay(self, message: dict, outcome: str) -> str:
+        """The customer in the Pocket app: pays, refuses, or has not decided yet ("pending")."""
+        page = button_url(message, "Pay")
+        order = await self.latest()
+        if outcome != "pending":
+            self.emulator.webhook_on_failure = True
+            url, self.emulator.fallback_url = self.emulator.fallback_url, None  # deliver() posts
+            invoice = {"invoice_id": order.provider_payment_id, "outcome": outcome}
+            try:
+                async with self.http.post(f"{self.emulator.url}/sandbox/pay", json=invoice) as paid:
+                    assert paid.status == 200, await paid.text()
+            finally:
+                self.emulator.fallback_url = url
+        return page.replace("/pay/pocket/", "/return/pocket/")
+
+    async def deliver(self, order: Order, redirect: str, *, times: int = 1) -> list[Page]:
+        """Pocket's webhook (what the emulator posts as the customer pays), `times` times,
+        each followed by the customer pressing "I have paid"."""
+        pages = []
+        for _ in range(times):
+            assert await self.notify(order) == 200
+            pages.append(await self.come_back(redirect))
+        return pages
+
+    async def notify(self, order: Order, body: bytes | None = None, *, key: str | None = "") -> int:
+        """Pocket posts to the merchant's one URL: `?k=` our provider key ("" here), no order."""
+        url = f"{self.parts.web_url}/callbacks/{self.name}"
+        if key is not None:
+            url += f"?k={key or self.parts.checkout.provider_key(self.name)}"
+        payload = body if body is not None else await self.notification(order)
+        headers = {"Content-Type": self.callback_type}
+        async with self.http.post(url, data=payload, headers=headers) as answer:
+            await answer.read()
+            return answer.status
+
+    async def notification(self, order: Order) -> bytes:
+        invoice = self.emulator.invoices[int(order.provider_payment_id or 0)]
+        return json.dumps(self.emulator.webhook_body(invoice)).encode()
+
+    def forged_success(self, order: Order) -> bytes:
+        body = {"id": 1, "amount": order.total.amount // 100, "info": "x", "invoiceState": "paid"}
+        return json.dumps(body | {"invoiceId": order.provider_payment_id}).encode()
+
+    def forged_return(self, order: Order, redirect: str) -> str:
+        return f"{redirect}?invoiceId=999999&invoiceState=paid"
+
+    def go_down(self) -> None:
+        self.emulator.check_status = 503
+
+    def come_back_up(self) -> None:
+        self.emulator.check_status = None
+
+    def slow_down(self, seconds: float) -> None:
+        self.emulator.check_delay = seconds
+
+    def underpay(self, order: Order) -> None:
+        self.emulator.check_amount = order.total.amount // 100 - 100  # 100 tugrik short
+
+
+DRIVERS: list[type[Driver]] = [RedoyaDriver, PaytureDriver, KTWidgetDriver, PocketDriver]
 
 
 async def settled(app: Parts, seconds: float = 0.3) -> None:
