@@ -57,6 +57,23 @@ CALLBACK_SETUP_FIRST_RETRY = 5.0  # seconds before asking a provider that was do
 CALLBACK_SETUP_LONGEST_RETRY = 600.0
 
 
+class PlainHTTPSession(AiohttpSession):
+    """aiogram's session for a Bot API reached over plain HTTP (a local Bot API server, the
+    sandbox): closed without aiogram's fixed 250 ms wait, which lets TLS connections shut
+    down, and there are none."""
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
+def _telegram_session(api_url: str | None) -> AiohttpSession:
+    if not api_url:
+        return AiohttpSession()
+    kind = PlainHTTPSession if api_url.startswith("http://") else AiohttpSession
+    return kind(api=TelegramAPIServer.from_base(api_url))
+
+
 class StartupError(RuntimeError):
     """A setting or a dependency that stops the bot from starting; the message says which."""
 
@@ -130,11 +147,7 @@ class BotApp:
             event_hooks=logging_hooks(s.secrets()),  # type: ignore[arg-type]
         )
         self._stack.push_async_callback(http.aclose)
-        session = (
-            AiohttpSession(api=TelegramAPIServer.from_base(s.telegram_api_url))
-            if s.telegram_api_url
-            else AiohttpSession()
-        )
+        session = _telegram_session(s.telegram_api_url)
         bot = Bot(
             s.bot_token.get_secret_value(),
             session=session,
