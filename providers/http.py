@@ -10,6 +10,7 @@ URLs in errors or logs: those carry credentials.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Container, Iterable
@@ -35,6 +36,7 @@ __all__ = [
     "call_with_token",
     "classify",
     "logging_hooks",
+    "parse_json",
     "redact",
     "send",
     "with_query",
@@ -134,6 +136,16 @@ def _retry_after(value: str | None) -> float | None:
 def with_query(url: str, query: str) -> str:
     """`url` with `query` added to whatever query it has."""
     return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """JSON from a request we were sent or an answer we got; ValueError for anything else,
+    a body nested too deep for the parser (RecursionError) included: hostile input is a 4xx
+    or a provider error, never a crash."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise ValueError("not JSON") from None
 
 
 # --- the one mapping to the error tree ----------------------------------------------------------

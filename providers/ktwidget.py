@@ -39,7 +39,7 @@ from providers.base import (
     ProviderUnavailable,
     RefundResult,
 )
-from providers.http import classify, send, with_query
+from providers.http import classify, parse_json, send, with_query
 
 NAME = "ktwidget"
 API = "/api/v1/merchant-widget/payment"
@@ -137,8 +137,8 @@ class KTWidgetProvider:
         """The seed's JSON body at a final status (or an intermediate one: stored, not acted
         on). Whether it is about this order is the core's check against what it stored."""
         try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
+            body = parse_json(request.body)
+        except ValueError:
             raise BadCallback("the callback is not JSON", provider=NAME) from None
         if not isinstance(body, dict) or not isinstance(body.get("status"), dict):
             raise BadCallback("the callback has no status", provider=NAME)
@@ -205,7 +205,7 @@ def _created(response: httpx.Response) -> dict[str, Any]:
     `{"response": {"success": true, "data": {...}}}` against `{"success": false, "error":
     {"code", "messages"|"message"}}`."""
     try:
-        body = response.json()
+        body = parse_json(response.content)
     except ValueError:
         raise classify(NAME, response.status_code, message="an answer that is not JSON") from None
     if not isinstance(body, dict):

@@ -31,7 +31,7 @@ from providers.base import (
     ProviderUnavailable,
     RefundResult,
 )
-from providers.http import classify, send, with_query
+from providers.http import classify, parse_json, send, with_query
 
 NAME = "redoya"
 # verify answers with a body `status`
@@ -133,7 +133,7 @@ class RedoyaProvider:
             keep_5xx=True,  # a MoleculerError body says what went wrong
         )
         try:
-            body = response.json()
+            body = parse_json(response.content)
         except ValueError:
             raise ProviderUnavailable(
                 "verify answered something that is not JSON",

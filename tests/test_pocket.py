@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -437,3 +438,35 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - a condition on an emulator's counters
             await asyncio.sleep(0.02)
+
+
+async def test_hostile_requests_to_the_page_and_the_webhook_are_4xx_without_a_traceback(
+    app: Parts,
+    user: BotUser,
+    http: aiohttp.ClientSession,
+    pocket: PocketServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    page = await buy(user)
+    hook = f"{app.web_url}/callbacks/pocket?k={app.checkout.provider_key('pocket')}"
+    attempts = [
+        (page, b"\x00"),
+        (page, b'{"accessToken": "\\u0000"}'),
+        (page, b'{"accessToken": "a.b.c", "refreshToken": ["x"]}'),
+        (page, b'{"accessToken": "' + b"e" * 15000 + b'"}'),
+        (page, b"[" * 5000 + b"]" * 5000),
+        (hook, b"\xff\xfe"),
+        (hook, b"[]"),
+        (hook, b'{"invoiceId": {"a": 1}, "invoiceState": "paid"}'),
+        (hook, b'{"invoiceId": true}'),
+        (hook, b'{"invoiceId": "1' + b"x" * 100 + b'"}'),
+        (hook, b'{"invoiceId": "1/../../x"}'),
+        (f"{app.web_url}/callbacks/pocket?k=%00", b'{"invoiceId": 1}'),
+    ]
+    for url, body in attempts:
+        async with http.post(url, data=body, headers={"Content-Type": "application/json"}) as a:
+            assert 400 <= a.status < 500, (url[-20:], body[:30], a.status)
+    assert pocket.invoices == {}
+    failed = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not failed, [f"{r.name}: {r.getMessage()}" for r in failed]

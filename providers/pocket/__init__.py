@@ -41,7 +41,7 @@ from providers.base import (
     ProviderUnavailable,
     RefundResult,
 )
-from providers.http import TokenCache, call_with_token, send
+from providers.http import TokenCache, call_with_token, parse_json, send
 from providers.pocket import page, wire
 from providers.pocket.wire import NAME, TUGRIK
 
@@ -213,8 +213,8 @@ class PocketProvider:
         """`{id, amount, info, invoiceId, invoiceState, phoneNumber}`, unsigned: it only says
         which invoice to check. (It comes to the URL we set, with our key: the core checks it.)"""
         try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
+            body = parse_json(request.body)
+        except ValueError:
             raise BadCallback("the webhook is not JSON", provider=NAME) from None
         if not isinstance(body, dict):
             raise BadCallback("the webhook is not a JSON object", provider=NAME)
@@ -274,8 +274,8 @@ def _posted_tokens(body: bytes) -> tuple[str, str] | None:
     if len(body) > BODY_LIMIT:
         return None
     try:
-        posted = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        posted = parse_json(body)
+    except ValueError:
         return None
     if not isinstance(posted, dict):
         return None

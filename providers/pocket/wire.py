@@ -23,7 +23,7 @@ from providers.base import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from providers.http import Token, classify, send
+from providers.http import Token, classify, parse_json, send
 
 NAME = "pocket"
 REALM = "/auth/realms/invescore"
@@ -144,7 +144,7 @@ def public_key_of(text: str) -> RSAPublicKey:
 
 def json_object(response: httpx.Response) -> dict[str, Any] | None:
     try:
-        body = response.json()
+        body = parse_json(response.content)
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
