@@ -50,8 +50,11 @@ Where each behaviour comes from:
   TFEB's register `response` and `order`, its codes "GEN-0000N" and texts in `TFEB_TEXTS`),
   Halkbank saying "already used" for a number it has seen (a second registration) or when the
   knob `rename_next` says so, the rename happening once per register call, the pages
-  (`/halkbank/payment_ru.html?mdOrder=`, `/tfeb/payment?orderId=`, `/payment-validation/`) and
-  which bank states may follow which.
+  (`/halkbank/payment_ru.html?mdOrder=`, `/tfeb/payment?orderId=`, `/payment-validation/`),
+  which bank states may follow which, the merchant's bank login in Halkbank's URLs as `userName`
+  / `password`, the return page validating only with the knob `page_validates` (it needs a login
+  the customer does not have), and which 401 a user token gets (checkout: the anonymous
+  message; validation: "Token is invalid!").
 
 The ERP's resource table (`ResId` -> price in TMT, state), `RESOURCES`, copied into
 `self.resources` at every reset; a test adds or changes one with `resource(res_id, price=...,
@@ -443,7 +446,8 @@ class ErpServer(FakeServer):
 
     async def _slash(self, request: web.Request) -> web.Response:
         """Flask's strict slashes: 308 (the method and body kept) to the slashed route."""
-        raise web.HTTPPermanentRedirect(str(request.url.with_path(request.path + "/")))
+        slashed = request.url.with_path(request.path + "/").with_query(request.query)
+        raise web.HTTPPermanentRedirect(str(slashed))
 
     def _token_of(self, request: web.Request) -> str | None:
         token = request.headers.get("x-access-token")
