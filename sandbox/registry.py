@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 
 from sandbox.base import FakeServer
+from sandbox.erp import ErpServer
 from sandbox.ktwidget import KtwidgetServer
 from sandbox.payture import PaytureServer
 from sandbox.pocket import PocketServer
@@ -21,6 +22,7 @@ EMULATORS: dict[str, type[FakeServer]] = {
     "payture": PaytureServer,
     "ktwidget": KtwidgetServer,
     "pocket": PocketServer,
+    "erp": ErpServer,
 }
 
 
