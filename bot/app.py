@@ -295,6 +295,7 @@ class BotApp:
                     task.cancel()
             if self._web_services and self._web_services.background:
                 await asyncio.wait(self._web_services.background, timeout=5)
+            parts.notifier.stop()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(3):
                     await parts.notifier.flush()

@@ -104,6 +104,7 @@ class Notifier:
         self.idle_poll = idle_poll
         self.claim_for = claim_for
         self._wake = asyncio.Event()
+        self._stopping = False
         self._last_to_chat: dict[int, float] = {}
         self._window: list[float] = []
         self._paused_until = 0.0
@@ -112,11 +113,20 @@ class Notifier:
         """New rows were queued: look now instead of at the next poll."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """End `run` after the pass in hand. A cancel alone is not enough: a library may turn
+        the cancel of a send in flight into an error of its own (aiohttp, then aiogram's
+        TelegramNetworkError), which the loop takes for a failed pass and goes on."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 more = await self.flush()
             except Exception:
+                if self._stopping:
+                    return
                 log.exception("outbox pass failed; retrying")
                 more = False
             if not more:

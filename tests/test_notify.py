@@ -147,3 +147,23 @@ async def _an_order(app: Parts) -> int:
         provider_name="redoya",
     )
     return order.id
+
+
+async def test_the_sender_stops_when_a_cancelled_send_comes_back_as_another_error() -> None:
+    """aiohttp and aiogram may turn the cancel of a send in flight into an error of their own:
+    the loop once took that for a failed pass, went on, and held the stop for 10 s."""
+
+    class CancelTurnsIntoAnError(Notifier):
+        async def flush(self) -> bool:
+            try:
+                await asyncio.sleep(3600)  # a send in flight
+            except asyncio.CancelledError:
+                raise RuntimeError("Session is closed") from None
+            return False
+
+    sender = CancelTurnsIntoAnError(None, None, None, idle_poll=0.01)  # type: ignore[arg-type]
+    running = asyncio.create_task(sender.run())
+    await asyncio.sleep(0.05)
+    sender.stop()
+    running.cancel()
+    await asyncio.wait_for(running, 1)
