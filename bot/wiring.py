@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from bot.config import ENV, ProviderSettings, Settings, given_values_only
@@ -146,6 +146,11 @@ class PocketSettings(ProviderSettings):
     issuer: str | None = None  # default: {sso_url}/auth/realms/invescore
     mode: PocketMode = PocketMode.BOTH
     pay_minutes: int = Field(30, ge=5, le=1440)  # how long the order waits for the payment
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     def build(self, deps: Deps) -> Provider:
         if not self.js_url and self.mode is not PocketMode.QR:

@@ -288,7 +288,6 @@ class BridgeWords:
     scan: str  # the QR code's caption
     open_app: str  # the button to the app's deeplink
     check: str  # the link that asks us whether it is paid
-    qr_instead: str  # the link to the QR page, from the outside page
 
 
 @runtime_checkable

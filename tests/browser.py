@@ -62,10 +62,13 @@ class Browser:
         return await self.run(self.driver.execute_script, source, *args)
 
     async def fits_the_screen(self) -> bool:
-        """Nothing wider than the phone: no sideways scrolling."""
+        """Nothing reaches past the phone's screen (a mobile browser widens its viewport to
+        the content, so the elements are measured, not the page)."""
         return bool(
             await self.script(
-                "return document.documentElement.scrollWidth <= window.innerWidth + 1;"
+                "var w = screen.width; return Array.from(document.querySelectorAll('body *'))"
+                ".every(function (e) { var r = e.getBoundingClientRect();"
+                " return r.width === 0 || (r.left >= 0 && r.right <= w + 0.5); });"
             )
         )
 

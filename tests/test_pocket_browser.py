@@ -5,10 +5,13 @@ to the payload Pocket gave."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiohttp
 import pytest
 
-from bot.app import Parts
+from bot.app import BotApp, Parts
+from bot.config import Settings
 from sandbox.botuser import BotUser, button_url
 from sandbox.pocket import PocketServer
 from sandbox.telegram import TelegramServer
@@ -82,24 +85,15 @@ async def test_the_page_speaks_the_customers_language(
     assert title.startswith(mn("Order #{id}: {amount}").split("#")[0])
 
 
-async def test_outside_pocket_the_page_says_how_and_offers_the_qr_code(
+async def test_outside_pocket_the_page_goes_on_to_the_qr_code(
     app: Parts,
     user: BotUser,
     http: aiohttp.ClientSession,
     pocket: PocketServer,
     browser: Browser,
 ) -> None:
-    pocket.js_in_app = False  # an ordinary browser: no PocketMobile channel
-    url = await pay_button(user)
-    await browser.open(url)
-    outside = await browser.text_of("#outside", "opens in the Pocket app")
-    assert "Copy the link" in outside
-    assert await browser.script("return document.getElementById('link').value;") == url
-    assert await browser.fits_the_screen()
-    assert pocket.invoices == {}  # nothing opened by looking
-
-    link = await browser.visible("a#qr")
-    await browser.run(link.click)
+    pocket.js_in_app = False  # an ordinary browser (Telegram's own): no PocketMobile channel
+    await browser.open(await pay_button(user))
     png = await browser.image_bytes("img#qr")
     [invoice] = pocket.invoices.values()
     assert qr_text(png) == f"POCKET:INVOICE:{invoice.id}:{invoice.amount}"
@@ -112,6 +106,23 @@ async def test_outside_pocket_the_page_says_how_and_offers_the_qr_code(
     await browser.run((await browser.visible("a#check")).click)
     await browser.text_of("h1", "Payment received")
     await user.wait_message("Payment received for order #1")
+
+
+async def test_in_app_mode_outside_pocket_says_how_to_open_it_there(
+    make_settings: Callable[..., Settings],
+    user: BotUser,
+    pocket: PocketServer,
+    browser: Browser,
+) -> None:
+    pocket.js_in_app = False
+    async with BotApp(make_settings(env={"POCKET_MODE": "app"})):
+        url = await pay_button(user)
+        await browser.open(url)
+        outside = await browser.text_of("#outside", "opens in the Pocket app")
+        assert "Copy the link" in outside
+        assert await browser.script("return document.getElementById('link').value;") == url
+        assert await browser.fits_the_screen()
+    assert pocket.invoices == {}  # nothing opened by looking
 
 
 @pytest.mark.parametrize("knob", [{"js_error": "user declined"}])

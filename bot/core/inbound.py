@@ -104,7 +104,7 @@ class Receiving(Confirming):
             **extra,  # type: ignore[arg-type]
         )
 
-    async def _order_of_token(self, provider_name: str, token: str) -> Order | None:
+    async def order_of_link(self, provider_name: str, token: str) -> Order | None:
         """The order a return or bridge URL names; None for a token that is not one of ours."""
         if not TOKEN.fullmatch(token) or provider_name not in self.providers:
             return None
@@ -123,7 +123,7 @@ class Receiving(Confirming):
         self, provider_name: str, token: str, request: InboundRequest
     ) -> Order | None:
         """The customer's browser is back. None for an unknown token (the page answers 404)."""
-        order = await self._order_of_token(provider_name, token)
+        order = await self.order_of_link(provider_name, token)
         if order is None:
             return None
         provider = self.providers.get(provider_name)
@@ -279,7 +279,7 @@ class Receiving(Confirming):
         words bot/ gives for the order, and opens the payment: its ref is stored and confirmed
         as any other. None for an unknown token, a provider without a bridge page, or an order
         with nothing left to pay (a new payment is never opened for it)."""
-        order = await self._order_of_token(provider_name, token)
+        order = await self.order_of_link(provider_name, token)
         if order is None:
             return None
         provider = self.providers.get(provider_name)
@@ -336,7 +336,9 @@ class Receiving(Confirming):
             except ProviderUnavailable as exc:
                 log.warning("setting the callback URL of %s failed: %s", provider.name, exc)
                 pending.append(provider.name)
-            except ProviderRejected as exc:  # our credentials, or our PUBLIC_URL, refused
+            except ProviderMisconfigured as exc:  # our credentials
+                await self._misconfigured(None, exc)
+            except ProviderRejected as exc:  # our PUBLIC_URL
                 await self._misconfigured(
                     None,
                     ProviderMisconfigured(

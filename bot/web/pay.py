@@ -15,7 +15,7 @@ from bot.core import BadCallback, BridgeWords, Order, Provider
 from bot.formatting import format_money
 from bot.web.inbound import to_inbound, to_response
 from bot.web.keys import SERVICES_KEY
-from bot.web.returns import bad_link, unknown_link
+from bot.web.returns import bad_link, order_page, unknown_link
 
 log = logging.getLogger("bot.web")
 routes = web.RouteTableDef()
@@ -37,8 +37,9 @@ async def bridge_page(request: web.Request) -> web.Response:
     except BadCallback as exc:
         log.warning("bad bridge request for %s: %s", provider, exc)
         return bad_link()
-    if found is None:
-        return unknown_link()
+    if found is None:  # an order of ours with nothing left to pay says where it stands
+        order = await services.checkout.order_of_link(provider, token)
+        return unknown_link() if order is None else order_page(services, order)
     ack, follow_up = found
     services.detach(follow_up)
     return to_response(ack)
@@ -73,5 +74,4 @@ def bridge_words(i18n: I18n, order: Order, app: str) -> BridgeWords:
             ),
             open_app=_("Open {app}").format(app=app),
             check=_("I have paid"),
-            qr_instead=_("Pay with a QR code instead"),
         )

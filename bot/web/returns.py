@@ -12,9 +12,9 @@ from html import escape
 from aiogram.utils.i18n import gettext as _
 from aiohttp import web
 
-from bot.core import BadCallback, OrderState
+from bot.core import BadCallback, Order, OrderState
 from bot.web.inbound import to_inbound
-from bot.web.keys import SERVICES_KEY
+from bot.web.keys import SERVICES_KEY, WebServices
 
 log = logging.getLogger("bot.web")
 S = OrderState
@@ -56,6 +56,12 @@ async def customer_return(request: web.Request) -> web.Response:
         return bad_link()
     if order is None:
         return unknown_link()
+    return order_page(services, order)
+
+
+def order_page(services: WebServices, order: Order) -> web.Response:
+    """Where the order stands, in its language: the return page, and a bridge page opened
+    again once there is nothing left to pay."""
     with services.i18n.context(), services.i18n.use_locale(order.locale):
         if order.state in WAS_PAID:  # a refund since does not unpay it
             title, text = (

@@ -20,13 +20,15 @@ STYLE = (
     "h1{font-size:1.3em}.box{padding:1em;border-radius:.6em;background:#f3f5f8}"
     ".bad{background:#fdecec}.button{display:block;text-align:center;padding:.85em;margin:1em 0;"
     "border-radius:.6em;background:#1565c0;color:#fff;text-decoration:none;font-size:1.05em;"
-    "border:0;width:100%}.link{display:block;text-align:center;margin:1em 0}"
+    "border:0;width:100%;box-sizing:border-box}.link{display:block;text-align:center;margin:1em 0}"
+    "input{width:100%;box-sizing:border-box;padding:.5em;font-size:.9em}"
     "img.qr{display:block;width:100%;max-width:18em;margin:1em auto;image-rendering:pixelated}"
 )
 GET_TOKEN_WITHIN_MS = 10_000  # no answer from the app by then: the page is not inside Pocket
 
 APP_SCRIPT = """(function () {
   var W = %(words)s;
+  var QR = %(qr)s;
   var status = document.getElementById("status");
   function show(text, ok) {
     status.textContent = text;
@@ -34,6 +36,7 @@ APP_SCRIPT = """(function () {
     status.hidden = false;
   }
   function outside() {
+    if (QR) { location.replace(QR); return; }  // mode "both": outside Pocket, the QR code
     status.hidden = true;
     document.getElementById("outside").hidden = false;
   }
@@ -98,19 +101,18 @@ def _script_json(value: object) -> str:
 
 def app_page(words: BridgeWords, *, script_url: str, page_url: str, qr_url: str | None) -> Ack:
     """The seed's flow: pocket.js before </body>, getToken on DOM ready, the tokens posted
-    back here. Outside Pocket (no PocketMobile channel, or no answer), the page says how to
-    open it there and, where the QR mode is on, links to it."""
-    qr = f'<a class="link" id="qr" href="{escape(qr_url)}">{escape(words.qr_instead)}</a>'
+    back here. Outside Pocket (no PocketMobile channel, or no answer) the page goes on to the
+    QR page where that mode is on (mode "both"), else it says how to open it in Pocket."""
     script = APP_SCRIPT % {
         "words": _script_json({k: getattr(words, k) for k in ("refused", "unavailable", "copied")}),
         "within": GET_TOKEN_WITHIN_MS,
+        "qr": _script_json(qr_url),
     }
     body = (
         f'<p id="status" class="box">{escape(words.opening)}</p>'
         f'<div id="outside" hidden><p class="box">{escape(words.outside)}</p>'
-        f'<input id="link" readonly value="{escape(page_url)}" style="width:100%">'
-        f'<button id="copy" class="button" type="button">{escape(words.copy_link)}</button>'
-        f"{qr if qr_url else ''}</div>"
+        f'<input id="link" readonly value="{escape(page_url)}">'
+        f'<button id="copy" class="button" type="button">{escape(words.copy_link)}</button></div>'
     )
     scripts = f'<script src="{escape(script_url)}"></script><script>{script}</script>'
     return _page(words, body, script=scripts)

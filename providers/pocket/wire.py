@@ -71,11 +71,16 @@ async def fetch_token(
     body = json_object(response)
     if response.status_code != 200:
         code = str(body.get("error", "")) if body else ""
+        wrong = code in ("unauthorized_client", "invalid_client") or response.status_code == 401
         raise classify(
             NAME,
             response.status_code,
             code,
-            message="the token endpoint refused",
+            message=(
+                "Keycloak refused POCKET_CLIENT_ID / POCKET_CLIENT_SECRET"
+                if wrong
+                else "the token endpoint refused"
+            ),
             misconfigured_codes={"unauthorized_client", "invalid_client"},
         )
     access = body.get("access_token") if body else None
