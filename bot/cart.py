@@ -103,7 +103,7 @@ def checkout_lines(items: list[tuple[Product, int]], currency: str | None = None
     found = [(p, q, p.price_in(currency)) for p, q in items]
     if any(price is None for _, _, price in found):
         raise CartError("mixed_currencies")
-    return [CartLine(p.id, p.name, q, price) for p, q, price in found if price is not None]
+    return [CartLine(p.id, p.name, q, price, p.sku) for p, q, price in found if price is not None]
 
 
 def allowed_providers(items: list[tuple[Product, int]]) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from money import MINOR_UNITS, AmountNotRepresentable, Money
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
 STARS = "XTR"  # Telegram Stars: whole stars, no minor units
 MAX_STARS = 1_000_000  # far above any price in stars; a bigger number is a typo
+SKU = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 class CatalogError(ValueError):
@@ -40,6 +41,7 @@ class Product:
     description: str = ""
     photo: str | None = None  # a path relative to the catalog file, or an https URL
     providers: tuple[str, ...] = ()  # empty: every enabled provider that takes the currency
+    sku: str = ""  # the merchant's code of it in the provider's system (the ERP's resource id)
 
     def __post_init__(self) -> None:
         if not self.prices:
@@ -182,6 +184,11 @@ def _product(entry: dict[str, Any], where: str, category_ids: set[str]) -> Produ
     if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
         raise CatalogError(f"{where}, field 'providers': must be a list of provider names")
     photo = _text(entry, "photo", where, required=False) or None
+    sku = entry.get("sku", "")
+    if isinstance(sku, int) and not isinstance(sku, bool):
+        sku = str(sku)
+    if not isinstance(sku, str) or (sku and not SKU.fullmatch(sku)):
+        raise CatalogError(f"{where}, field 'sku': letters, digits, '-' or '_', up to 40")
     return Product(
         id=product_id,
         name=_text(entry, "name", where),
@@ -190,6 +197,7 @@ def _product(entry: dict[str, Any], where: str, category_ids: set[str]) -> Produ
         description=_text(entry, "description", where, required=False),
         photo=photo,
         providers=tuple(providers),
+        sku=sku,
     )
 
 

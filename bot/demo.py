@@ -1,10 +1,11 @@
 """`python -m bot demo`: the whole flow on loopback, with no Telegram or provider account.
 
 Starts the sandbox (the Telegram Bot API and every provider's emulator), runs the real bot
-against it, and plays a customer who pays four ways: Redoya (two products in the cart, the
+against it, and plays a customer who pays five ways: Redoya (two products in the cart, the
 emulated page, back to the bot), Telegram Stars (an invoice in the chat), KTWidget (its callback
-and the PDF receipt) and Pocket (our bridge page, the invoice, the webhook checked). Prints the
-chat transcript and the orders' final states.
+and the PDF receipt), Pocket (our bridge page, the invoice, the webhook checked) and Halkbank
+through the Turkmen ERP ("Check payment" in the chat). Prints the chat transcript and the
+orders' final states.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def sandbox_settings(
 async def run_demo() -> int:
     servers = await registry.start_all()
     telegram, redoya, ktwidget = servers["telegram"], servers["redoya"], servers["ktwidget"]
-    pocket = servers["pocket"]
+    pocket, erp = servers["pocket"], servers["erp"]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             settings = sandbox_settings(*servers.values(), database_url=f"sqlite:///{tmp}/demo.db")
@@ -128,9 +129,27 @@ async def run_demo() -> int:
                     assert answer.status == 200, await answer.text()
                 await user.wait_message("Payment received for order #4")
                 await merchant_chat.wait_message("Order #4 paid", after_id=0)
+
+                # and chorek from the Ashgabat bazaar through the Turkmen ERP and Halkbank: the
+                # bank never sends the customer back, so they press "Check payment"; Halkbank
+                # holds 1.14 of the 1.15 TMT (the ERP's lost tiyin), noted in the audit
+                await user.send("/start p_chorek")
+                await user.wait_message("Chorek")
+                await user.press(text="Buy now")
+                await user.wait_message("How would you like to pay?")
+                await user.press(text="Halkbank")
+                bank_card = await user.wait_message("Order #5")
+                async with http.post(
+                    f"{erp.url}/sandbox/pay",
+                    json={"url": button_url(bank_card, "Pay"), "outcome": "paid"},
+                ) as answer:
+                    assert answer.status == 200, await answer.text()
+                await user.press(text="Check payment")
+                await user.wait_message("Payment received for order #5")
+                await merchant_chat.wait_message("Order #5 paid", after_id=0)
                 await parts.notifier.flush()
 
-                milk, tea, gift, order = await parts.checkout.orders_of(CUSTOMER_ID, limit=4)
+                bread, milk, tea, gift, order = await parts.checkout.orders_of(CUSTOMER_ID, limit=5)
                 merchant = await merchant_chat.messages()
                 print("=== chat with the customer ===")
                 print(transcript(await user.messages()))
@@ -141,12 +160,12 @@ async def run_demo() -> int:
                 print(
                     f"=== orders (the Stars pre-checkout answered in {stars['answered_in']} s) ==="
                 )
-                for each in (order, gift, tea, milk):
+                for each in (order, gift, tea, milk, bread):
                     print(
                         f"order #{each.id}: {each.state} · {each.total} "
                         f"· {each.provider} payment {each.provider_payment_id}"
                     )
-                all_paid = all(o.state is OrderState.PAID for o in (order, gift, tea, milk))
+                all_paid = all(o.state is OrderState.PAID for o in (order, gift, tea, milk, bread))
                 return 0 if all_paid else 1
     finally:
         await registry.stop_all(servers)

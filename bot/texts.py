@@ -98,10 +98,17 @@ def order_lines(order: Order) -> str:
     return "\n".join(lines)
 
 
-def order_card(order: Order) -> str:
+def order_card(order: Order, *, check_here: bool = False) -> str:
+    """`check_here`: the provider never tells us or sends the customer back (the Turkmen
+    ERP's banks), so the card says to press "Check payment" once paid."""
     head = _("Order #{id} — {state}").format(id=order.id, state=state_name(order.state))
     text = f"<b>{head}</b>\n{order_lines(order)}"
-    if order.state is S.AWAITING_PAYMENT:
+    if order.state is S.AWAITING_PAYMENT and check_here:
+        text += "\n\n" + _(
+            "Press Pay to open the bank's page. The bank does not send you back here: when you"
+            " have paid, come back to this chat and press Check payment."
+        )
+    elif order.state is S.AWAITING_PAYMENT:
         text += "\n\n" + _("Press Pay to open the payment page. Come back here when you are done.")
     return text
 

@@ -8,7 +8,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.config import ENV, ProviderSettings, Settings, given_values_only
 from providers.base import Provider, TelegramPayments
+from providers.erp import Bank, ErpProvider
 from providers.ktwidget import KTWidgetProvider
 from providers.payture import PaytureProvider
 from providers.pocket import Mode as PocketMode
@@ -170,6 +171,61 @@ class PocketSettings(ProviderSettings):
         )
 
 
+class ErpSettings(ProviderSettings):
+    """Halkbank and TFEB through the Turkmen ERP's online-payment API (TMT): the ERP's URL, a
+    device or customer-account token, the payment method and the customer account orders are
+    booked to, and, for TFEB, the ERP login its register call needs. `ERP_BANKS` says which
+    banks the chat offers."""
+
+    model_config = SettingsConfigDict(**ENV, env_prefix="ERP_")
+    required: ClassVar[tuple[str, ...]] = ("api_url", "token", "pm_id", "rp_acc_guid")
+    bank: ClassVar[Bank]
+
+    api_url: str | None = None
+    token: SecretStr | None = None
+    token_header: Literal["bearer", "x-access-token"] = "bearer"  # noqa: S105 - a header name
+    pm_id: int | None = None
+    rp_acc_guid: str | None = None
+    login: str | None = None
+    password: SecretStr | None = None
+    banks: str = "halkbank,tfeb"
+    pay_minutes: int = Field(30, ge=5, le=1440)  # how long an order waits for the bank
+
+    def offered(self) -> bool:
+        return self.bank.name.lower() in {b.strip().lower() for b in self.banks.split(",")}
+
+    def is_enabled(self) -> bool:
+        return self.offered() and super().is_enabled()
+
+    def missing(self) -> list[str]:
+        return super().missing() if self.offered() else []
+
+    def build(self, deps: Deps) -> Provider:
+        return ErpProvider(
+            deps.client,
+            bank=self.bank,
+            api_url=self.api_url or "",
+            token=_secret(self.token) or "",
+            auth_header=self.token_header,
+            pm_id=self.pm_id or 0,
+            rp_acc_guid=self.rp_acc_guid or "",
+            login=self.login or "",
+            password=_secret(self.password) or "",
+            lifetime=timedelta(minutes=self.pay_minutes),
+        )
+
+
+class HalkbankSettings(ErpSettings):
+    bank: ClassVar[Bank] = Bank.HALKBANK
+
+
+class TfebSettings(ErpSettings):
+    """TFEB's register call reads the ERP's web session: ERP_LOGIN and ERP_PASSWORD too."""
+
+    bank: ClassVar[Bank] = Bank.TFEB
+    required: ClassVar[tuple[str, ...]] = (*ErpSettings.required, "login", "password")
+
+
 class StarsSettings(ProviderSettings):
     """Telegram Stars (XTR): no provider account, only `STARS_ENABLED=true`. The invoice
     payloads are signed with a key derived from CALLBACK_SECRET (or BOT_TOKEN)."""
@@ -203,6 +259,8 @@ PROVIDERS: Mapping[str, Entry] = {
     "payture": Entry(PaytureSettings, PaytureSettings.build),
     "ktwidget": Entry(KTWidgetSettings, KTWidgetSettings.build),
     "pocket": Entry(PocketSettings, PocketSettings.build),
+    "halkbank": Entry(HalkbankSettings, HalkbankSettings.build),
+    "tfeb": Entry(TfebSettings, TfebSettings.build),
     "stars": Entry(StarsSettings, StarsSettings.build),
 }
 

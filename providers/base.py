@@ -58,6 +58,18 @@ class PaymentRef:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckoutLine:
+    """One line of the cart, for providers that take the order's lines (the Turkmen ERP
+    re-checks each against its own stock). `sku` is the merchant's code of the product in the
+    provider's system (the catalog's `sku`; the ERP's resource id), "" when it has none."""
+
+    sku: str
+    title: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True, slots=True)
 class CheckoutRequest:
     """What an adapter needs to open a checkout for one order."""
 
@@ -73,6 +85,7 @@ class CheckoutRequest:
     customer_ref: str = ""  # a stable per-customer reference for wallets, never shown
     user_id: int = 0  # the customer's Telegram id (IN_CHAT providers)
     saved_card_id: str | None = None  # pay with a card the customer saved (SAVED_CARDS only)
+    lines: tuple[CheckoutLine, ...] = ()  # the cart, where the order is placed
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +212,27 @@ class ProviderRejected(ProviderError):
 
 class ProviderMisconfigured(ProviderRejected):
     """Final until a person acts: credentials or settings are wrong. Admins are told once."""
+
+
+class LineRefusal(StrEnum):
+    """Why a provider that keeps its own stock refused a line of the cart."""
+
+    GONE = "gone"  # deleted
+    INACTIVE = "inactive"  # not sold now
+    SOLD_OUT = "sold_out"
+    PRICE = "price"  # the provider's price is another
+    UNKNOWN = "unknown"
+
+
+class LinesRefused(ProviderRejected):
+    """The provider re-checked the cart against its own stock and refused these lines:
+    `(sku, why)` each. The order fails; the customer is told which products and why."""
+
+    def __init__(
+        self, message: str, refused: tuple[tuple[str, LineRefusal], ...], **kwargs: object
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.refused = refused
 
 
 class BadCallback(ProviderError):

@@ -51,10 +51,10 @@ Where each behaviour comes from:
   Halkbank saying "already used" for a number it has seen (a second registration) or when the
   knob `rename_next` says so, the rename happening once per register call, the pages
   (`/halkbank/payment_ru.html?mdOrder=`, `/tfeb/payment?orderId=`, `/payment-validation/`),
-  which bank states may follow which, the merchant's bank login in Halkbank's URLs as `userName`
-  / `password`, the return page validating only with the knob `page_validates` (it needs a login
-  the customer does not have), and which 401 a user token gets (checkout: the anonymous
-  message; validation: "Token is invalid!").
+  which bank states may follow which, the merchant's bank login in Halkbank's return URL as
+  `userName` / `password` (PROVIDERS.md: the return URL), the return page validating only
+  with the knob `page_validates` (it needs a login the customer does not have), and which 401
+  a user token gets (checkout: the anonymous message; validation: "Token is invalid!").
 
 The ERP's resource table (`ResId` -> price in TMT, state), `RESOURCES`, copied into
 `self.resources` at every reset; a test adds or changes one with `resource(res_id, price=...,
@@ -731,8 +731,8 @@ class ErpServer(FakeServer):
     def _halkbank_order(self, invoice: Invoice, total_price: Any, desc: str) -> BankOrder:
         order_id = str(uuid.uuid4())
         login = {"userName": self.halkbank_login, "password": self.halkbank_password}
-        query = urlencode({"mdOrder": order_id, **login})
-        back = urlencode({"online_payment_type": HALKBANK, **login})
+        query = urlencode({"mdOrder": order_id})  # the bank's own page: the order only
+        back = urlencode({"online_payment_type": HALKBANK, **login})  # the ERP's return URL
         return BankOrder(
             order_id=order_id,
             bank=HALKBANK,

@@ -23,6 +23,7 @@ from bot.demo import sandbox_settings
 from sandbox import registry
 from sandbox.base import FakeServer
 from sandbox.botuser import BotUser
+from sandbox.erp import ErpServer
 from sandbox.ktwidget import KtwidgetServer
 from sandbox.payture import PaytureServer
 from sandbox.pocket import PocketServer
@@ -125,6 +126,7 @@ def make_settings(
     payture: PaytureServer,
     ktwidget: KtwidgetServer,
     pocket: PocketServer,
+    erp: ErpServer,
 ) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -134,7 +136,7 @@ def make_settings(
             "sweep_every": 3600,  # tests run the sweep themselves
         }
         values.update(overrides)
-        return sandbox_settings(telegram, redoya, payture, ktwidget, pocket, **values)
+        return sandbox_settings(telegram, redoya, payture, ktwidget, pocket, erp, **values)
 
     return make
 

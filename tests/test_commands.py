@@ -56,11 +56,13 @@ async def test_the_demo_plays_the_whole_flow_and_exits_0(tmp_path: Path) -> None
     assert "Payment received for order #2: 500 ⭐" in text  # then a gift paid in Stars
     assert "[document receipt-3.pdf]" in text  # and tea through KTWidget, with its receipt
     assert "Payment received for order #4" in text  # and milk tea through Pocket
-    last = text.rstrip().splitlines()[-4:]
+    assert "Payment received for order #5" in text  # and chorek through the ERP's Halkbank
+    last = text.rstrip().splitlines()[-5:]
     assert last[0].startswith("order #1: paid · 235.00 TRY · redoya"), last
     assert last[1].startswith("order #2: paid · 500 XTR · stars"), last
     assert last[2].startswith("order #3: paid · 3200.50 KZT · ktwidget"), last
     assert last[3].startswith("order #4: paid · 12500.00 MNT · pocket"), last
+    assert last[4].startswith("order #5: paid · 1.15 TMT · halkbank"), last
 
 
 async def test_sandbox_prints_env_lines_that_run_the_bot(tmp_path: Path) -> None:

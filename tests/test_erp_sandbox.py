@@ -607,12 +607,14 @@ async def test_the_banks_return_to_the_erps_own_page_never_to_a_merchant(
     assert erp.halkbank_password not in paid["redirect"]
 
 
-async def test_halkbanks_urls_carry_the_merchants_bank_login(client: Erp, erp: ErpServer) -> None:
-    """What the adapter must never log in full."""
+async def test_halkbanks_return_url_carries_the_merchants_bank_login(
+    client: Erp, erp: ErpServer
+) -> None:
+    """What the adapter must never log in full (PROVIDERS.md: the return URL); the bank's own
+    page names the order only."""
     reg_no = await client.invoice(TEA)
     data = await client.registered(reg_no, "0.29")
-    assert erp.halkbank_password in data["checkout_url"]
-    assert erp.halkbank_login in data["checkout_url"]
+    assert erp.halkbank_password not in data["checkout_url"]
     status, paid = await client.pay(data["checkout_url"], "paid")  # by URL, too
     assert status == 200
     assert erp.halkbank_password in paid["redirect"]

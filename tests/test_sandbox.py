@@ -26,20 +26,6 @@ from tests.conftest import CUSTOMER
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Settings an emulator prints before its provider's adapter (and its .env.example block) is
-# merged: the Turkmen ERP's emulator comes first (issue 23). Only names not yet documented count.
-UNDOCUMENTED_YET: dict[str, set[str]] = {
-    "erp": {
-        "ERP_API_URL",
-        "ERP_TOKEN",
-        "ERP_TOKEN_HEADER",
-        "ERP_PM_ID",
-        "ERP_RP_ACC_GUID",
-        "ERP_LOGIN",
-        "ERP_PASSWORD",
-    },
-}
-
 
 def documented_names() -> set[str]:
     text = (ROOT / ".env.example").read_text()
@@ -72,8 +58,7 @@ async def test_every_env_names_only_documented_settings() -> None:
         for name, server in servers.items():
             env = server.env()
             assert env, name
-            known = documented | UNDOCUMENTED_YET.get(name, set())
-            assert set(env) <= known, f"{name}: {set(env) - known} not in .env.example"
+            assert set(env) <= documented, f"{name}: {set(env) - documented} not in .env.example"
             assert all(isinstance(v, str) and v for v in env.values()), name
             assert server.url in env.values(), f"{name}: no variable points at the server"
         merged = registry.env_of(servers)

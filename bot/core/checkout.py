@@ -15,6 +15,8 @@ from bot.core.inbound import Receiving
 from money import AmountNotRepresentable, Money
 from providers.base import (
     Capability,
+    CheckoutLine,
+    LinesRefused,
     Provider,
     ProviderError,
     ProviderMisconfigured,
@@ -38,6 +40,7 @@ class CartLine:
     title: str
     quantity: int
     unit_price: Money
+    sku: str = ""  # the product's code in the provider's system (the ERP's resource id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,8 @@ class Ordering(Receiving):
                 description=description,
             )
         )
-        return await self._open_checkout(order, provider, card_id)
+        cart = tuple(CheckoutLine(x.sku, x.title, x.quantity, x.unit_price) for x in lines)
+        return await self._open_checkout(order, provider, card_id, cart)
 
     async def _same_order(
         self, user_id: int, provider: str, items: Sequence[OrderItem]
@@ -152,8 +156,14 @@ class Ordering(Receiving):
             return order if list(order.items) == list(items) else None
         return None
 
-    async def _open_checkout(self, order: Order, provider: Provider, card_id: str | None) -> Order:
-        request = self.checkout_request(order, provider, saved_card_id=card_id)
+    async def _open_checkout(
+        self,
+        order: Order,
+        provider: Provider,
+        card_id: str | None,
+        cart: tuple[CheckoutLine, ...],
+    ) -> Order:
+        request = self.checkout_request(order, provider, saved_card_id=card_id, lines=cart)
         try:
             checkout = await provider.create_checkout(request)
         except ProviderError as exc:
@@ -163,6 +173,10 @@ class Ordering(Receiving):
             await self.storage.transition(
                 order.id, S.CREATED, S.FAILED, actor="checkout", detail=str(exc)
             )
+            if isinstance(exc, LinesRefused):  # the provider's stock: say which and why
+                titles = {line.sku: line.title for line in cart}
+                refused = tuple((titles.get(sku, sku), why.value) for sku, why in exc.refused)
+                raise CheckoutError("lines_refused", str(exc), refused=refused) from None
             reason = (
                 "provider_unavailable"
                 if isinstance(exc, ProviderUnavailable)
@@ -186,6 +200,14 @@ class Ordering(Receiving):
     def answers_by_callback(self, order: Order) -> bool:
         """The provider's callback is the only answer (KTWidget): nobody can be asked."""
         return self.can(order.provider, Capability.STATUS_IN_CALLBACK)
+
+    def checked_by_hand(self, order: Order) -> bool:
+        """Nothing tells us of the payment, and the customer is not sent back to us (the
+        Turkmen ERP's banks): the customer presses "Check payment" (and the sweep asks)."""
+        return self.can(order.provider, Capability.STATUS_API) and not any(
+            self.can(order.provider, c)
+            for c in (Capability.RETURN, Capability.CALLBACKS, Capability.IN_CHAT)
+        )
 
     def pays_in_chat(self, order: Order) -> bool:
         """The order is paid inside Telegram (Stars): its Pay button is an invoice message."""

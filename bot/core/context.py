@@ -27,10 +27,13 @@ def utc_now() -> datetime:
 class CheckoutError(Exception):
     """A checkout the customer cannot make; `reason` is a key the chat turns into text."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(
+        self, reason: str, detail: str = "", *, refused: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.refused = refused  # "lines_refused": (product title, why) for each line
 
 
 class RefundError(CheckoutError):

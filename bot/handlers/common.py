@@ -27,7 +27,9 @@ async def edit(query: CallbackQuery, text: str, markup: object = None) -> None:
             log.warning("edit failed: %s", exc)
 
 
-def checkout_error(reason: str) -> str:
+def checkout_error(reason: str, refused: tuple[tuple[str, str], ...] = ()) -> str:
+    if reason == "lines_refused" and refused:
+        return refused_lines(refused)
     messages = {
         "empty_cart": _("Your cart is empty."),
         "mixed_currencies": _("A cart holds one currency. Check out or clear the cart first."),
@@ -45,3 +47,19 @@ def checkout_error(reason: str) -> str:
         "order_closed": _("This order can no longer be paid. Please order again from the catalog."),
     }
     return messages.get(reason, _("That did not work. Please try again."))
+
+
+def refused_lines(refused: tuple[tuple[str, str], ...]) -> str:
+    """The shop's stock refused some products: which, and why, short enough for an alert."""
+    why = {
+        "gone": _("no longer sold"),
+        "inactive": _("not sold now"),
+        "sold_out": _("sold out"),
+        "price": _("its price changed"),
+    }
+    unknown = _("not available")
+    named = "; ".join(f"{title[:40]}: {why.get(reason, unknown)}" for title, reason in refused[:3])
+    more = "…" if len(refused) > 3 else ""
+    return _("The shop cannot sell this order now ({lines}{more}). Please change the cart.").format(
+        lines=named, more=more
+    )

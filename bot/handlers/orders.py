@@ -81,7 +81,10 @@ async def order_show(
     await query.answer()
     paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
     provider = texts.provider_name(checkout.display_name(order.provider))
-    text = texts.receipt(order, provider) if paid else texts.order_card(order)
+    check_here = checkout.checked_by_hand(order)
+    text = (
+        texts.receipt(order, provider) if paid else texts.order_card(order, check_here=check_here)
+    )
     if isinstance(query.message, Message):
         card = await query.message.answer(text, reply_markup=order_keyboard(order))
         if order.state in PAYABLE:  # this one carries the Pay button now
@@ -131,7 +134,8 @@ async def order_check(
         )
     else:
         await query.answer(texts.state_name(order.state), show_alert=True)
-    await edit(query, texts.order_card(order), order_keyboard(order))
+    check_here = checkout.checked_by_hand(order)
+    await edit(query, texts.order_card(order, check_here=check_here), order_keyboard(order))
 
 
 async def order_cancel(

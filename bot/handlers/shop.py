@@ -414,7 +414,7 @@ async def place(
             saved_card=choice.card or None,
         )
     except CheckoutError as exc:
-        await query.answer(checkout_error(exc.reason), show_alert=True)
+        await query.answer(checkout_error(exc.reason, exc.refused)[:200], show_alert=True)
         return
     if not choice.product and state is not None:
         await state.update_data(cart={})
@@ -423,7 +423,8 @@ async def place(
         return  # the invoice the provider sent is the order's card and its Pay button
     if isinstance(query.message, Message):
         card = await query.message.answer(
-            texts.order_card(order), reply_markup=order_keyboard(order)
+            texts.order_card(order, check_here=checkout.checked_by_hand(order)),
+            reply_markup=order_keyboard(order),
         )
         await checkout.remember_card(order.id, card.message_id)
 
