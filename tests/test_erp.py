@@ -17,8 +17,8 @@ from bot.app import BotApp, Parts
 from bot.config import Settings
 from bot.core.confirm import stored_ref
 from money import AmountNotRepresentable, Money
-from providers.base import PaymentState
-from providers.erp import Bank, ErpProvider
+from providers.base import LineRefusal, PaymentState, ProviderUnavailable
+from providers.erp import Bank, ErpProvider, wire
 from sandbox.botuser import BotUser, button_url
 from sandbox.erp import ErpServer
 from sandbox.telegram import TelegramServer
@@ -94,7 +94,7 @@ async def test_a_bank_payment_checked_in_the_chat_ends_paid(
     assert sent["OrderInvLines"] == [{"ResId": 105, "OInvLineAmount": 1, "OInvLinePrice": 120}]
     [registered] = erp.registrations
     assert registered.query["online_payment_type"] == BANKS[bank]
-    assert registered.body["OrderDesc"].startswith("#1 ")
+    assert registered.body["OrderDesc"].startswith("Order 1: Melon jam")
 
     answer = await check(user)  # before paying: not yet
     assert answer is not None
@@ -347,3 +347,72 @@ async def test_the_banks_urls_never_reach_the_log(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert erp.halkbank_password not in logged
     assert erp.device_token not in logged
+
+
+# --- answers the emulator does not give, read by the adapter's wire ------------------------------
+
+
+def validated(status: int, body: dict) -> httpx.Response:
+    return httpx.Response(status, json=body)
+
+
+def read(response: httpx.Response, *, halkbank: bool = True):
+    return wire.validation(
+        response,
+        provider="halkbank",
+        halkbank=halkbank,
+        order_id="o-1",
+        reg_no="R1",
+        total=Money(12000, "TMT"),
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Payment Validation: failed, Order not found", "Payment Validation: failed, no such rp acc"],
+)
+def test_a_reference_the_erp_does_not_find_is_reviewed_never_expired(message: str) -> None:
+    status = read(validated(200, {"status": 0, "data": {}, "message": message}))
+    assert status.state is PaymentState.NEEDS_REVIEW
+
+
+def test_paid_for_another_order_or_with_less_deposited_is_reviewed() -> None:
+    other = {"OrderNumber": "R2", "Amount": 12000, "depositAmount": 12000}
+    assert read(validated(201, {"status": 1, "data": other})).state is PaymentState.NEEDS_REVIEW
+    unnamed = {"Amount": 12000}
+    assert read(validated(201, {"status": 1, "data": unnamed})).state is PaymentState.NEEDS_REVIEW
+    short = {"OrderNumber": "R1", "Amount": 12000, "depositAmount": 6000}
+    held = read(validated(201, {"status": 1, "data": short}))
+    assert (held.state, held.paid) == (PaymentState.NEEDS_REVIEW, Money(6000, "TMT"))
+    tfeb = {"transaction": {"orderId": "o-2", "totalAmount": 120}}
+    answer = read(validated(201, {"status": 1, "data": tfeb}), halkbank=False)
+    assert answer.state is PaymentState.NEEDS_REVIEW
+
+
+def test_answers_that_are_neither_paid_nor_not_paid_are_asked_again() -> None:
+    for response in (
+        validated(200, {"status": 1, "data": {}}),
+        validated(201, {"status": 0, "data": {}, "message": "x"}),
+        validated(400, {"status": 0}),
+        httpx.Response(200, content=b"[" * 5000),
+    ):
+        with pytest.raises(ProviderUnavailable):
+            read(response)
+
+
+def test_tfebs_not_paid_text_waits() -> None:
+    data = {"response": {"operationResult": "GEN-00002", "operationResultDescription": "x"}}
+    body = {"status": 0, "data": data, "message": "Payment Validation: failed (Declined)"}
+    assert read(validated(200, body), halkbank=False).state is PaymentState.PENDING
+
+
+def test_a_quantity_the_erp_cut_is_refused_before_the_bank() -> None:
+    sent = [{"ResId": 105, "OInvLineAmount": 3, "OInvLinePrice": 120}]
+    cut = {"data": {"OrderInvLines": [{"ResId": 105, "OInvLineAmount": 2}], "OInvFTotal": 240}}
+    assert wire.changed_lines(cut, sent, Money(36000, "TMT")) == (("105", LineRefusal.SOLD_OUT),)
+    same = {"data": {"OrderInvLines": [{"ResId": 105, "OInvLineAmount": 3}], "OInvFTotal": 360}}
+    assert wire.changed_lines(same, sent, Money(36000, "TMT")) == ()
+
+
+def test_order_desc_cannot_cut_halkbanks_url() -> None:
+    assert wire.order_desc(7, "Tea & jam #2 = 5% +1?") == "Order 7: Tea   jam  2   5   1 "

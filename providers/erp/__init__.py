@@ -129,9 +129,14 @@ class ErpProvider:
             "OInvDesc": request.description[:250],
             "OrderInvLines": lines,
         }
-        response = await self._send("POST", wire.CHECKOUT, json={"orderInv": order_inv})
+        response = await self._send(
+            "POST", wire.CHECKOUT, json={"orderInv": order_inv, "RpAccGuid": self._rp_acc_guid}
+        )
         body = wire.body_of(response, "checkout-sale-order-inv", self.name)
         if response.status_code == 201 and wire.status_word(body) == 1:
+            changed = wire.changed_lines(body, lines, request.amount)
+            if changed:  # fewer in stock: the ERP cut a quantity and said nothing
+                raise LinesRefused("the ERP changed lines of the cart", changed, provider=self.name)
             return
         refused = wire.refusals(body)
         if refused:  # status 2 (some lines) or 0 "Fail" (all): the ERP's stock says no
@@ -142,7 +147,7 @@ class ErpProvider:
         body = {
             "OInvRegNo": reg_no,
             "TotalPrice": wire.MANAT.to_json(request.amount),
-            "OrderDesc": f"#{request.order_id} {request.description}"[:250],
+            "OrderDesc": wire.order_desc(request.order_id, request.description),
             "CurrencyCode": request.amount.currency,
         }
         path = f"{wire.REGISTER}?online_payment_type={self.bank.value}"
@@ -182,7 +187,8 @@ class ErpProvider:
             )
         if response.status_code != 200 or not session:
             raise classify(self.name, response.status_code, message="the ERP's login failed")
-        return session  # sent as our own Cookie header, which wins over the client's jar
+        self._client.cookies.delete("session")  # kept here, sent to the ERP's register only
+        return session
 
     # --- the truth ---------------------------------------------------------------------------
 

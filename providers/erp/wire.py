@@ -49,11 +49,9 @@ HALKBANK_STATUS: dict[int, PaymentState] = {
     3: PaymentState.FAILED,  # reversed
     4: PaymentState.FAILED,  # refunded
 }
-# TFEB's operationResult for an order that is not paid (its message is a text, not a number)
-TFEB_FINAL = {"GEN-00002": "declined", "GEN-00003": "reversed", "GEN-00004": "refunded"}
-TFEB_PAID = "GEN-00000"
 ORDER_STATUS = re.compile(r"OrderStatus\s*=\s*(\d+)")
-ID = re.compile(r"[A-Za-z0-9_-]{1,100}")  # a bank's OrderId and an invoice number
+ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # a bank's OrderId; an invoice number (renamed to a
+# timestamp such as 1700000000.123456 by the ERP)
 MANAT = AmountFormat(frozenset({"TMT"}), WireKind.DECIMAL, decimals=2)
 
 
@@ -112,6 +110,44 @@ def refusals(body: dict[str, Any]) -> tuple[tuple[str, LineRefusal], ...]:
     return tuple(found)
 
 
+def changed_lines(
+    body: dict[str, Any], sent: list[dict[str, Any]], total: Money
+) -> tuple[tuple[str, LineRefusal], ...]:
+    """Lines of a checkout the ERP took but changed (it cuts a quantity to what is in stock,
+    and says nothing): compared with what we sent, and its total with ours."""
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    booked = data.get("OrderInvLines")
+    amounts = {}
+    for line in booked if isinstance(booked, list) else []:
+        if isinstance(line, dict):
+            amounts[str(line.get("ResId"))] = decimal_of(line.get("OInvLineAmount"))
+    changed = [
+        (str(line["ResId"]), LineRefusal.SOLD_OUT)
+        for line in sent
+        if str(line["ResId"]) in amounts and amounts[str(line["ResId"])] != line["OInvLineAmount"]
+    ]
+    their_total = decimal_of(data.get("OInvFTotal", data.get("OInvTotal")))
+    if not changed and their_total is not None and their_total != total.to_decimal():
+        changed = [(str(line["ResId"]), LineRefusal.PRICE) for line in sent]
+    return tuple(changed)
+
+
+def decimal_of(value: object) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | str | float | Decimal):
+        return None
+    try:
+        return Decimal(repr(value) if isinstance(value, float) else str(value))
+    except ArithmeticError:
+        return None
+
+
+def order_desc(order_id: int, description: str) -> str:
+    """OrderDesc: the ERP puts it unescaped into Halkbank's register URL, where `#`, `&`, `?`,
+    `=`, `%` and `+` would cut or add parameters."""
+    text = f"Order {order_id}: {description}"
+    return "".join(" " if c in "#&?=%+" else c for c in text)[:250]
+
+
 def good_id(value: object, what: str, provider: str) -> str:
     text = str(value).strip() if isinstance(value, str | int) else ""
     if not ID.fullmatch(text):
@@ -136,38 +172,54 @@ def validation(
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     if response.status_code == 201 and status_word(body) == 1:
         return _paid(data, halkbank=halkbank, order_id=order_id, reg_no=reg_no)
-    if status_word(body) != 0 or response.status_code >= 400:
-        raise classify(provider, response.status_code, message="order-inv-validation refused")
+    if status_word(body) != 0 or response.status_code != 200:  # 200 with status 1, a 4xx...
+        raise ProviderUnavailable(
+            "order-inv-validation answered neither paid nor not paid",
+            provider=provider,
+            http_status=response.status_code,
+        )
     if message.lower().startswith(DONE):
         # the invoice is paid in full (PaymStatusId 2): a second validation, never a failure
         return PaymentStatus(PaymentState.PAID, total, provider_status="done", detail=message)
     if not message:
         raise ProviderUnavailable("the ERP could not ask the bank", provider=provider)
-    if "order not found" in message.lower() or "is none" in message.lower():
-        raise ProviderRejected(f"the ERP: {message[:120]}", provider=provider, code="NOT_FOUND")
+    if (
+        "not found" in message.lower()
+        or "is none" in message.lower()
+        or "rp acc" in message.lower()
+    ):
+        # our reference is stale or the account wrong: never expire an order the bank may hold
+        return PaymentStatus(
+            PaymentState.NEEDS_REVIEW, provider_status="not found", detail=message[:200]
+        )
     if halkbank:
         number = ORDER_STATUS.search(message)
         code = int(number.group(1)) if number else -1
         state = HALKBANK_STATUS.get(code, PaymentState.PENDING)
         return PaymentStatus(state, provider_status=f"OrderStatus={code}")
     result = data.get("response") if isinstance(data.get("response"), dict) else {}
-    code = str(result.get("operationResult") or "")
-    final = TFEB_FINAL.get(code)
-    state = PaymentState.FAILED if final else PaymentState.PENDING
-    return PaymentStatus(state, provider_status=code or "not paid", detail=message[:200])
+    code = str(result.get("operationResult") or "")[:20]
+    # TFEB's not-paid answer is a text, and which of its codes are final is documented nowhere:
+    # the order waits, and expires at its deadline
+    return PaymentStatus(
+        PaymentState.PENDING, provider_status=code or "not paid", detail=message[:200]
+    )
 
 
 def _paid(data: dict[str, Any], *, halkbank: bool, order_id: str, reg_no: str) -> PaymentStatus:
     if halkbank:
-        number = str(data.get("OrderNumber") or reg_no)
+        number = str(data.get("OrderNumber") or "")
         if number != reg_no:
-            return _review(None, f"the bank's order is for invoice {number[:40]}")
+            return _review(None, f"the bank's order is for invoice {number[:40] or 'none'}")
         paid = _amount(data.get("Amount"), tiyin=True)
+        deposit = _amount(data.get("depositAmount"), tiyin=True)
+        if deposit is not None and paid is not None and deposit != paid:
+            return _review(deposit, f"the bank holds {deposit} of {paid} registered")
     else:
         transaction = data.get("transaction") if isinstance(data.get("transaction"), dict) else {}
-        bank_order = str(transaction.get("orderId") or order_id)
+        bank_order = str(transaction.get("orderId") or "")
         if bank_order != order_id:
-            return _review(None, f"the bank answered about order {bank_order[:40]}")
+            return _review(None, f"the bank answered about order {bank_order[:40] or 'none'}")
         paid = _amount(transaction.get("totalAmount"), tiyin=False)
     if paid is None:
         return _review(None, "paid, but no amount")
