@@ -47,6 +47,14 @@ def sandbox_settings(
     return load_settings(registry.env_of(servers) | dict(env or {}), **(values | overrides))
 
 
+async def pay_on(http: aiohttp.ClientSession, emulator: FakeServer, **body: object) -> dict:
+    """The customer on the provider's page (the emulator's /sandbox/pay): its answer."""
+    async with http.post(f"{emulator.url}/sandbox/pay", json=body) as answer:
+        if answer.status != 200:
+            raise RuntimeError(f"{emulator.name}: {answer.status} {await answer.text()}")
+        return await answer.json()
+
+
 async def run_demo() -> int:
     servers = await registry.start_all()
     telegram, redoya, ktwidget = servers["telegram"], servers["redoya"], servers["ktwidget"]
@@ -74,10 +82,7 @@ async def run_demo() -> int:
                 order_message = await user.wait_message("Order #")
                 pay_url = button_url(order_message, "Pay")
 
-                async with http.post(
-                    f"{redoya.url}/sandbox/pay", json={"url": pay_url, "outcome": "paid"}
-                ) as answer:
-                    redirect = (await answer.json())["redirect"]
+                redirect = (await pay_on(http, redoya, url=pay_url, outcome="paid"))["redirect"]
                 async with http.get(redirect) as page:  # the customer's browser comes back
                     page_text = await page.text()
                 await user.wait_message("Payment received")
@@ -101,11 +106,7 @@ async def run_demo() -> int:
                 await user.wait_message("Kazakh black tea")
                 await user.press(text="Buy now")
                 kt_message = await user.wait_message("Order #3")
-                async with http.post(
-                    f"{ktwidget.url}/sandbox/pay",
-                    json={"url": button_url(kt_message, "Pay"), "outcome": "completed"},
-                ) as answer:
-                    assert answer.status == 200, await answer.text()
+                await pay_on(http, ktwidget, url=button_url(kt_message, "Pay"), outcome="completed")
                 await user.wait_message("Payment received for order #3")
                 await user.wait_message(predicate=lambda m: "document" in m)
                 await merchant_chat.wait_message("Order #3 paid", after_id=0)
@@ -122,11 +123,7 @@ async def run_demo() -> int:
                     assert answer.status == 200, await answer.text()
                 milk = await parts.checkout.order(4)
                 assert milk is not None
-                async with http.post(
-                    f"{pocket.url}/sandbox/pay",
-                    json={"invoice_id": milk.provider_payment_id, "outcome": "paid"},
-                ) as answer:
-                    assert answer.status == 200, await answer.text()
+                await pay_on(http, pocket, invoice_id=milk.provider_payment_id, outcome="paid")
                 await user.wait_message("Payment received for order #4")
                 await merchant_chat.wait_message("Order #4 paid", after_id=0)
 
@@ -139,11 +136,7 @@ async def run_demo() -> int:
                 await user.wait_message("How would you like to pay?")
                 await user.press(text="Halkbank")
                 bank_card = await user.wait_message("Order #5")
-                async with http.post(
-                    f"{erp.url}/sandbox/pay",
-                    json={"url": button_url(bank_card, "Pay"), "outcome": "paid"},
-                ) as answer:
-                    assert answer.status == 200, await answer.text()
+                await pay_on(http, erp, url=button_url(bank_card, "Pay"), outcome="paid")
                 await user.press(text="Check payment")
                 await user.wait_message("Payment received for order #5")
                 await merchant_chat.wait_message("Order #5 paid", after_id=0)
