@@ -1,5 +1,6 @@
 """The base of every emulator: an aiohttp app on a free loopback port, like aiohttp's
-examples/fake_server.py. Scenario knobs live on the subclasses as plain attributes.
+examples/fake_server.py. Scenario knobs live on the subclasses as plain attributes; those
+named in `knobs` are also set by `POST /sandbox/scenario {name: value}`.
 
 Every emulator also says which `.env` lines point a bot at it (`env()`) and can be put back to
 its just-started state without a restart (`reset()`, also `POST /sandbox/reset`), so a test
@@ -16,6 +17,7 @@ class FakeServer:
     """An emulator: `await start()` binds 127.0.0.1 on a free port and returns its base URL."""
 
     name = "fake"
+    knobs: tuple[str, ...] = ()  # the attributes POST /sandbox/scenario may set
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
@@ -24,6 +26,8 @@ class FakeServer:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.app.router.add_post("/sandbox/reset", self._reset)
+        if self.knobs:
+            self.app.router.add_post("/sandbox/scenario", self._scenario)
 
     def env(self) -> dict[str, str]:
         """The `.env` lines (names as in .env.example) that point a bot at this running server."""
@@ -41,6 +45,24 @@ class FakeServer:
     async def _reset(self, request: web.Request) -> web.Response:
         self.reset()
         return web.json_response({"ok": True})
+
+    def unknown_knobs(self, names: object) -> str | None:
+        """Why a scenario body cannot be taken: names that are no knobs of this emulator."""
+        unknown = set(names) - set(self.knobs)  # type: ignore[call-overload]
+        return f"unknown knobs {sorted(unknown)}" if unknown else None
+
+    def knob_values(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.knobs}
+
+    async def _scenario(self, request: web.Request) -> web.Response:
+        """`{knob: value, ...}`: all set, or none when one is no knob; answers every knob."""
+        body = await request.json()
+        error = self.unknown_knobs(body)
+        if error:
+            return web.json_response({"error": error}, status=400)
+        for key, value in body.items():
+            setattr(self, key, value)
+        return web.json_response(self.knob_values())
 
     async def start(self) -> str:
         if self._runner is not None:

@@ -256,6 +256,7 @@ class Call:
 
 class ErpServer(FakeServer):
     name = "erp"
+    knobs = KNOBS
 
     def __init__(
         self,
@@ -291,7 +292,6 @@ class ErpServer(FakeServer):
         r.add_get("/halkbank/payment_ru.html", self._bank_page)
         r.add_get("/tfeb/payment", self._bank_page)
         r.add_post("/sandbox/pay", self._pay)
-        r.add_post("/sandbox/scenario", self._scenario)
 
     # --- settings ---------------------------------------------------------------------
 
@@ -931,9 +931,9 @@ class ErpServer(FakeServer):
         body = await request.json()
         resources = body.pop("resources", {})
         renew = body.pop("renew_tokens", False)
-        unknown = set(body) - set(KNOBS)
-        if unknown:
-            return answer({"error": f"unknown knobs {sorted(unknown)}"}, 400)
+        error = self.unknown_knobs(body)
+        if error:
+            return answer({"error": error}, 400)
         try:
             for res_id, change in resources.items():
                 self.resource(int(res_id), **change)
@@ -943,7 +943,7 @@ class ErpServer(FakeServer):
             setattr(self, key, value)
         if renew:
             self.renew_tokens()
-        state: Json = {k: getattr(self, k) for k in KNOBS}
+        state: Json = self.knob_values()
         state["resources"] = {
             str(r.res_id): {"name": r.name, "price": r.price, "state": r.state}
             for r in self.resources.values()

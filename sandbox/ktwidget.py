@@ -234,6 +234,7 @@ def receipt_pdf(lines: list[str]) -> bytes:
 
 class KtwidgetServer(FakeServer):
     name = "ktwidget"
+    knobs = KNOBS
 
     def __init__(
         self,
@@ -254,7 +255,6 @@ class KtwidgetServer(FakeServer):
         self.app.router.add_get(API + "/{hash}/pdf", self._pdf)
         self.app.router.add_get("/payment-card", self._card_page)
         self.app.router.add_post("/sandbox/pay", self._pay)
-        self.app.router.add_post("/sandbox/scenario", self._scenario)
 
     def env(self) -> dict[str, str]:
         return {
@@ -556,12 +556,3 @@ class KtwidgetServer(FakeServer):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await super().stop()
-
-    async def _scenario(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        unknown = set(body) - set(KNOBS)
-        if unknown:
-            return web.json_response({"error": f"unknown knobs {sorted(unknown)}"}, status=400)
-        for key, value in body.items():
-            setattr(self, key, value)
-        return web.json_response({k: getattr(self, k) for k in KNOBS})

@@ -80,6 +80,7 @@ def parse_data(raw: str) -> dict[str, str]:
 
 class PaytureServer(FakeServer):
     name = "payture"
+    knobs = KNOBS
 
     def __init__(
         self,
@@ -101,7 +102,6 @@ class PaytureServer(FakeServer):
         for api in ("apim", "vwapi"):
             self.app.router.add_route("*", f"/{api}/{{command}}", self._command)
         self.app.router.add_post("/sandbox/pay", self._pay)
-        self.app.router.add_post("/sandbox/scenario", self._scenario)
 
     def env(self) -> dict[str, str]:
         return {
@@ -393,13 +393,3 @@ class PaytureServer(FakeServer):
     async def stop(self) -> None:
         await self.settle()
         await super().stop()
-
-    async def _scenario(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if set(body) - set(KNOBS):
-            return web.json_response(
-                {"error": f"unknown knobs {sorted(set(body) - set(KNOBS))}"}, status=400
-            )
-        for key, value in body.items():
-            setattr(self, key, value)
-        return web.json_response({k: getattr(self, k) for k in KNOBS})

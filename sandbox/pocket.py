@@ -127,6 +127,7 @@ class Webhook:
 
 class PocketServer(FakeServer):
     name = "pocket"
+    knobs = KNOBS
 
     def __init__(
         self,
@@ -161,7 +162,6 @@ class PocketServer(FakeServer):
         r.add_get("/sandbox/customer-token", self._customer_token)
         r.add_get("/invoice/{invoice_id}", self._invoice_page)
         r.add_post("/sandbox/pay", self._pay)
-        r.add_post("/sandbox/scenario", self._scenario)
 
     @property
     def issuer(self) -> str:
@@ -701,15 +701,6 @@ class PocketServer(FakeServer):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await super().stop()
-
-    async def _scenario(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        unknown = set(body) - set(KNOBS)
-        if unknown:
-            return web.json_response({"error": f"unknown knobs {sorted(unknown)}"}, status=400)
-        for key, value in body.items():
-            setattr(self, key, value)
-        return web.json_response({k: getattr(self, k) for k in KNOBS})
 
 
 POCKET_JS = """// The Pocket sandbox's stand-in for pocket.js (PocketMobile, Pocket.getToken).

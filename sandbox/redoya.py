@@ -57,6 +57,7 @@ def moleculer(code: int, kind: str, message: str) -> web.Response:
 
 class RedoyaServer(FakeServer):
     name = "redoya"
+    knobs = KNOBS
 
     def __init__(
         self,
@@ -76,7 +77,6 @@ class RedoyaServer(FakeServer):
         self.app.router.add_post("/api/v1/order/verify/{order_id}", self._verify)
         self.app.router.add_post("/sandbox/pay", self._pay)
         self.app.router.add_post("/sandbox/orders/{order_id}/settle", self._settle)
-        self.app.router.add_post("/sandbox/scenario", self._scenario)
 
     def env(self) -> dict[str, str]:
         return {
@@ -245,12 +245,3 @@ class RedoyaServer(FakeServer):
             "" if outcome == "paid" else "6:Card declined by the bank",
         )
         return web.json_response({"ok": True})
-
-    async def _scenario(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        unknown = set(body) - set(KNOBS)
-        if unknown:
-            return web.json_response({"error": f"unknown knobs {sorted(unknown)}"}, status=400)
-        for key, value in body.items():
-            setattr(self, key, value)
-        return web.json_response({k: getattr(self, k) for k in KNOBS})
