@@ -89,12 +89,16 @@ class Driver:
         merchant-wide notification URL), anything else for that key. The HTTP status."""
         url = f"{self.parts.web_url}/callbacks/{self.name}"
         if key is not None:
-            url += f"?o={order.id}&k={key or self.parts.checkout.callback_key(self.name, order.id)}"
+            url += self.callback_query(order, key)
         payload = body if body is not None else await self.notification(order)
         headers = {"Content-Type": self.callback_type}
         async with self.http.post(url, data=payload, headers=headers) as answer:
             await answer.read()
             return answer.status
+
+    def callback_query(self, order: Order, key: str) -> str:
+        """The callback URL's query: the order and its key ("": the valid one)."""
+        return f"?o={order.id}&k={key or self.parts.checkout.callback_key(self.name, order.id)}"
 
     async def notification(self, order: Order) -> bytes:
         """What the provider posts when the payment settles."""
@@ -320,16 +324,9 @@ class PocketDriver(Driver):
             pages.append(await self.come_back(redirect))
         return pages
 
-    async def notify(self, order: Order, body: bytes | None = None, *, key: str | None = "") -> int:
+    def callback_query(self, order: Order, key: str) -> str:
         """Pocket posts to the merchant's one URL: `?k=` our provider key ("" here), no order."""
-        url = f"{self.parts.web_url}/callbacks/{self.name}"
-        if key is not None:
-            url += f"?k={key or self.parts.checkout.provider_key(self.name)}"
-        payload = body if body is not None else await self.notification(order)
-        headers = {"Content-Type": self.callback_type}
-        async with self.http.post(url, data=payload, headers=headers) as answer:
-            await answer.read()
-            return answer.status
+        return f"?k={key or self.parts.checkout.provider_key(self.name)}"
 
     async def notification(self, order: Order) -> bytes:
         invoice = self.emulator.invoices[int(order.provider_payment_id or 0)]
