@@ -7,9 +7,10 @@ PostgreSQL), so tests never see each other's chats.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,15 @@ def make_settings(
 async def app(make_settings: Callable[..., Settings]) -> AsyncIterator[Parts]:
     async with BotApp(make_settings()) as parts:
         yield parts
+
+
+@pytest.fixture
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fails the test when anything logged an exception (a handler's, aiohttp's, the core's)."""
+    caplog.set_level(logging.WARNING)
+    yield
+    failed = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not failed, [f"{r.name}: {r.getMessage()}" for r in failed]
 
 
 @pytest.fixture

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
 import aiohttp
 
 from sandbox.botuser import BotUser, button_url
@@ -34,3 +39,17 @@ async def pay(http: aiohttp.ClientSession, provider_url: str, message: dict, out
 async def browse(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
     async with http.get(url) as page:
         return page.status, await page.text()
+
+
+async def eventually(check: Callable[[], object | Awaitable[object]], timeout: float = 5.0) -> None:
+    """Wait until `check()` (a value, or an awaitable of one) is true; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if inspect.isawaitable(found):
+            found = await found
+        if found:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the condition did not come true within {timeout}s")
+        await asyncio.sleep(0.02)

@@ -4,11 +4,8 @@ nothing, and leaves no traceback in the log and no generic apology in the chat."
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 
 import aiohttp
-import pytest
 
 from bot.app import BotApp, Parts
 from bot.core.serial import load_request
@@ -19,15 +16,6 @@ from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import order_product, pay
 
 APOLOGY = "Something went wrong on our side"
-
-
-@pytest.fixture
-def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Fails the test when anything logged an exception (a handler's, aiohttp's, the core's)."""
-    caplog.set_level(logging.WARNING)
-    yield
-    failed = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
-    assert not failed, [f"{r.name}: {r.getMessage()}" for r in failed]
 
 
 async def test_odd_numbers_in_chat_get_a_clear_answer(

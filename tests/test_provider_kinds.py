@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from sandbox.telegram import TelegramServer
 from storage.base import NewOutbox, Order, OrderState
 from tests.conftest import ADMIN, CUSTOMER, MERCHANT_CHAT, both_databases
 from tests.fakes import BridgeProvider, CallbackTruthProvider, InChatProvider, bridge_words
+from tests.flows import eventually
 
 S = OrderState
 Start = Callable[..., Awaitable[Parts]]
@@ -72,19 +72,11 @@ async def order_now(app: Parts, order_id: int) -> Order:
     return order
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not come true in time")
-        await asyncio.sleep(0.02)
-
-
 async def wait_state(app: Parts, order_id: int, state: OrderState) -> Order:
     async def reached() -> bool:
         return (await order_now(app, order_id)).state is state
 
-    await wait_for(reached)
+    await eventually(reached)
     return await order_now(app, order_id)
 
 
@@ -274,7 +266,7 @@ async def test_the_bridge_page_opens_the_payment_and_confirm_pays_it(
     async def attached() -> bool:
         return (await order_now(app, order.id)).provider_payment_id == "inv-1"
 
-    await wait_for(attached)
+    await eventually(attached)
     opened = await order_now(app, order.id)
     assert dict(opened.payment_data) == {"terminal": "t1"}
     assert opened.state is S.AWAITING_PAYMENT
@@ -302,7 +294,7 @@ async def test_a_bridge_post_during_a_status_outage_is_confirmed_later(
     async def asked() -> bool:
         return bool(fake.status_queries)
 
-    await wait_for(asked)
+    await eventually(asked)
     await asyncio.sleep(0.1)
     opened = await order_now(app, order.id)
     assert (opened.provider_payment_id, dict(opened.payment_data)) == ("inv-1", {"terminal": "t1"})

@@ -5,7 +5,7 @@ state and its audit trail."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -15,7 +15,7 @@ from sandbox.botuser import BotUser
 from sandbox.telegram import TelegramServer
 from storage.base import Order, OrderState
 from tests.conftest import ADMIN, both_databases
-from tests.flows import browse
+from tests.flows import browse, eventually
 from tests.scenarios.drivers import Driver, settled
 
 S = OrderState
@@ -28,14 +28,6 @@ def texts(messages: list[dict]) -> list[str]:
 
 async def count(user: BotUser, text: str) -> int:
     return sum(text in t for t in texts(await user.bot_messages()))
-
-
-async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if await check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not within {timeout}s")
 
 
 async def states(app: Parts, order: Order) -> list[OrderState]:
