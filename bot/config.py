@@ -11,8 +11,10 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
@@ -112,6 +114,9 @@ class Settings(_Sources):
     callback_secret: SecretStr | None = None
     merchant_chat_id: int | None = None
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    support_ids: Annotated[frozenset[int], NoDecode] = frozenset()  # look up, never refund
+    timezone: str = "UTC"  # the merchant's IANA zone: the staff see every time in it
+    daily_report_at: time | None = None  # local time of the daily report to the merchant chat
 
     # web server and links
     web_host: str = "127.0.0.1"
@@ -141,16 +146,17 @@ class Settings(_Sources):
     # the enabled providers' settings by name (bot/wiring.py loads them)
     providers: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("admin_ids", mode="before")
+    @field_validator("admin_ids", "support_ids", mode="before")
     @classmethod
-    def _split_ids(cls, value: object) -> object:
+    def _split_ids(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             parts = [p.strip() for p in value.replace(";", ",").split(",")]
             try:
                 return frozenset(int(p) for p in parts if p)
             except ValueError:
                 raise ValueError(
-                    "ADMIN_IDS must be Telegram user ids separated by commas"
+                    f"{(info.field_name or '').upper()} must be Telegram user ids separated by "
+                    "commas"
                 ) from None
         if isinstance(value, int):
             return frozenset({value})
@@ -174,6 +180,35 @@ class Settings(_Sources):
         if code not in LOCALES:
             raise ValueError(f"must be one of {', '.join(LOCALES)}")
         return code
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        name = value.strip() or "UTC"
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{name[:60]!r} is not a time zone name (e.g. Europe/Istanbul, Asia/Almaty)"
+            ) from None
+        return name
+
+    @field_validator("daily_report_at", mode="before")
+    @classmethod
+    def _clock_time(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            try:
+                return time.fromisoformat(text)
+            except ValueError:
+                raise ValueError("must be a time of day as HH:MM, e.g. 09:00") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:

@@ -73,6 +73,33 @@ def checked_states(
     return states
 
 
+class Fulfilment(StrEnum):
+    """The merchant's side of an order, beside its payment state and never mixed into it."""
+
+    NEW = "new"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"  # by the merchant; a paid order then goes down the refund path
+
+
+F = Fulfilment
+
+# The merchant's steps: shipped with an optional tracking note, or handed over at once;
+# cancelled before or after shipping (returned). Delivered and cancelled are the end.
+FULFILMENT_STEPS: Mapping[Fulfilment, frozenset[Fulfilment]] = {
+    F.NEW: frozenset({F.SHIPPED, F.DELIVERED, F.CANCELLED}),
+    F.SHIPPED: frozenset({F.DELIVERED, F.CANCELLED}),
+    F.DELIVERED: frozenset(),
+    F.CANCELLED: frozenset(),
+}
+
+
+def check_step(before: Fulfilment, after: Fulfilment) -> None:
+    """IllegalTransition unless FULFILMENT_STEPS allows before -> after."""
+    if after not in FULFILMENT_STEPS[before]:
+        raise IllegalTransition(f"fulfilment {before} -> {after} is not allowed")
+
+
 class DuplicatePayment(ValueError):
     """This provider payment id is already attached to another order."""
 
@@ -86,6 +113,43 @@ class OrderItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Buyer:
+    """Who placed the order, as Telegram names them (nobody checked it)."""
+
+    name: str = ""
+    username: str = ""  # without the '@'; empty when they have none
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a product that needs delivery goes: what the customer gave at checkout."""
+
+    name: str
+    phone: str  # as checked at checkout: '+' and digits
+    address: str
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    """Which orders the staff's lists show; every field left empty matches all."""
+
+    states: tuple[OrderState, ...] = ()
+    provider: str | None = None
+    user_id: int | None = None
+    since: datetime | None = None  # created at or after
+    text: str = ""  # an order id, a provider payment id, part of a name, @username or phone
+
+
+def search_text(buyer: Buyer, delivery: Delivery | None) -> str:
+    """What /find looks in: names, @username and phone digits, casefolded."""
+    parts = [buyer.name, buyer.username]
+    if delivery is not None:
+        parts += [delivery.name, "".join(c for c in delivery.phone if c.isdigit())]
+    return " ".join(p for p in parts if p).casefold()
+
+
+@dataclass(frozen=True, slots=True)
 class NewOrder:
     user_id: int
     chat_id: int
@@ -95,6 +159,8 @@ class NewOrder:
     items: Sequence[OrderItem]
     locale: str = "en"
     description: str = ""
+    buyer: Buyer = Buyer()
+    delivery: Delivery | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +187,10 @@ class Order:
     next_check_at: datetime | None = None
     check_attempts: int = 0
     message_id: int | None = None  # the chat message showing the order and its Pay button
+    buyer: Buyer = Buyer()
+    delivery: Delivery | None = None
+    fulfilment: Fulfilment = Fulfilment.NEW
+    tracking: str = ""  # the merchant's note when shipping (a tracking number, a courier)
 
     @property
     def currency(self) -> str:
@@ -267,6 +337,11 @@ class Storage(Protocol):
         self, user_id: int, *, limit: int = 10, offset: int = 0
     ) -> list[Order]: ...
 
+    async def search_orders(
+        self, query: OrderQuery, *, limit: int = 10, offset: int = 0
+    ) -> list[Order]:
+        """The orders that match, newest first (the staff's /orders, /find, /review)."""
+
     async def set_checkout(
         self,
         order_id: int,
@@ -321,6 +396,25 @@ class Storage(Protocol):
     ) -> Order | None:
         """An audit row without a change of state (a review note on a paid order), with its
         outbox rows in the same transaction. None when there is no such order."""
+
+    async def set_fulfilment(
+        self,
+        order_id: int,
+        expected: Fulfilment,
+        target: Fulfilment,
+        *,
+        actor: str,
+        tracking: str | None = None,
+        outbox: Sequence[NewOutbox] = (),
+    ) -> Order | None:
+        """Compare-and-set of the fulfilment (the payment state is left as it is), with an
+        audit row and the outbox rows in one transaction; `tracking` replaces the note when
+        given. None when it was not `expected` (a second press) or there is no such order.
+        Raises IllegalTransition when FULFILMENT_STEPS forbids the step."""
+
+    async def last_delivery(self, user_id: int) -> Delivery | None:
+        """The delivery details of the customer's latest order that had some (offered again
+        at the next checkout)."""
 
     async def schedule_check(
         self, order_id: int, next_check_at: datetime | None, attempts: int

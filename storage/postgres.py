@@ -21,30 +21,39 @@ import asyncpg
 from money import Money
 from storage.base import (
     AuditEntry,
+    Delivery,
     DuplicatePayment,
     Figures,
+    Fulfilment,
     IllegalTransition,
     InboundEvent,
     NewOrder,
     NewOutbox,
     Order,
     OrderItem,
+    OrderQuery,
     OrderState,
     OutboxMessage,
     Refund,
     RefundEnd,
     SavedCard,
     UnexpectedPayment,
+    check_step,
     checked_states,
+    search_text,
 )
 from storage.errors import StorageUnavailable
 from storage.migrations import migrations
 from storage.rows import (
     ORDER_COLUMNS,
+    delivery_values,
+    fulfilment_detail,
     payment_json,
+    query_where,
     sums,
     to_audit,
     to_card,
+    to_delivery,
     to_inbound,
     to_item,
     to_order,
@@ -187,8 +196,10 @@ class PostgresStorage:
         async with self._tx() as conn:
             order_id = await conn.fetchval(
                 "INSERT INTO orders (user_id, chat_id, provider, amount, currency, state, token, "
-                "locale, description, created_at, updated_at) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10) RETURNING id",
+                "locale, description, created_at, updated_at, buyer_name, buyer_username, "
+                "delivery_name, delivery_phone, delivery_address, delivery_comment, search_text) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10,$11,$12,$13,$14,$15,$16,$17) "
+                "RETURNING id",
                 new.user_id,
                 new.chat_id,
                 new.provider,
@@ -199,6 +210,10 @@ class PostgresStorage:
                 new.locale,
                 new.description,
                 stamp,
+                new.buyer.name,
+                new.buyer.username,
+                *delivery_values(new.delivery),
+                search_text(new.buyer, new.delivery),
             )
             await conn.executemany(
                 "INSERT INTO order_items VALUES ($1,$2,$3,$4,$5,$6)",
@@ -229,6 +244,21 @@ class PostgresStorage:
                 f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 "
                 "ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
                 user_id,
+                limit,
+                offset,
+            )
+            return await _with_items(conn, rows)
+
+    async def search_orders(
+        self, query: OrderQuery, *, limit: int = 10, offset: int = 0
+    ) -> list[Order]:
+        count = iter(range(1, 1000))
+        where, params = query_where(query, lambda: f"${next(count)}", aware)
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {ORDER_COLUMNS} FROM orders {where} ORDER BY id DESC "
+                f"LIMIT ${next(count)} OFFSET ${next(count)}",
+                *params,
                 limit,
                 offset,
             )
@@ -388,6 +418,50 @@ class PostgresStorage:
             for message in outbox:
                 await _enqueue(conn, order_id, message, stamp)
             return await _must_get(conn, order_id)
+
+    async def set_fulfilment(
+        self,
+        order_id: int,
+        expected: Fulfilment,
+        target: Fulfilment,
+        *,
+        actor: str,
+        tracking: str | None = None,
+        outbox: Sequence[NewOutbox] = (),
+    ) -> Order | None:
+        check_step(expected, target)
+        stamp = datetime.now(UTC)
+        async with self._tx() as conn:
+            current = await conn.fetchval(
+                "SELECT state FROM orders WHERE id = $1 AND fulfilment = $2 FOR UPDATE",
+                order_id,
+                expected.value,
+            )
+            if current is None:
+                return None
+            state = OrderState(current)
+            await conn.execute(
+                "UPDATE orders SET fulfilment = $1, tracking = COALESCE($2, tracking), "
+                "updated_at = $3 WHERE id = $4",
+                target.value,
+                tracking,
+                stamp,
+                order_id,
+            )
+            detail = fulfilment_detail(expected, target, tracking)
+            await _audit(conn, order_id, state, state, actor, detail[:500], stamp)
+            for message in outbox:
+                await _enqueue(conn, order_id, message, stamp)
+            return await _must_get(conn, order_id)
+
+    async def last_delivery(self, user_id: int) -> Delivery | None:
+        row = await self._db.fetchrow(
+            "SELECT delivery_name, delivery_phone, delivery_address, delivery_comment "
+            "FROM orders WHERE user_id = $1 AND delivery_address IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            user_id,
+        )
+        return to_delivery(row) if row else None
 
     async def schedule_check(
         self, order_id: int, next_check_at: datetime | None, attempts: int

@@ -14,9 +14,13 @@ from typing import Any
 from money import Money
 from storage.base import (
     AuditEntry,
+    Buyer,
+    Delivery,
+    Fulfilment,
     InboundEvent,
     Order,
     OrderItem,
+    OrderQuery,
     OrderState,
     OutboxMessage,
     Refund,
@@ -30,7 +34,9 @@ TimeReader = Callable[[Any], datetime | None]
 ORDER_COLUMNS = (
     "id, user_id, chat_id, provider, amount, currency, state, token, locale, description, "
     "created_at, updated_at, provider_payment_id, payment_data, pay_url, expires_at, paid_at, "
-    "paid_amount, refunded_amount, next_check_at, check_attempts, message_id"
+    "paid_amount, refunded_amount, next_check_at, check_attempts, message_id, buyer_name, "
+    "buyer_username, delivery_name, delivery_phone, delivery_address, delivery_comment, "
+    "fulfilment, tracking"
 )
 
 
@@ -67,7 +73,73 @@ def to_order(row: Row, items: tuple[OrderItem, ...], when: TimeReader) -> Order:
         next_check_at=when(row["next_check_at"]),
         check_attempts=row["check_attempts"],
         message_id=row["message_id"],
+        buyer=Buyer(row["buyer_name"], row["buyer_username"]),
+        delivery=to_delivery(row),
+        fulfilment=Fulfilment(row["fulfilment"]),
+        tracking=row["tracking"],
     )
+
+
+def to_delivery(row: Row) -> Delivery | None:
+    if row["delivery_address"] is None:
+        return None
+    return Delivery(
+        row["delivery_name"] or "",
+        row["delivery_phone"] or "",
+        row["delivery_address"],
+        row["delivery_comment"] or "",
+    )
+
+
+def delivery_values(delivery: Delivery | None) -> tuple[str | None, ...]:
+    """The four delivery columns of a new order (all None without delivery)."""
+    if delivery is None:
+        return (None, None, None, None)
+    return (delivery.name, delivery.phone, delivery.address, delivery.comment)
+
+
+PHONE_DIGITS_FOUND = 5  # fewer digits are an order id, not part of a phone
+
+
+def query_where(
+    query: OrderQuery, mark: Callable[[], str], stamp: Callable[[datetime], Any]
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of a search and its parameters; `mark` gives the next placeholder
+    ('?' for SQLite, '$n' for PostgreSQL), `stamp` a time as the dialect stores it."""
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return mark()
+
+    if query.states:
+        clauses.append(f"state IN ({','.join(param(s.value) for s in query.states)})")
+    if query.provider:
+        clauses.append(f"provider = {param(query.provider)}")
+    if query.user_id is not None:
+        clauses.append(f"user_id = {param(query.user_id)}")
+    if query.since is not None:
+        clauses.append(f"created_at >= {param(stamp(query.since))}")
+    text = query.text.strip()
+    if text:
+        either = [f"provider_payment_id = {param(text)}"]
+        if text.isascii() and text.isdigit() and len(text) <= 18:
+            either.append(f"id = {param(int(text))}")
+        needle = text.removeprefix("@").casefold()
+        if needle.lstrip("+").isdigit():
+            needle = needle.lstrip("+")
+        if not needle.isdigit() or len(needle) >= PHONE_DIGITS_FOUND:  # '4' is order #4
+            escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            either.append(f"search_text LIKE {param('%' + escaped + '%')} ESCAPE '\\'")
+        clauses.append("(" + " OR ".join(either) + ")")
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def fulfilment_detail(before: Fulfilment, after: Fulfilment, tracking: str | None) -> str:
+    """The audit row of a fulfilment step."""
+    detail = f"fulfilment {before} -> {after}"
+    return f"{detail}: {tracking}" if tracking else detail
 
 
 def to_audit(row: Row, when: TimeReader) -> AuditEntry:

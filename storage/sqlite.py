@@ -21,30 +21,39 @@ import aiosqlite
 from money import Money
 from storage.base import (
     AuditEntry,
+    Delivery,
     DuplicatePayment,
     Figures,
+    Fulfilment,
     IllegalTransition,
     InboundEvent,
     NewOrder,
     NewOutbox,
     Order,
     OrderItem,
+    OrderQuery,
     OrderState,
     OutboxMessage,
     Refund,
     RefundEnd,
     SavedCard,
     UnexpectedPayment,
+    check_step,
     checked_states,
+    search_text,
 )
 from storage.errors import StorageUnavailable
 from storage.migrations import migrations, statements
 from storage.rows import (
     ORDER_COLUMNS,
+    delivery_values,
+    fulfilment_detail,
     payment_json,
+    query_where,
     sums,
     to_audit,
     to_card,
+    to_delivery,
     to_inbound,
     to_item,
     to_order,
@@ -187,7 +196,9 @@ class SQLiteStorage:
         async with self._tx() as db:
             cursor = await db.execute(
                 "INSERT INTO orders (user_id, chat_id, provider, amount, currency, state, token, "
-                "locale, description, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "locale, description, created_at, updated_at, buyer_name, buyer_username, "
+                "delivery_name, delivery_phone, delivery_address, delivery_comment, search_text) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     new.user_id,
                     new.chat_id,
@@ -200,6 +211,10 @@ class SQLiteStorage:
                     new.description,
                     stamp,
                     stamp,
+                    new.buyer.name,
+                    new.buyer.username,
+                    *delivery_values(new.delivery),
+                    search_text(new.buyer, new.delivery),
                 ),
             )
             order_id = cursor.lastrowid
@@ -231,6 +246,16 @@ class SQLiteStorage:
             f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ? "
             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             (user_id, limit, offset),
+        )
+        return await self._with_items(rows)
+
+    async def search_orders(
+        self, query: OrderQuery, *, limit: int = 10, offset: int = 0
+    ) -> list[Order]:
+        where, params = query_where(query, lambda: "?", ts)
+        rows = await self._rows(
+            f"SELECT {ORDER_COLUMNS} FROM orders {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
         )
         return await self._with_items(rows)
 
@@ -428,6 +453,48 @@ class SQLiteStorage:
             for message in outbox:
                 await self._enqueue(db, order_id, message, stamp)
         return await self._must_get(order_id)
+
+    async def set_fulfilment(
+        self,
+        order_id: int,
+        expected: Fulfilment,
+        target: Fulfilment,
+        *,
+        actor: str,
+        tracking: str | None = None,
+        outbox: Sequence[NewOutbox] = (),
+    ) -> Order | None:
+        check_step(expected, target)
+        stamp = now_ts()
+        async with self._tx() as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT state FROM orders WHERE id = ? AND fulfilment = ?",
+                    (order_id, expected.value),
+                )
+            )
+            if not rows:
+                return None
+            state = OrderState(rows[0][0])
+            await db.execute(
+                "UPDATE orders SET fulfilment = ?, tracking = COALESCE(?, tracking), "
+                "updated_at = ? WHERE id = ?",
+                (target.value, tracking, stamp, order_id),
+            )
+            detail = fulfilment_detail(expected, target, tracking)
+            await self._audit(db, order_id, state, state, actor, detail[:500], stamp)
+            for message in outbox:
+                await self._enqueue(db, order_id, message, stamp)
+        return await self._must_get(order_id)
+
+    async def last_delivery(self, user_id: int) -> Delivery | None:
+        rows = await self._rows(
+            "SELECT delivery_name, delivery_phone, delivery_address, delivery_comment "
+            "FROM orders WHERE user_id = ? AND delivery_address IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (user_id,),
+        )
+        return to_delivery(rows[0]) if rows else None
 
     async def schedule_check(
         self, order_id: int, next_check_at: datetime | None, attempts: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,17 +14,22 @@ import pytest
 from money import Money
 from storage import StorageUnavailable, storage_from_url
 from storage.base import (
+    Buyer,
+    Delivery,
     DuplicatePayment,
+    Fulfilment,
     IllegalTransition,
     NewOrder,
     NewOutbox,
     OrderItem,
+    OrderQuery,
     OrderState,
     RefundEnd,
     Storage,
 )
 
 S = OrderState
+F = Fulfilment
 
 
 def new_order(n: int = 1, user_id: int = 7) -> NewOrder:
@@ -341,3 +347,64 @@ async def test_a_refund_row_ends_with_its_order_in_one_transaction(storage: Stor
     )
     assert lost is None
     assert [r.state for r in await storage.refunds_for_order(order_id)] == ["done", "pending"]
+
+
+async def test_buyer_delivery_and_fulfilment_steps(storage: Storage) -> None:
+    delivered = Delivery("Aylin Kaya", "+905321234567", "Moda Cd. 12, Kadıköy", "ring twice")
+    new = replace(new_order(1), buyer=Buyer("Aylin", "aylin_k"), delivery=delivered)
+    order = await storage.create_order(new)
+    assert (order.buyer, order.delivery, order.fulfilment) == (new.buyer, delivered, F.NEW)
+    assert (await storage.create_order(new_order(2))).delivery is None
+    assert await storage.last_delivery(7) == delivered
+    assert await storage.last_delivery(8) is None
+
+    note = NewOutbox("shipped", 7, {"tracking": "TR-1"})
+    shipped = await storage.set_fulfilment(
+        order.id, F.NEW, F.SHIPPED, actor="admin:1", tracking="TR-1", outbox=[note]
+    )
+    assert shipped is not None
+    assert (shipped.fulfilment, shipped.tracking) == (F.SHIPPED, "TR-1")
+    assert shipped.state is order.state  # the payment state is left alone
+    assert await storage.set_fulfilment(order.id, F.NEW, F.SHIPPED, actor="admin:2") is None
+    done = await storage.set_fulfilment(order.id, F.SHIPPED, F.DELIVERED, actor="admin:1")
+    assert done is not None
+    assert done.tracking == "TR-1"
+    with pytest.raises(IllegalTransition):
+        await storage.set_fulfilment(order.id, F.DELIVERED, F.SHIPPED, actor="admin:1")
+    trail = [e.detail for e in await storage.audit_trail(order.id)]
+    assert trail[-2:] == ["fulfilment new -> shipped: TR-1", "fulfilment shipped -> delivered"]
+    due = await storage.due_outbox(datetime.now(UTC) + timedelta(seconds=1))
+    assert [m.kind for m in due] == ["shipped"]
+
+
+async def test_staff_search_filters_pages_and_finds(storage: Storage) -> None:
+    ids = []
+    for n in range(1, 6):
+        ids.append(await awaiting(storage, n, user_id=7 if n % 2 else 8))
+    aylin = replace(
+        new_order(6, user_id=9),
+        buyer=Buyer("Şule Öztürk", "sule_o"),
+        delivery=Delivery("ŞULE ÖZTÜRK", "+90 532 123-45-67", "Moda 12"),
+    )
+    found = await storage.create_order(aylin)
+    await storage.attach_payment(ids[0], "pay_100%_x", {})
+    page = await storage.search_orders(OrderQuery(), limit=2)
+    assert [o.id for o in page] == [found.id, ids[4]]
+    assert [o.id for o in await storage.search_orders(OrderQuery(), limit=2, offset=4)] == [
+        ids[1],
+        ids[0],
+    ]
+    awaiting_7 = OrderQuery(states=(S.AWAITING_PAYMENT,), user_id=7, provider="redoya")
+    assert [o.id for o in await storage.search_orders(awaiting_7)] == [ids[4], ids[2], ids[0]]
+    later = OrderQuery(since=datetime.now(UTC) + timedelta(hours=1))
+    assert await storage.search_orders(later) == []
+
+    async def find(text: str) -> list[int]:
+        return [o.id for o in await storage.search_orders(OrderQuery(text=text))]
+
+    assert await find("şule") == [found.id]  # casefolded, not ASCII-only
+    assert await find("@SULE_O") == [found.id]
+    assert await find("5321234567") == [found.id]  # phone digits, spaces and dashes aside
+    assert await find(str(ids[3])) == [ids[3]]
+    assert await find("pay_100%_x") == [ids[0]]
+    assert await find("%") == []  # a wildcard is a plain character
