@@ -7,8 +7,8 @@ import secrets
 from datetime import timedelta
 
 from aiogram import Router
-from aiogram.filters import Command, CommandObject, Filter
-from aiogram.types import CallbackQuery, Message, TelegramObject
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
@@ -24,14 +24,8 @@ from bot.core import (
     RefundError,
     RefundPlan,
 )
+from bot.handlers.roles import IsAdmin
 from bot.keyboards import RefundCb, UnexpectedCb, refund_keyboard
-
-
-class IsAdmin(Filter):
-    async def __call__(self, event: TelegramObject, settings: Settings) -> bool:
-        user = getattr(event, "from_user", None)
-        return user is not None and user.id in settings.admin_ids
-
 
 ORDER_ID_DIGITS = 18  # beyond this it is no order id of ours (and would overflow SQLite)
 MAX_DAYS = 36_600
