@@ -103,7 +103,16 @@ def checkout_lines(items: list[tuple[Product, int]], currency: str | None = None
     found = [(p, q, p.price_in(currency)) for p, q in items]
     if any(price is None for _, _, price in found):
         raise CartError("mixed_currencies")
-    return [CartLine(p.id, p.name, q, price, p.sku) for p, q, price in found if price is not None]
+    return [
+        CartLine(p.id, p.name, q, price, p.sku, p.delivery)
+        for p, q, price in found
+        if price is not None
+    ]
+
+
+def needs_delivery(items: list[tuple[Product, int]]) -> bool:
+    """A cart needs the customer's delivery details when any of its products is shipped."""
+    return any(product.delivery for product, _ in items)
 
 
 def allowed_providers(items: list[tuple[Product, int]]) -> tuple[str, ...]:

@@ -3,7 +3,8 @@
 Prices are written in major units as a string or an integer ("12.50", 150), never a TOML float,
 and become integer minor units here. A product has a money price (`price` + `currency`), a
 Telegram Stars price (`stars`, whole stars), or both. An invalid file stops start-up with a
-message that names the file, the entry and the field.
+message that names the file, the entry and the field. `delivery = true` marks a product that is
+shipped: checking out a cart with one asks the customer for a name, a phone and an address.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Product:
     photo: str | None = None  # a path relative to the catalog file, or an https URL
     providers: tuple[str, ...] = ()  # empty: every enabled provider that takes the currency
     sku: str = ""  # the merchant's code of it in the provider's system (the ERP's resource id)
+    delivery: bool = False  # shipped to the customer: checkout asks where to
 
     def __post_init__(self) -> None:
         if not self.prices:
@@ -189,6 +191,9 @@ def _product(entry: dict[str, Any], where: str, category_ids: set[str]) -> Produ
         sku = str(sku)
     if not isinstance(sku, str) or (sku and not SKU.fullmatch(sku)):
         raise CatalogError(f"{where}, field 'sku': letters, digits, '-' or '_', up to 40")
+    delivery = entry.get("delivery", False)
+    if not isinstance(delivery, bool):
+        raise CatalogError(f"{where}, field 'delivery': must be true or false")
     return Product(
         id=product_id,
         name=_text(entry, "name", where),
@@ -198,6 +203,7 @@ def _product(entry: dict[str, Any], where: str, category_ids: set[str]) -> Produ
         photo=photo,
         providers=tuple(providers),
         sku=sku,
+        delivery=delivery,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -72,6 +72,20 @@ class PayWith(CallbackData, prefix="w"):
         if value.count(cls.__separator__) == len(cls.model_fields) - 1:
             value += cls.__separator__
         return super().unpack(value)
+
+
+class DeliveryAction(StrEnum):
+    NAME = "n"  # correct the name (likewise the next three)
+    PHONE = "p"
+    ADDRESS = "a"
+    COMMENT = "c"
+    SKIP = "s"  # no comment
+    CHANGE = "x"  # the last details offered: change them
+    PAY = "k"  # the details are right: on to the payment choice
+
+
+class DeliveryCb(CallbackData, prefix="dl"):
+    action: DeliveryAction
 
 
 class OrderAction(StrEnum):
@@ -220,6 +234,44 @@ def provider_keyboard(choices: list[tuple[str, PayWith]]) -> InlineKeyboardMarku
         kb.button(text=text, callback_data=data)
     kb.adjust(1)
     return kb.as_markup()
+
+
+def delivery_keyboard() -> InlineKeyboardMarkup:
+    """The summary of the details: one button per field to correct it, then on to paying."""
+    kb = InlineKeyboardBuilder()
+    A = DeliveryAction
+    for text, action in (
+        (_("✏️ Name"), A.NAME),
+        (_("✏️ Phone"), A.PHONE),
+        (_("✏️ Address"), A.ADDRESS),
+        (_("✏️ Comment"), A.COMMENT),
+        (_("Continue to payment"), A.PAY),
+    ):
+        kb.button(text=text, callback_data=DeliveryCb(action=action))
+    kb.adjust(2, 2, 1)
+    return kb.as_markup()
+
+
+def last_delivery_keyboard() -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=_("Use these"), callback_data=DeliveryCb(action=DeliveryAction.PAY))
+    kb.button(text=_("Change"), callback_data=DeliveryCb(action=DeliveryAction.CHANGE))
+    return kb.as_markup()
+
+
+def skip_keyboard() -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=_("Skip"), callback_data=DeliveryCb(action=DeliveryAction.SKIP))
+    return kb.as_markup()
+
+
+def contact_keyboard() -> ReplyKeyboardMarkup:
+    """Telegram's own button that shares the customer's phone number (a reply keyboard)."""
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=_("📱 Share my phone number"), request_contact=True)]],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
 
 
 def order_keyboard(order: Order) -> InlineKeyboardMarkup | None:

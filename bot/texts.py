@@ -14,7 +14,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.catalog import Product
-from bot.core import Money, Order, OrderState, OutboxKind
+from bot.core import Delivery, Money, Order, OrderState, OutboxKind
 from bot.formatting import format_money, format_when
 
 S = OrderState
@@ -113,6 +113,29 @@ def order_card(order: Order, *, check_here: bool = False) -> str:
     return text
 
 
+def delivery(details: Delivery) -> str:
+    """The delivery details as the customer, the merchant and /order see them."""
+    rows = [
+        "<b>" + _("Delivery") + "</b>",
+        _("Name: {name}").format(name=escape(details.name)),
+        _("Phone: {phone}").format(phone=escape(details.phone)),
+        _("Address: {address}").format(address=escape(details.address)),
+    ]
+    if details.comment:
+        rows.append(_("Comment: {comment}").format(comment=escape(details.comment)))
+    return "\n".join(rows)
+
+
+def buyer(order: Order) -> str:
+    """Who placed the order: their Telegram name as a link to them, and @username when they
+    have one (an order from before names were kept shows the id only)."""
+    name = escape(order.buyer.name) or str(order.user_id)
+    who = f'<a href="tg://user?id={order.user_id}">{name}</a>'
+    if order.buyer.username:
+        who += f" @{escape(order.buyer.username)}"
+    return _("Buyer: {buyer} (id {user_id})").format(buyer=who, user_id=order.user_id)
+
+
 def receipt(order: Order, provider: str) -> str:
     """`provider` is the adapter's display name."""
     rows = [
@@ -124,6 +147,8 @@ def receipt(order: Order, provider: str) -> str:
     ]
     if order.refunded_so_far.amount:
         rows.append(_("Refunded: {amount}").format(amount=money(order.refunded_so_far)))
+    if order.delivery is not None:
+        rows += ["", delivery(order.delivery)]
     return "\n".join(rows)
 
 
@@ -160,16 +185,16 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
             id=order.id, amount=amount, left=money(order.left_to_refund)
         )
     if kind is K.MERCHANT_PAID:
-        head = _(
-            "💰 Order #{id} paid: {total} via {provider} (payment {payment_id}, customer {user_id})"
-        ).format(
+        head = _("💰 Order #{id} paid: {total} via {provider} (payment {payment_id})").format(
             id=order.id,
             total=total,
             provider=escape(provider),
             payment_id=escape(order.provider_payment_id or "-"),
-            user_id=order.user_id,
         )
-        return f"{head}\n{order_lines(order)}"
+        rows = [head, buyer(order), order_lines(order)]
+        if order.delivery is not None:
+            rows += ["", delivery(order.delivery)]
+        return "\n".join(rows)
     if kind in (K.MERCHANT_REVIEW, K.ADMIN_REVIEW):
         # the reason stays as the checkout service wrote it: the provider's codes and amounts
         reason = escape(str(payload.get("reason", "")))

@@ -38,6 +38,8 @@ def transcript(messages: list[Json]) -> str:
         body = message.get("text") or message.get("caption") or ""
         if message.get("photo"):
             body = "[photo] " + body
+        if message.get("contact"):
+            body = f"[contact {message['contact']['phone_number']}]"
         if message.get("document"):
             body = f"[document {message['document'].get('file_name', '')}] " + body
         for kind in ("invoice", "successful_payment", "refunded_payment"):
@@ -62,11 +64,14 @@ class BotUser:
         *,
         first_name: str = "Ada",
         language_code: str = "en",
+        last_name: str = "",
+        username: str = "",
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.user_id = user_id
         self.profile = {"first_name": first_name, "language_code": language_code}
+        self.profile |= {k: v for k, v in (("last_name", last_name), ("username", username)) if v}
         self._session = session
         self._own_session = session is None
         self._baseline: tuple[int, dict[int, int]] = (0, {})
@@ -107,6 +112,24 @@ class BotUser:
         )
         self._baseline = (answer["message_id"], self._baseline[1])
         return int(answer["message_id"])
+
+    async def send_contact(self, phone_number: str, *, owner: int | None = None) -> int:
+        """Share a phone number: this user's own, as Telegram's request-contact button sends
+        it, or a contact card of `owner` (another user id; 0: someone not on Telegram)."""
+        await self._mark()
+        body = {"phone_number": phone_number, **self.profile}
+        if owner is not None:
+            body["contact_user_id"] = owner
+        answer = await self._post(f"/sandbox/users/{self.user_id}/send_contact", body)
+        self._baseline = (answer["message_id"], self._baseline[1])
+        return int(answer["message_id"])
+
+    async def reply_keyboard(self) -> list[Json]:
+        """The buttons of the reply keyboard the bot shows in this chat now (empty: none)."""
+        url = f"{self.base_url}/sandbox/chats/{self.user_id}/messages"
+        async with self.session.get(url) as response:
+            keyboard = (await response.json()).get("reply_keyboard") or {}
+        return [b for row in keyboard.get("keyboard", []) for b in row]
 
     async def press(
         self,

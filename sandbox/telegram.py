@@ -1,5 +1,6 @@
 """An emulator of the Telegram Bot API, good enough for aiogram 3, plus a control API that acts
-as users (send text, press buttons) and reads what the bot sent.
+as users (send text or a contact, press buttons) and reads what the bot sent, and the reply
+keyboard each chat shows.
 
 Written from the Bot API documentation and PROVIDERS.md's notes on what aiogram validates:
 `getMe` with `is_bot`/`first_name`, callback queries with `chat_instance` and the full message,
@@ -167,6 +168,7 @@ class TelegramServer(FakeServer):
         self.app.router.add_get("/file/bot{token}/{file_id}", self._file)
         self.app.router.add_post("/sandbox/users/{user_id}/send", self._user_send)
         self.app.router.add_post("/sandbox/users/{user_id}/press", self._user_press)
+        self.app.router.add_post("/sandbox/users/{user_id}/send_contact", self._user_contact)
         self.app.router.add_get("/sandbox/users/{user_id}/answers", self._user_answers)
         self.app.router.add_post("/sandbox/users/{user_id}/pay_invoice", self._user_pay)
         self.app.router.add_post("/sandbox/users/{user_id}/redeliver_payment", self._user_redeliver)
@@ -204,6 +206,7 @@ class TelegramServer(FakeServer):
         self._changed.set()  # wakes the waiters of the old generation
         self.chats: dict[int, Json] = {}
         self.messages: dict[int, list[Json]] = {}
+        self.keyboards: dict[int, Json] = {}  # the reply keyboard each chat shows now
         self.users: dict[int, Json] = {}
         self.updates: list[Json] = []
         self.commands: dict[str, list[Json]] = {}
@@ -428,8 +431,12 @@ class TelegramServer(FakeServer):
             "date": int(time.time()),
         }
         markup = _markup(params.get("reply_markup"))
-        if markup:
+        if markup and "inline_keyboard" in markup:
             message["reply_markup"] = markup
+        elif markup and "keyboard" in markup:  # the chat's, not the message's (as Telegram)
+            self.keyboards[chat["id"]] = markup
+        elif markup and markup.get("remove_keyboard"):
+            self.keyboards.pop(chat["id"], None)
         return message
 
     def _store(self, message: Json) -> Json:
@@ -446,6 +453,8 @@ class TelegramServer(FakeServer):
 
     def _edit(self, message: Json, field: str, value: str | None, params: Json) -> Json:
         markup = _markup(params.get("reply_markup"))
+        if markup and "inline_keyboard" not in markup:
+            raise ApiError(400, "Bad Request: inline keyboard expected")
         if message.get(field) == value and message.get("reply_markup") == markup:
             raise ApiError(
                 400,
@@ -730,7 +739,7 @@ class TelegramServer(FakeServer):
 
     def _user(self, user_id: int, profile: Json) -> Json:
         user = self.users.setdefault(user_id, {"id": user_id, "is_bot": False, "first_name": "Ada"})
-        for key in ("first_name", "username", "language_code"):
+        for key in ("first_name", "last_name", "username", "language_code"):
             if profile.get(key):
                 user[key] = profile[key]
         return user
@@ -798,6 +807,31 @@ class TelegramServer(FakeServer):
         if text.startswith("/"):
             command = text.split()[0]
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        self._store(message)
+        update_id = self.push("message", message)
+        return web.json_response({"update_id": update_id, "message_id": message["message_id"]})
+
+    async def _user_contact(self, request: web.Request) -> web.Response:
+        """The user shares a phone number: their own (the request-contact button: the
+        contact's `user_id` is theirs) or, with `contact_user_id`, someone else's contact
+        card (0: one with no Telegram account)."""
+        user_id = int(request.match_info["user_id"])
+        body = await request.json()
+        phone = str(body.get("phone_number") or "")
+        if not phone:
+            return web.json_response({"error": "phone_number is required"}, status=400)
+        user = self._user(user_id, body)
+        contact: Json = {"phone_number": phone, "first_name": user["first_name"]}
+        owner = int(body.get("contact_user_id", user_id))
+        if owner:
+            contact["user_id"] = owner
+        message: Json = {
+            "message_id": next(self._message_ids.setdefault(user_id, itertools.count(1))),
+            "from": user,
+            "chat": self._chat(user_id),
+            "date": int(time.time()),
+            "contact": contact,
+        }
         self._store(message)
         update_id = self.push("message", message)
         return web.json_response({"update_id": update_id, "message_id": message["message_id"]})
@@ -894,7 +928,8 @@ class TelegramServer(FakeServer):
             await self._wait_change(deadline)
             if self._generation != generation:
                 return web.json_response({"messages": []})
-        return web.json_response({"messages": newer()})
+        keyboard = self.keyboards.get(chat_id)
+        return web.json_response({"messages": newer(), "reply_keyboard": keyboard})
 
     async def _state(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -1034,6 +1069,10 @@ def _markup(raw: object) -> Json | None:
     markup = json.loads(raw) if isinstance(raw, str) else raw
     if not isinstance(markup, dict):
         raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
+    for row in markup.get("keyboard", []):
+        for button in row:
+            if not (button.get("text") if isinstance(button, dict) else button):
+                raise ApiError(400, "Bad Request: keyboard button text is empty")
     for row in markup.get("inline_keyboard", []):
         for button in row:
             data = button.get("callback_data")
@@ -1043,7 +1082,8 @@ def _markup(raw: object) -> Json | None:
                 raise ApiError(
                     400, "Bad Request: text buttons are unallowed in the inline keyboard"
                 )
-    return markup if markup.get("inline_keyboard") else None
+    kinds = ("inline_keyboard", "keyboard", "remove_keyboard")
+    return markup if any(markup.get(kind) for kind in kinds) else None
 
 
 def _flag(value: object) -> bool:

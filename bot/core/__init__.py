@@ -5,7 +5,8 @@
 - `confirm.py`: the one confirm;
 - `refunds.py`: refunds;
 - `ledger.py`: reconciliation with a provider's own ledger (Stars);
-- `outbox.py`: the kinds of messages the notifier sends.
+- `outbox.py`: the kinds of messages the notifier sends;
+- `details.py`: the customer's delivery details, checked.
 
 The chat, the web routes, the notifier and the sweep import from here, never from storage or
 providers: the records they show are re-exported below.
@@ -26,6 +27,8 @@ from storage.base import (
     FINAL,
     PAYABLE,
     AuditEntry,
+    Buyer,
+    Delivery,
     Figures,
     Order,
     OrderState,
@@ -50,12 +53,14 @@ __all__ = [
     "AuditEntry",
     "BadCallback",
     "BridgeWords",
+    "Buyer",
     "CartLine",
     "ChatPayment",
     "CheckSchedule",
     "CheckoutError",
     "CheckoutService",
     "Confirmation",
+    "Delivery",
     "Figures",
     "InboundRequest",
     "LedgerReport",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.core import details
 from bot.core.confirm import stored_ref
 from bot.core.context import CheckoutError, ReceiptError
 from bot.core.inbound import Receiving
@@ -24,7 +25,17 @@ from providers.base import (
     Receipts,
 )
 from providers.registry import UnknownProvider
-from storage.base import AuditEntry, Figures, NewOrder, Order, OrderItem, OrderState, SavedCard
+from storage.base import (
+    AuditEntry,
+    Buyer,
+    Delivery,
+    Figures,
+    NewOrder,
+    Order,
+    OrderItem,
+    OrderState,
+    SavedCard,
+)
 
 log = logging.getLogger("bot.core.checkout")
 
@@ -41,6 +52,7 @@ class CartLine:
     quantity: int
     unit_price: Money
     sku: str = ""  # the product's code in the provider's system (the ERP's resource id)
+    delivery: bool = False  # the product is shipped: the order needs the customer's details
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +101,18 @@ class Ordering(Receiving):
         provider_name: str,
         locale: str = "en",
         saved_card: int | None = None,
+        buyer: Buyer | None = None,
+        delivery: Delivery | None = None,
     ) -> Order:
         """Create the order and open the provider's checkout; the order then awaits payment.
 
-        Refused before anything is stored when the cart is empty, mixes currencies, the
-        provider cannot take the amount, or the saved card is not the customer's.
+        Refused before anything is stored when the cart is empty, mixes currencies, needs
+        delivery and has no valid details, the provider cannot take the amount, or the saved
+        card is not the customer's. `delivery` is kept only when a product needs it.
         """
         if not lines:
             raise CheckoutError("empty_cart")
+        delivery = self._delivery_for(lines, delivery)
         currencies = {line.unit_price.currency for line in lines}
         if len(currencies) != 1:
             raise CheckoutError("mixed_currencies")
@@ -137,10 +153,27 @@ class Ordering(Receiving):
                 items=items,
                 locale=locale,
                 description=description,
+                buyer=buyer or Buyer(),
+                delivery=delivery,
             )
         )
         cart = tuple(CheckoutLine(x.sku, x.title, x.quantity, x.unit_price) for x in lines)
         return await self._open_checkout(order, provider, card_id, cart)
+
+    @staticmethod
+    def _delivery_for(lines: Sequence[CartLine], delivery: Delivery | None) -> Delivery | None:
+        if not any(line.delivery for line in lines):
+            return None
+        if delivery is None:
+            raise CheckoutError("delivery_needed")
+        try:
+            return details.check(delivery)
+        except details.DetailsError as exc:
+            raise CheckoutError("delivery_needed", str(exc)) from None
+
+    async def last_delivery(self, user_id: int) -> Delivery | None:
+        """The details the customer gave last time, offered again at the next checkout."""
+        return await self.storage.last_delivery(user_id)
 
     async def _same_order(
         self, user_id: int, provider: str, items: Sequence[OrderItem]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, fallback, merchant, orders, payments, shop
+from bot.handlers import admin, delivery, fallback, merchant, orders, payments, shop
 
 
 def get_routers() -> list[Router]:
-    return [m.create_router() for m in (payments, merchant, admin, shop, orders, fallback)]
+    routers = (payments, merchant, admin, delivery, shop, orders, fallback)
+    return [m.create_router() for m in routers]

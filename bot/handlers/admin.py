@@ -114,8 +114,12 @@ async def order_lookup(message: Message, command: CommandObject, checkout: Check
         return
     trail = await checkout.audit(order.id)
     provider = texts.provider_name(checkout.display_name(order.provider))
-    rows = [
-        texts.receipt(order, provider) if order.paid_at else texts.order_card(order),
+    rows = [texts.receipt(order, provider) if order.paid_at else texts.order_card(order)]
+    if order.delivery is not None and not order.paid_at:  # a receipt shows it already
+        rows += ["", texts.delivery(order.delivery)]
+    rows += [
+        "",
+        texts.buyer(order),
         _("state: {state} · provider: {provider} · customer: {user_id}").format(
             state=order.state, provider=texts.escape(order.provider), user_id=order.user_id
         ),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, Message, User
 from aiogram.utils.i18n import gettext as _
+
+from bot.core import Buyer
 
 log = logging.getLogger("bot.handlers")
 
@@ -27,6 +29,12 @@ async def edit(query: CallbackQuery, text: str, markup: object = None) -> None:
             log.warning("edit failed: %s", exc)
 
 
+def buyer_of(user: User) -> Buyer:
+    """The customer as Telegram names them, recorded with every order for the merchant."""
+    name = " ".join(part for part in (user.first_name, user.last_name) if part)
+    return Buyer(name=name, username=user.username or "")
+
+
 def checkout_error(reason: str, refused: tuple[tuple[str, str], ...] = ()) -> str:
     if reason == "lines_refused" and refused:
         return refused_lines(refused)
@@ -45,6 +53,9 @@ def checkout_error(reason: str, refused: tuple[tuple[str, str], ...] = ()) -> st
         "unknown_provider": _("This payment method is no longer available."),
         "card_gone": _("That saved card is no longer available."),
         "order_closed": _("This order can no longer be paid. Please order again from the catalog."),
+        "delivery_needed": _(
+            "This order needs delivery details: please press Checkout (or Buy now) again."
+        ),
     }
     return messages.get(reason, _("That did not work. Please try again."))
 

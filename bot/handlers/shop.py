@@ -16,8 +16,8 @@ from aiogram.utils.i18n import gettext as _
 from bot import cart as carts
 from bot import texts
 from bot.catalog import Catalog, Product
-from bot.core import CheckoutError, CheckoutService, Money
-from bot.handlers.common import checkout_error, edit
+from bot.core import CheckoutError, CheckoutService, Money, details
+from bot.handlers.common import buyer_of, checkout_error, edit
 from bot.handlers.orders import mask
 from bot.keyboards import (
     LANGUAGES,
@@ -179,13 +179,14 @@ async def buy_now(
     query: CallbackQuery,
     callback_data: ProductCb,
     catalog: Catalog,
+    state: FSMContext,
     checkout: CheckoutService,
 ) -> None:
     product = catalog.product(callback_data.id)
     if product is None:
         await query.answer(_("That product is no longer in the catalog."), show_alert=True)
         return
-    await choose_provider(query, [(product, 1)], checkout, product_id=product.id)
+    await choose_provider(query, [(product, 1)], checkout, product_id=product.id, state=state)
 
 
 # --- cart ---------------------------------------------------------------------------------
@@ -393,7 +394,8 @@ async def place(
     state: FSMContext | None = None,
 ) -> None:
     """Create the order, in the currency the choice names, and show it with its Pay button; a
-    cart that became an order empties."""
+    cart that became an order empties. The buyer is who pressed; the delivery details are the
+    ones the customer confirmed in this chat (bot/handlers/delivery.py)."""
     common = carts.currencies(items)
     currency = choice.currency or next(  # a button from before the currency was in it
         (c for c in common if any(p.name == choice.provider for p in checkout.providers_for(c))),
@@ -404,6 +406,7 @@ async def place(
             _("This choice is out of date. Please start again from the catalog."), show_alert=True
         )
         return
+    data = await state.get_data() if state is not None else {}
     try:
         order = await checkout.place_order(
             user_id=query.from_user.id,
@@ -412,6 +415,8 @@ async def place(
             provider_name=choice.provider,
             locale=texts.locale(),
             saved_card=choice.card or None,
+            buyer=buyer_of(query.from_user),
+            delivery=details.from_dict(data.get("delivery")),
         )
     except CheckoutError as exc:
         await query.answer(checkout_error(exc.reason, exc.refused)[:200], show_alert=True)

@@ -1,0 +1,292 @@
+"""Checkout of a cart that needs delivery: the customer's name, phone, address and a comment,
+asked in the chat (an FSM), each answer checked, then a summary to correct any field before the
+payment choice of bot/handlers/shop.py. A returning customer is offered their last details.
+
+This router goes before `shop`: it takes the cart's Checkout and "Buy now" only when a product
+needs delivery, and every answer while a question is open. A command typed meanwhile leaves
+the questions and then runs as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from aiogram.utils.i18n import gettext as _
+
+from bot import cart as carts
+from bot import texts
+from bot.catalog import Catalog, Product
+from bot.core import CheckoutService, Delivery, details
+from bot.handlers.common import edit
+from bot.handlers.shop import choose_provider
+from bot.keyboards import (
+    CartAction,
+    CartCb,
+    DeliveryAction,
+    DeliveryCb,
+    ProductAction,
+    ProductCb,
+    contact_keyboard,
+    delivery_keyboard,
+    last_delivery_keyboard,
+    skip_keyboard,
+)
+
+
+class DeliveryForm(StatesGroup):
+    name = State()
+    phone = State()
+    address = State()
+    comment = State()
+    summary = State()  # the summary (or the last details) is on screen: buttons only
+
+
+FIELDS = ("name", "phone", "address", "comment")  # the order they are asked in
+EDITS = {
+    DeliveryAction.NAME: "name",
+    DeliveryAction.PHONE: "phone",
+    DeliveryAction.ADDRESS: "address",
+    DeliveryAction.COMMENT: "comment",
+}
+ASKING = StateFilter(*(getattr(DeliveryForm, field) for field in FIELDS))
+
+
+def _state(field: str) -> State:
+    return getattr(DeliveryForm, field)  # type: ignore[no-any-return]
+
+
+def question(field: str) -> str:
+    questions = {
+        "name": _("Where should we deliver? First, the recipient's name:"),
+        "phone": _(
+            "The recipient's phone number: press the button below to share yours, or type it "
+            "with the country code (for example +90 532 123 45 67)."
+        ),
+        "address": _("The delivery address (city, street, house, flat):"),
+        "comment": _("A comment for the courier (a time, a door code), or press Skip:"),
+    }
+    return questions[field]
+
+
+def refusal(exc: details.DetailsError) -> str:
+    low, high = details.LIMITS.get(exc.field, (0, 0))
+    if exc.reason == "bad_phone":
+        return _(
+            "That does not look like a phone number: send 7 to 15 digits with the country "
+            "code, for example +90 532 123 45 67."
+        )
+    if exc.reason == "too_long":
+        return _("That is too long: at most {max} characters, please.").format(max=high)
+    return _("That is too short: at least {min} characters, please.").format(min=low)
+
+
+# --- the way in: Checkout or "Buy now" of something that is shipped ---------------------
+
+
+async def cart_needs_delivery(
+    query: CallbackQuery, catalog: Catalog, state: FSMContext
+) -> dict[str, Any] | bool:
+    """A filter: the cart has a product that needs delivery (and one currency to pay in)."""
+    items = carts.lines(carts.read(await state.get_data()), catalog)
+    if carts.needs_delivery(items) and carts.currencies(items):
+        return {"product_id": ""}
+    return False
+
+
+async def product_needs_delivery(
+    callback_data: ProductCb, catalog: Catalog
+) -> dict[str, Any] | bool:
+    product = catalog.product(callback_data.id)
+    if product is not None and product.delivery:
+        return {"product_id": product.id}
+    return False
+
+
+async def begin(
+    query: CallbackQuery, product_id: str, state: FSMContext, checkout: CheckoutService
+) -> None:
+    """Offer the last details, or ask from the name on."""
+    await query.answer()
+    last = await checkout.last_delivery(query.from_user.id)
+    await state.update_data(
+        delivery_for=product_id,
+        delivery=None,  # only details confirmed for this checkout are used to place it
+        delivery_draft=details.to_dict(last) if last else {},
+        delivery_editing=False,
+    )
+    if not isinstance(query.message, Message):
+        return
+    if last is not None:
+        await state.set_state(DeliveryForm.summary)
+        text = _("Deliver to the same details as last time?") + "\n\n" + texts.delivery(last)
+        await query.message.answer(text, reply_markup=last_delivery_keyboard())
+        return
+    await ask(query.message, state, "name")
+
+
+async def ask(message: Message, state: FSMContext, field: str) -> None:
+    await state.set_state(_state(field))
+    markup: Any = None
+    if field == "phone":
+        markup = contact_keyboard()
+    elif field == "comment":
+        markup = skip_keyboard()
+    await message.answer(question(field), reply_markup=markup)
+
+
+async def summary(message: Message, state: FSMContext) -> None:
+    """The details with a button per field; from now on each answer comes back here."""
+    draft = details.from_dict((await state.get_data()).get("delivery_draft"))
+    if draft is None:  # cannot happen through the questions; start them again
+        await ask(message, state, "name")
+        return
+    await state.set_state(DeliveryForm.summary)
+    await state.update_data(delivery_editing=True)
+    text = _("Is everything right? Press a field to correct it.") + "\n\n" + texts.delivery(draft)
+    await message.answer(text, reply_markup=delivery_keyboard())
+
+
+# --- the answers ------------------------------------------------------------------------
+
+
+async def keep(message: Message, state: FSMContext, field: str, value: str) -> None:
+    data = await state.get_data()
+    draft = dict(data.get("delivery_draft") or {})
+    draft[field] = value
+    await state.update_data(delivery_draft=draft)
+    if field == "phone":  # the contact button has done its work
+        shown = _("Phone: {phone}").format(phone=texts.escape(value))
+        await message.answer(shown, reply_markup=ReplyKeyboardRemove())
+    following = FIELDS.index(field) + 1
+    if data.get("delivery_editing") or following == len(FIELDS):
+        await summary(message, state)
+    else:
+        await ask(message, state, FIELDS[following])
+
+
+async def answered(message: Message, state: FSMContext) -> None:
+    field = str(await state.get_state()).rpartition(":")[2]
+    text = message.text or ""
+    try:
+        value = details.clean_phone(text) if field == "phone" else details.clean_text(field, text)
+    except details.DetailsError as exc:
+        await message.answer(refusal(exc))
+        return
+    await keep(message, state, field, value)
+
+
+async def contact_shared(message: Message, state: FSMContext) -> None:
+    contact = message.contact
+    if contact is None or message.from_user is None or contact.user_id != message.from_user.id:
+        await message.answer(
+            _("Please share your own number with the button below, or type the number.")
+        )
+        return
+    try:
+        phone = details.clean_phone(contact.phone_number)
+    except details.DetailsError as exc:
+        await message.answer(refusal(exc))
+        return
+    await keep(message, state, "phone", phone)
+
+
+async def not_text(message: Message) -> None:
+    await message.answer(_("Please answer with a text message."))
+
+
+async def leave(message: Message, state: FSMContext) -> None:
+    """A command while a question is open: close the questions, then let the command run."""
+    await state.set_state(None)
+    await message.answer(
+        _("Delivery details put aside: press Checkout again when you are ready."),
+        reply_markup=ReplyKeyboardRemove(),
+    )
+    raise SkipHandler
+
+
+# --- the buttons ------------------------------------------------------------------------
+
+
+async def button(
+    query: CallbackQuery,
+    callback_data: DeliveryCb,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
+) -> None:
+    data = await state.get_data()
+    draft = details.from_dict(data.get("delivery_draft"))
+    action = callback_data.action
+    message = query.message if isinstance(query.message, Message) else None
+    asked_comment = await state.get_state() == DeliveryForm.comment
+    if (
+        draft is None
+        or message is None
+        or "delivery_for" not in data
+        or (action is DeliveryAction.SKIP and not asked_comment)
+    ):
+        await query.answer(
+            _("This choice is out of date. Please start again from the catalog."), show_alert=True
+        )
+        return
+    if action is DeliveryAction.PAY:
+        await pay(query, str(data["delivery_for"]), draft, catalog, state, checkout)
+        return
+    await query.answer()
+    if action is DeliveryAction.SKIP:
+        await keep(message, state, "comment", "")
+    elif action is DeliveryAction.CHANGE:
+        await summary(message, state)
+    else:
+        await state.update_data(delivery_editing=True)
+        await ask(message, state, EDITS[action])
+
+
+async def pay(
+    query: CallbackQuery,
+    product_id: str,
+    confirmed: Delivery,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
+) -> None:
+    """The details are right: keep them for this checkout and go on to the payment choice."""
+    items: list[tuple[Product, int]]
+    if product_id:
+        product = catalog.product(product_id)
+        items = [(product, 1)] if product else []
+    else:
+        items = carts.lines(carts.read(await state.get_data()), catalog)
+    if not items:
+        await query.answer(
+            _("This choice is out of date. Please start again from the catalog."), show_alert=True
+        )
+        return
+    await state.set_state(None)
+    await state.update_data(delivery=details.to_dict(confirmed), delivery_editing=False)
+    await edit(query, texts.delivery(confirmed))  # the buttons go; the details stay in view
+    await choose_provider(query, items, checkout, product_id=product_id, state=state)
+
+
+def create_router() -> Router:
+    """A fresh Router with this module's handlers (a Router can join one Dispatcher only)."""
+    router = Router(name=__name__)
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.register(
+        begin, CartCb.filter(F.action == CartAction.CHECKOUT), cart_needs_delivery
+    )
+    router.callback_query.register(
+        begin, ProductCb.filter(F.action == ProductAction.BUY), product_needs_delivery
+    )
+    router.callback_query.register(button, DeliveryCb.filter())
+    router.message.register(leave, ASKING, F.text.startswith("/"))
+    router.message.register(contact_shared, StateFilter(DeliveryForm.phone), F.contact)
+    router.message.register(answered, ASKING, F.text)
+    router.message.register(not_text, ASKING)
+    return router
