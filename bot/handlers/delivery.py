@@ -100,7 +100,7 @@ async def cart_needs_delivery(
 
 
 async def product_needs_delivery(
-    callback_data: ProductCb, catalog: Catalog
+    query: CallbackQuery, callback_data: ProductCb, catalog: Catalog
 ) -> dict[str, Any] | bool:
     product = catalog.product(callback_data.id)
     if product is not None and product.delivery:
@@ -287,6 +287,7 @@ def create_router() -> Router:
     router.callback_query.register(button, DeliveryCb.filter())
     router.message.register(leave, ASKING, F.text.startswith("/"))
     router.message.register(contact_shared, StateFilter(DeliveryForm.phone), F.contact)
-    router.message.register(answered, ASKING, F.text)
-    router.message.register(not_text, ASKING)
+    command = F.text.startswith("/")  # the states read before `leave` cleared them: skip on
+    router.message.register(answered, ASKING, F.text, ~command)
+    router.message.register(not_text, ASKING, ~command)
     return router
