@@ -1,11 +1,11 @@
 """`python -m bot demo`: the whole flow on loopback, with no Telegram or provider account.
 
 Starts the sandbox (the Telegram Bot API and every provider's emulator), runs the real bot
-against it, and plays a customer who pays five ways: Redoya (two products in the cart, the
-emulated page, back to the bot), Telegram Stars (an invoice in the chat), KTWidget (its callback
-and the PDF receipt), Pocket (our bridge page, the invoice, the webhook checked) and Halkbank
-through the Turkmen ERP ("Check payment" in the chat). Prints the chat transcript and the
-orders' final states.
+against it, and plays a customer who pays five ways: Redoya (two products in the cart, one of
+them shipped, so the delivery details are asked; the emulated page, back to the bot), Telegram
+Stars (an invoice in the chat), KTWidget (its callback and the PDF receipt), Pocket (our bridge
+page, the invoice, the webhook checked) and Halkbank through the Turkmen ERP ("Check payment"
+in the chat). Prints the chat transcript and the orders' final states.
 """
 
 from __future__ import annotations
@@ -55,6 +55,21 @@ async def pay_on(http: aiohttp.ClientSession, emulator: FakeServer, **body: obje
         return await answer.json()
 
 
+async def deliver(user: BotUser) -> None:
+    """Answer the delivery questions as a customer: name, the contact button, address, no
+    comment, then on to paying from the summary."""
+    await user.wait_message("the recipient's name")
+    await user.send("Ada Lovelace")
+    await user.wait_message("phone number")
+    await user.send_contact("905321234567")
+    await user.wait_message("delivery address")
+    await user.send("Moda Cd. 12, Kadıköy, Istanbul")
+    await user.wait_message("comment")
+    await user.press(text="Skip")
+    await user.wait_message("Is everything right?")
+    await user.press(text="Continue to payment")
+
+
 async def run_demo() -> int:
     servers = await registry.start_all()
     telegram, redoya, ktwidget = servers["telegram"], servers["redoya"], servers["ktwidget"]
@@ -63,7 +78,14 @@ async def run_demo() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             settings = sandbox_settings(*servers.values(), database_url=f"sqlite:///{tmp}/demo.db")
             async with BotApp(settings) as parts, aiohttp.ClientSession() as http:
-                user = BotUser(telegram.url, CUSTOMER_ID, first_name="Ada", session=http)
+                user = BotUser(
+                    telegram.url,
+                    CUSTOMER_ID,
+                    first_name="Ada",
+                    last_name="Lovelace",
+                    username="ada",
+                    session=http,
+                )
                 await user.send("/start")
                 await user.wait_message("Catalog")
                 await user.press(text="Coffee")
@@ -73,12 +95,13 @@ async def run_demo() -> int:
                 await user.press(text="Add to cart")
                 await user.press(text="« Back")
                 await user.wait_message(predicate=lambda m: "Coffee" in m.get("text", ""))
-                await user.press(text="Cezve")
-                await user.wait_message("Cezve")
+                await user.press(text="Brass grinder")
+                await user.wait_message("Brass grinder")
                 await user.press(text="Add to cart")
                 await user.press(text="🛒 Cart")
                 await user.wait_message("Your cart")
                 await user.press(text="Checkout")
+                await deliver(user)  # the grinder is shipped: where to
                 order_message = await user.wait_message("Order #")
                 pay_url = button_url(order_message, "Pay")
 

@@ -58,7 +58,8 @@ async def test_the_demo_plays_the_whole_flow_and_exits_0(tmp_path: Path) -> None
     assert "Payment received for order #4" in text  # and milk tea through Pocket
     assert "Payment received for order #5" in text  # and chorek through the ERP's Halkbank
     last = text.rstrip().splitlines()[-5:]
-    assert last[0].startswith("order #1: paid · 235.00 TRY · redoya"), last
+    assert last[0].startswith("order #1: paid · 630.00 TRY · redoya"), last  # coffee + grinder
+    assert "Address: Moda Cd. 12, Kadıköy, Istanbul" in text  # the grinder is shipped
     assert last[1].startswith("order #2: paid · 500 XTR · stars"), last
     assert last[2].startswith("order #3: paid · 3200.50 KZT · ktwidget"), last
     assert last[3].startswith("order #4: paid · 12500.00 MNT · pocket"), last

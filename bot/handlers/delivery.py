@@ -240,6 +240,7 @@ async def button(
         return
     await query.answer()
     if action is DeliveryAction.SKIP:
+        await edit(query, question("comment"))  # its Skip button has done its work
         await keep(message, state, "comment", "")
     elif action is DeliveryAction.CHANGE:
         await summary(message, state)
