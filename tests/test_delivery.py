@@ -9,7 +9,7 @@ import pytest
 
 from bot.app import Parts
 from bot.catalog import CatalogError, load_catalog, parse_catalog
-from bot.core import Buyer, CartLine, CheckoutError, Delivery, Money
+from bot.core import Buyer, CartLine, CheckoutError, Delivery, Money, details
 from bot.demo import DEMO_CATALOG
 from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
@@ -32,6 +32,43 @@ def test_the_catalog_flag_is_read_and_checked() -> None:
         products = {p.id: p for p in load_catalog(path).products}
         assert products["melon-jam"].delivery, path
         assert not products["coffee-club"].delivery, path  # digital goods are not shipped
+
+
+@pytest.mark.parametrize(
+    ("typed", "kept"),
+    [
+        ("+90 (532) 123-45-67", "+905321234567"),
+        ("0090 532 123 45 67", "+905321234567"),  # the international call prefix
+        ("905321234567", "+905321234567"),  # a shared contact's number has no '+'
+        ("+1234567", "+1234567"),
+        ("123456", None),  # too few digits
+        ("+1234567890123456", None),  # more than E.164's 15
+        ("+90 532 ١٢٣ 45 67", None),  # digits, but not ASCII ones
+        ("call me", None),
+    ],
+)
+def test_phones_are_normalised_or_refused(typed: str, kept: str | None) -> None:
+    if kept is None:
+        with pytest.raises(details.DetailsError):
+            details.clean_phone(typed)
+    else:
+        assert details.clean_phone(typed) == kept
+
+
+def test_answers_are_squeezed_to_one_line_within_limits() -> None:
+    assert details.clean_text("address", " Moda Cd. 12 \n\n Kadıköy\t\x00Istanbul ") == (
+        "Moda Cd. 12, Kadıköy Istanbul"
+    )
+    assert details.clean_text("comment", " \n ") == ""  # the comment may be left out
+    for field, value, reason in [
+        ("name", "\u200b", "empty"),
+        ("name", "A", "too_short"),
+        ("name", "A" * 65, "too_long"),
+        ("address", "x" * 301, "too_long"),
+    ]:
+        with pytest.raises(details.DetailsError) as refused:
+            details.clean_text(field, value)
+        assert (refused.value.field, refused.value.reason) == (field, reason)
 
 
 async def buy_grinder(user: BotUser) -> None:

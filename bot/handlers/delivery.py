@@ -54,11 +54,9 @@ EDITS = {
     DeliveryAction.ADDRESS: "address",
     DeliveryAction.COMMENT: "comment",
 }
-ASKING = StateFilter(*(getattr(DeliveryForm, field) for field in FIELDS))
-
-
-def _state(field: str) -> State:
-    return getattr(DeliveryForm, field)  # type: ignore[no-any-return]
+QUESTIONS: dict[str, State] = {field: getattr(DeliveryForm, field) for field in FIELDS}
+ASKED = {state.state: field for field, state in QUESTIONS.items()}  # "DeliveryForm:name" -> "name"
+ASKING = StateFilter(*QUESTIONS.values())
 
 
 def question(field: str) -> str:
@@ -131,7 +129,7 @@ async def begin(
 
 
 async def ask(message: Message, state: FSMContext, field: str) -> None:
-    await state.set_state(_state(field))
+    await state.set_state(QUESTIONS[field])
     markup: Any = None
     if field == "phone":
         markup = contact_keyboard()
@@ -171,7 +169,9 @@ async def keep(message: Message, state: FSMContext, field: str, value: str) -> N
 
 
 async def answered(message: Message, state: FSMContext) -> None:
-    field = str(await state.get_state()).rpartition(":")[2]
+    field = ASKED.get(str(await state.get_state()))
+    if field is None:  # the question was closed meanwhile
+        return
     text = message.text or ""
     try:
         value = details.clean_phone(text) if field == "phone" else details.clean_text(field, text)
