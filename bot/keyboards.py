@@ -11,6 +11,7 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import texts
 from bot.catalog import Catalog, Product
 from bot.core import PAYABLE, Order, OrderState
 
@@ -123,11 +124,14 @@ def catalog_keyboard(catalog: Catalog, cart_count: int) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     if catalog.categories:
         for category in catalog.categories:
-            kb.button(text=category.title, callback_data=CatalogCb(category=category.id))
+            kb.button(
+                text=texts.category_title(category), callback_data=CatalogCb(category=category.id)
+            )
     else:
         for product in catalog.products[:PAGE_SIZE]:
             kb.button(
-                text=product.name, callback_data=ProductCb(action=ProductAction.VIEW, id=product.id)
+                text=texts.product_name(product),
+                callback_data=ProductCb(action=ProductAction.VIEW, id=product.id),
             )
     kb.adjust(1)
     kb.row(*_cart_button(cart_count).buttons)
@@ -142,7 +146,7 @@ def category_keyboard(
     page = min(max(page, 0), pages - 1)
     for product in products[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]:
         kb.button(
-            text=f"{product.name} · {price[product.id]}",
+            text=f"{texts.product_name(product)} · {price[product.id]}",
             callback_data=ProductCb(action=ProductAction.VIEW, id=product.id),
         )
     kb.adjust(1)
@@ -192,7 +196,7 @@ def cart_keyboard(lines: list[tuple[Product, int]]) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     for product, quantity in lines:
         kb.button(
-            text=f"{product.name} ×{quantity}",
+            text=f"{texts.product_name(product)} ×{quantity}",
             callback_data=CartCb(action=CartAction.QTY, id=product.id),
         )
         kb.button(text="−", callback_data=CartCb(action=CartAction.DEC, id=product.id))

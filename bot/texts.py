@@ -13,7 +13,7 @@ from html import escape, unescape
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.catalog import Product
+from bot.catalog import Category, Product
 from bot.core import Money, Order, OrderState, OutboxKind
 from bot.formatting import format_money, format_when
 
@@ -80,10 +80,20 @@ def total(totals: Sequence[Money], *, bold: bool = False) -> str:
     return _("Total: {total} or {other}").format(total=shown[0], other=" / ".join(shown[1:]))
 
 
+def product_name(product: Product) -> str:
+    """The product's name in the customer's language (the catalog's default without one)."""
+    return product.name_in(locale())
+
+
+def category_title(category: Category) -> str:
+    return category.title_in(locale())
+
+
 def product_card(product: Product) -> str:
-    lines = [f"<b>{escape(product.name)}</b>", prices(product)]
-    if product.description:
-        lines += ["", escape(product.description)]
+    lines = [f"<b>{escape(product_name(product))}</b>", prices(product)]
+    description = product.description_in(locale())
+    if description:
+        lines += ["", escape(description)]
     return "\n".join(lines)
 
 
