@@ -120,6 +120,40 @@ class LanguageCb(CallbackData, prefix="l"):
     code: str
 
 
+class StaffOrdersCb(CallbackData, prefix="so"):
+    """A page of the staff's /orders with its filter: the states as their positions in
+    OrderState ("29" = paid, needs_review), a provider name, a customer id and days (0 = any).
+    At most 'so:0123456789:' + a provider name + two ids and a page: well under 64 bytes."""
+
+    states: str = ""
+    provider: str = ""
+    user: int = 0
+    days: int = 0
+    page: int = 0
+
+
+class StaffFindCb(CallbackData, prefix="sf"):
+    """A page of /find: the searched text rides along when it fits (see `fits`)."""
+
+    text: str
+    page: int = 0
+
+
+class StaffOrderCb(CallbackData, prefix="sv"):
+    """Open an order's staff view (/order <id>)."""
+
+    id: int
+
+
+def fits(data: CallbackData) -> bool:
+    """Whether a payload packs: within Telegram's 64 bytes, with no ':' in a value."""
+    try:
+        data.pack()
+    except ValueError:
+        return False
+    return True
+
+
 def catalog_keyboard(catalog: Catalog, cart_count: int) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     if catalog.categories:
@@ -256,6 +290,24 @@ def orders_keyboard(orders: list[Order], page: int, more: bool) -> InlineKeyboar
     if nav.buttons:
         kb.row(*nav.buttons)
     return kb.as_markup()
+
+
+def staff_orders_keyboard(
+    orders: list[Order], back: CallbackData | None, forward: CallbackData | None
+) -> InlineKeyboardMarkup | None:
+    """A button per order (its staff view), then ◀ ▶ to the pages around this one."""
+    kb = InlineKeyboardBuilder()
+    for order in orders:
+        kb.button(text=f"#{order.id}", callback_data=StaffOrderCb(id=order.id))
+    kb.adjust(5)
+    nav = InlineKeyboardBuilder()
+    if back is not None:
+        nav.button(text="◀", callback_data=back)
+    if forward is not None:
+        nav.button(text="▶", callback_data=forward)
+    if nav.buttons:
+        kb.row(*nav.buttons)
+    return kb.as_markup() if orders else None
 
 
 def language_keyboard() -> InlineKeyboardMarkup:

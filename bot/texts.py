@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import tzinfo
 from html import escape, unescape
 
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.catalog import Category, Product
-from bot.core import Money, Order, OrderState, OutboxKind
+from bot.core import Fulfilment, Money, Order, OrderState, OutboxKind
 from bot.formatting import format_money, format_when
 
 S = OrderState
@@ -64,6 +65,16 @@ def state_name(state: OrderState) -> str:
         S.NEEDS_REVIEW: _("being checked by the shop"),
     }
     return names[state]
+
+
+def fulfilment_name(step: Fulfilment) -> str:
+    names = {
+        Fulfilment.NEW: _("not shipped yet"),
+        Fulfilment.SHIPPED: _("shipped"),
+        Fulfilment.DELIVERED: _("delivered"),
+        Fulfilment.CANCELLED: _("cancelled by the shop"),
+    }
+    return names[step]
 
 
 def prices(product: Product) -> str:
@@ -123,14 +134,15 @@ def order_card(order: Order, *, check_here: bool = False) -> str:
     return text
 
 
-def receipt(order: Order, provider: str) -> str:
-    """`provider` is the adapter's display name."""
+def receipt(order: Order, provider: str, zone: tzinfo | None = None) -> str:
+    """`provider` is the adapter's display name; `zone` the merchant's (Settings.zone): the
+    paid-at time is shown on the shop's clock, the zone named."""
     rows = [
         "<b>" + _("Receipt for order #{id}").format(id=order.id) + "</b>",
         order_lines(order),
         _("Paid with: {provider}").format(provider=escape(provider)),
         _("Payment id: {payment_id}").format(payment_id=escape(order.provider_payment_id or "-")),
-        _("Paid at: {when}").format(when=format_when(order.paid_at, locale())),
+        _("Paid at: {when}").format(when=format_when(order.paid_at, locale(), zone)),
     ]
     if order.refunded_so_far.amount:
         rows.append(_("Refunded: {amount}").format(amount=money(order.refunded_so_far)))
