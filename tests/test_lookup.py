@@ -170,7 +170,18 @@ async def test_a_filter_nobody_understands_gets_what_is_accepted(
         assert accepted in answer["text"], accepted
     twice = await ask(admin, "/orders redoya payture", "One provider")
     assert "payture" in twice["text"].splitlines()[0]
-    await ask(admin, "/orders help", "/orders takes these words")
+    listed = await ask(admin, "/orders help", "/orders takes these words")
+    for forged, expected in (
+        ("so:Z9:nosuch:-1:999999:-2", "No orders match."),  # clamped, unknown codes dropped
+        ("so::x:a:b:c", "out of date"),  # does not unpack: the stale-button answer
+        ("sv:99999", "not found"),
+    ):
+        answer = await admin.press(forged, message_id=listed["message_id"], force=True)
+        assert answer is not None
+        if answer["text"]:
+            assert expected in answer["text"], (forged, answer)
+        else:
+            assert expected in (await admin.wait_message(expected))["text"]
 
 
 async def test_find_by_name_phone_payment_id_and_order_id(
@@ -207,8 +218,10 @@ async def test_support_looks_up_but_never_refunds(
 
     assert ids(await ask(support, "/orders paid", "Orders: paid")) == [9, 6, 4, 2]
     assert ids(await ask(support, "/find pay-4", "Orders matching")) == [4]
-    view = await ask(support, "/order 4", "Receipt for order #4")
+    await support.press(text="#4")
+    view = await support.wait_message("Receipt for order #4")
     assert "/refund" not in view["text"]
+    assert "/refund" not in (await ask(support, "/order 4", "Receipt for order #4"))["text"]
     assert "/refund 4 [amount]" in (await ask(admin, "/order 4", "Receipt"))["text"]
 
     refused = await ask(support, "/refund 4", "Only admins may do that")

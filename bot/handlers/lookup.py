@@ -19,7 +19,7 @@ from bot.core import AuditEntry, CheckoutService, Order, OrderQuery, OrderState
 from bot.formatting import format_when, in_zone, zone_name
 from bot.handlers.common import edit
 from bot.handlers.roles import IsStaff
-from bot.handlers.staff_filter import STATES, FilterError, OrdersFilter, parse
+from bot.handlers.staff_filter import FilterError, OrdersFilter, filter_usage, parse
 from bot.keyboards import (
     RefundCb,
     StaffFindCb,
@@ -54,24 +54,6 @@ def usage(admin: bool) -> str:
             _("/reconcile — compare Telegram Stars payments with Telegram's own list"),
         ]
     return texts.escape("\n".join(lines))
-
-
-def orders_usage(checkout: CheckoutService) -> str:
-    names = {s.value: texts.state_name(s) for s in STATES}
-    states = ", ".join(name if name == v else f"{name} ({v})" for v, name in names.items())
-    providers = ", ".join(checkout.provider_names())
-    return texts.escape(
-        "\n".join(
-            (
-                _("/orders takes these words, in any order:"),
-                "• " + _("a state: {states}").format(states=states),
-                "• " + _("a provider: {providers}").format(providers=providers),
-                "• " + _("a customer: their Telegram id, a bare number (e.g. 1001)"),
-                "• " + _("days: a number with d (e.g. 7d = the last 7 days)"),
-                _("An order by its number: /order <id>; by name or phone: /find <text>"),
-            )
-        )
-    )
 
 
 async def admin_help(message: Message, settings: Settings) -> None:
@@ -208,7 +190,7 @@ async def orders_command(
 ) -> None:
     args = (command.args or "").strip()
     if args.casefold() in ("help", "?"):
-        await message.answer(orders_usage(checkout))
+        await message.answer(filter_usage(checkout.provider_names()))
         return
     names = {n: texts.provider_name(checkout.display_name(n)) for n in checkout.provider_names()}
     try:
@@ -223,7 +205,9 @@ async def orders_command(
                     words=" ".join(exc.twice)[:200]
                 )
             )
-        await message.answer(texts.escape("\n".join(said)) + "\n\n" + orders_usage(checkout))
+        await message.answer(
+            texts.escape("\n".join(said)) + "\n\n" + filter_usage(checkout.provider_names())
+        )
         return
     text, markup = await render_orders(found, 0, checkout, settings.zone)
     await message.answer(text, reply_markup=markup)

@@ -10,15 +10,18 @@ their compact form in the paging buttons.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.core import OrderQuery, OrderState
 from bot.keyboards import StaffOrdersCb
 
-STATES = list(OrderState)  # a state's position is its code in a button ("2" = paid)
+STATES = list(OrderState)
+CODES = (string.digits + string.ascii_letters)[: len(STATES)]  # a state in a button: "2" = paid
 MAX_DAYS = 36_600
 USER_ID_DIGITS = 18
 LONGEST_NAME = 5  # words: "being checked by the shop"
@@ -46,7 +49,7 @@ class OrdersFilter:
         )
 
     def page(self, page: int) -> StaffOrdersCb:
-        codes = "".join(str(STATES.index(s)) for s in self.states)
+        codes = "".join(CODES[STATES.index(s)] for s in self.states)
         return StaffOrdersCb(
             states=codes, provider=self.provider, user=self.user_id, days=self.days, page=page
         )
@@ -54,9 +57,7 @@ class OrdersFilter:
     @classmethod
     def from_page(cls, data: StaffOrdersCb) -> OrdersFilter:
         """A button's filter; a code nobody wrote (an edited payload) is dropped."""
-        states = tuple(
-            STATES[int(c)] for c in dict.fromkeys(data.states) if c.isdigit() and int(c) < 10
-        )
+        states = tuple(STATES[CODES.index(c)] for c in dict.fromkeys(data.states) if c in CODES)
         return cls(states, data.provider, max(data.user, 0), min(max(data.days, 0), MAX_DAYS))
 
 
@@ -126,3 +127,21 @@ def _number(word: str) -> tuple[str, str]:
     if days:
         return ("days", digits) if 0 < int(digits) <= MAX_DAYS else ("", "")
     return ("user", digits) if int(digits) > 0 else ("", "")
+
+
+def filter_usage(providers: list[str]) -> str:
+    """What /orders takes (for a filter nobody understood, and `/orders help`), escaped."""
+    names = {s.value: texts.state_name(s) for s in STATES}
+    states = ", ".join(name if name == v else f"{name} ({v})" for v, name in names.items())
+    return texts.escape(
+        "\n".join(
+            (
+                _("/orders takes these words, in any order:"),
+                "• " + _("a state: {states}").format(states=states),
+                "• " + _("a provider: {providers}").format(providers=", ".join(providers)),
+                "• " + _("a customer: their Telegram id, a bare number (e.g. 1001)"),
+                "• " + _("days: a number with d (e.g. 7d = the last 7 days)"),
+                _("An order by its number: /order <id>; by name or phone: /find <text>"),
+            )
+        )
+    )
