@@ -1,7 +1,9 @@
 """The merchant's catalog from `catalog.toml`: categories and products with prices.
 
 Prices are written in major units as a string or an integer ("12.50", 150), never a TOML float,
-and become integer minor units here. A product has a money price (`price` + `currency`), a
+and become integer minor units here. Names, descriptions and category titles may be translated
+with per-locale fields (`name_ru`, `description_tr`, `title_kk`); the customer sees their
+language's, else the default field. A product has a money price (`price` + `currency`), a
 Telegram Stars price (`stars`, whole stars), or both. An invalid file stops start-up with a
 message that names the file, the entry and the field. `delivery = true` marks a product that is
 shipped: checking out a cart with one asks the customer for a name, a phone and an address.
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.config import LOCALES
 from money import MINOR_UNITS, AmountNotRepresentable, Money
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
@@ -31,6 +35,10 @@ class CatalogError(ValueError):
 class Category:
     id: str
     title: str
+    titles: Mapping[str, str] = field(default_factory=dict, hash=False)  # locale -> title
+
+    def title_in(self, locale: str) -> str:
+        return self.titles.get(locale, self.title)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,16 @@ class Product:
     providers: tuple[str, ...] = ()  # empty: every enabled provider that takes the currency
     sku: str = ""  # the merchant's code of it in the provider's system (the ERP's resource id)
     delivery: bool = False  # shipped to the customer: checkout asks where to
+    # translations, locale -> text; orders keep the default `name` (what the merchant and the
+    # providers see)
+    names: Mapping[str, str] = field(default_factory=dict, hash=False)
+    descriptions: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def name_in(self, locale: str) -> str:
+        return self.names.get(locale, self.name)
+
+    def description_in(self, locale: str) -> str:
+        return self.descriptions.get(locale, self.description)
 
     def __post_init__(self) -> None:
         if not self.prices:
@@ -136,19 +154,43 @@ def _unique(ids: list[str], where: str) -> None:
 MAX_LENGTH = {"name": 64, "title": 64, "description": 800}
 
 
-def _text(entry: dict[str, Any], field: str, where: str, *, required: bool = True) -> str:
+def _text(
+    entry: dict[str, Any],
+    field: str,
+    where: str,
+    *,
+    required: bool = True,
+    limit: int | None = None,
+) -> str:
     value = entry.get(field)
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
         raise CatalogError(f"{where}, field '{field}': must be a non-empty string")
-    limit = MAX_LENGTH.get(field)
+    limit = limit or MAX_LENGTH.get(field)
     if limit is not None and len(value.strip()) > limit:
         raise CatalogError(
             f"{where}, field '{field}': {len(value.strip())} characters, at most {limit} fit "
             "in Telegram"
         )
     return value.strip()
+
+
+def _translations(entry: dict[str, Any], base: str, where: str) -> dict[str, str]:
+    """`<base>_<locale>` fields, each checked like `<base>`; a suffix that is no locale of the
+    bot is refused rather than silently never shown."""
+    found: dict[str, str] = {}
+    for key in entry:
+        if not key.startswith(f"{base}_"):
+            continue
+        locale = key.removeprefix(f"{base}_")
+        if locale not in LOCALES:
+            raise CatalogError(
+                f"{where}, field '{key}': {locale!r} is not a language of the bot "
+                f"(use one of {', '.join(LOCALES)})"
+            )
+        found[locale] = _text(entry, key, where, limit=MAX_LENGTH[base])
+    return found
 
 
 def _id(entry: dict[str, Any], where: str) -> str:
@@ -159,7 +201,12 @@ def _id(entry: dict[str, Any], where: str) -> str:
 
 
 def _category(entry: dict[str, Any], where: str) -> Category:
-    return Category(id=_id(entry, where), title=_text(entry, "title", where))
+    category_id = _id(entry, where)
+    return Category(
+        id=category_id,
+        title=_text(entry, "title", where),
+        titles=_translations(entry, "title", f"{where} ({category_id})"),
+    )
 
 
 def _product(entry: dict[str, Any], where: str, category_ids: set[str]) -> Product:
@@ -204,6 +251,8 @@ def _product(entry: dict[str, Any], where: str, category_ids: set[str]) -> Produ
         providers=tuple(providers),
         sku=sku,
         delivery=delivery,
+        names=_translations(entry, "name", where),
+        descriptions=_translations(entry, "description", where),
     )
 
 

@@ -11,6 +11,7 @@ from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMar
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import texts
 from bot.catalog import Catalog, Product
 from bot.core import PAYABLE, Order, OrderState
 
@@ -133,15 +134,52 @@ class LanguageCb(CallbackData, prefix="l"):
     code: str
 
 
+class StaffOrdersCb(CallbackData, prefix="so"):
+    """A page of the staff's /orders with its filter: the states as their positions in
+    OrderState ("29" = paid, needs_review), a provider name, a customer id and days (0 = any).
+    At most 'so:0123456789:' + a provider name + two ids and a page: well under 64 bytes."""
+
+    states: str = ""
+    provider: str = ""
+    user: int = 0
+    days: int = 0
+    page: int = 0
+
+
+class StaffFindCb(CallbackData, prefix="sf"):
+    """A page of /find: the searched text rides along when it fits (see `fits`)."""
+
+    text: str
+    page: int = 0
+
+
+class StaffOrderCb(CallbackData, prefix="sv"):
+    """Open an order's staff view (/order <id>)."""
+
+    id: int
+
+
+def fits(data: CallbackData) -> bool:
+    """Whether a payload packs: within Telegram's 64 bytes, with no ':' in a value."""
+    try:
+        data.pack()
+    except ValueError:
+        return False
+    return True
+
+
 def catalog_keyboard(catalog: Catalog, cart_count: int) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     if catalog.categories:
         for category in catalog.categories:
-            kb.button(text=category.title, callback_data=CatalogCb(category=category.id))
+            kb.button(
+                text=texts.category_title(category), callback_data=CatalogCb(category=category.id)
+            )
     else:
         for product in catalog.products[:PAGE_SIZE]:
             kb.button(
-                text=product.name, callback_data=ProductCb(action=ProductAction.VIEW, id=product.id)
+                text=texts.product_name(product),
+                callback_data=ProductCb(action=ProductAction.VIEW, id=product.id),
             )
     kb.adjust(1)
     kb.row(*_cart_button(cart_count).buttons)
@@ -156,7 +194,7 @@ def category_keyboard(
     page = min(max(page, 0), pages - 1)
     for product in products[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]:
         kb.button(
-            text=f"{product.name} · {price[product.id]}",
+            text=f"{texts.product_name(product)} · {price[product.id]}",
             callback_data=ProductCb(action=ProductAction.VIEW, id=product.id),
         )
     kb.adjust(1)
@@ -206,7 +244,7 @@ def cart_keyboard(lines: list[tuple[Product, int]]) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     for product, quantity in lines:
         kb.button(
-            text=f"{product.name} ×{quantity}",
+            text=f"{texts.product_name(product)} ×{quantity}",
             callback_data=CartCb(action=CartAction.QTY, id=product.id),
         )
         kb.button(text="−", callback_data=CartCb(action=CartAction.DEC, id=product.id))
@@ -304,6 +342,24 @@ def orders_keyboard(orders: list[Order], page: int, more: bool) -> InlineKeyboar
     if nav.buttons:
         kb.row(*nav.buttons)
     return kb.as_markup()
+
+
+def staff_orders_keyboard(
+    orders: list[Order], back: CallbackData | None, forward: CallbackData | None
+) -> InlineKeyboardMarkup | None:
+    """A button per order (its staff view), then ◀ ▶ to the pages around this one."""
+    kb = InlineKeyboardBuilder()
+    for order in orders:
+        kb.button(text=f"#{order.id}", callback_data=StaffOrderCb(id=order.id))
+    kb.adjust(5)
+    nav = InlineKeyboardBuilder()
+    if back is not None:
+        nav.button(text="◀", callback_data=back)
+    if forward is not None:
+        nav.button(text="▶", callback_data=forward)
+    if nav.buttons:
+        kb.row(*nav.buttons)
+    return kb.as_markup() if orders else None
 
 
 def language_keyboard() -> InlineKeyboardMarkup:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import tzinfo
 from html import escape, unescape
 
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.catalog import Product
-from bot.core import Delivery, Money, Order, OrderState, OutboxKind
+from bot.catalog import Category, Product
+from bot.core import Delivery, Fulfilment, Money, Order, OrderState, OutboxKind
 from bot.formatting import format_money, format_when
 
 S = OrderState
@@ -66,6 +67,16 @@ def state_name(state: OrderState) -> str:
     return names[state]
 
 
+def fulfilment_name(step: Fulfilment) -> str:
+    names = {
+        Fulfilment.NEW: _("not shipped yet"),
+        Fulfilment.SHIPPED: _("shipped"),
+        Fulfilment.DELIVERED: _("delivered"),
+        Fulfilment.CANCELLED: _("cancelled by the shop"),
+    }
+    return names[step]
+
+
 def prices(product: Product) -> str:
     """Every price of a product: '₺150,00 · 100 ⭐'."""
     return " · ".join(money(price) for price in product.prices)
@@ -80,10 +91,20 @@ def total(totals: Sequence[Money], *, bold: bool = False) -> str:
     return _("Total: {total} or {other}").format(total=shown[0], other=" / ".join(shown[1:]))
 
 
+def product_name(product: Product) -> str:
+    """The product's name in the customer's language (the catalog's default without one)."""
+    return product.name_in(locale())
+
+
+def category_title(category: Category) -> str:
+    return category.title_in(locale())
+
+
 def product_card(product: Product) -> str:
-    lines = [f"<b>{escape(product.name)}</b>", prices(product)]
-    if product.description:
-        lines += ["", escape(product.description)]
+    lines = [f"<b>{escape(product_name(product))}</b>", prices(product)]
+    description = product.description_in(locale())
+    if description:
+        lines += ["", escape(description)]
     return "\n".join(lines)
 
 
@@ -136,14 +157,15 @@ def buyer(order: Order) -> str:
     return _("Buyer: {buyer} (id {user_id})").format(buyer=who, user_id=order.user_id)
 
 
-def receipt(order: Order, provider: str) -> str:
-    """`provider` is the adapter's display name."""
+def receipt(order: Order, provider: str, zone: tzinfo | None = None) -> str:
+    """`provider` is the adapter's display name; `zone` the merchant's (Settings.zone): the
+    paid-at time is shown on the shop's clock, the zone named."""
     rows = [
         "<b>" + _("Receipt for order #{id}").format(id=order.id) + "</b>",
         order_lines(order),
         _("Paid with: {provider}").format(provider=escape(provider)),
         _("Payment id: {payment_id}").format(payment_id=escape(order.provider_payment_id or "-")),
-        _("Paid at: {when}").format(when=format_when(order.paid_at, locale())),
+        _("Paid at: {when}").format(when=format_when(order.paid_at, locale(), zone)),
     ]
     if order.refunded_so_far.amount:
         rows.append(_("Refunded: {amount}").format(amount=money(order.refunded_so_far)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.core import details
@@ -33,6 +33,7 @@ from storage.base import (
     NewOrder,
     Order,
     OrderItem,
+    OrderQuery,
     OrderState,
     SavedCard,
 )
@@ -317,6 +318,18 @@ class Ordering(Receiving):
     async def order(self, order_id: int) -> Order | None:
         """Any order, for the staff."""
         return await self.storage.get_order(order_id)
+
+    async def search_orders(
+        self, query: OrderQuery, *, days: int | None = None, limit: int, offset: int = 0
+    ) -> list[Order]:
+        """The staff's lists (/orders, /find), newest first; `days` counts back from now."""
+        if days:
+            query = replace(query, since=self.clock() - timedelta(days=days))
+        return await self.storage.search_orders(query, limit=limit, offset=offset)
+
+    def provider_names(self) -> list[str]:
+        """The enabled providers, by the name orders store."""
+        return self.providers.names()
 
     async def audit(self, order_id: int) -> list[AuditEntry]:
         return await self.storage.audit_trail(order_id)

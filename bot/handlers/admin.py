@@ -1,4 +1,5 @@
-"""Admins (ADMIN_IDS): look up orders, refund, see figures. Audience checked once, on the router."""
+"""Admins (ADMIN_IDS): refunds, figures, reconciling Stars. Audience checked once, on the router;
+the lookups staff share (/order, /orders, /find, /admin) are in lookup.py."""
 
 from __future__ import annotations
 
@@ -55,20 +56,6 @@ def _amount_text(text: str) -> str:
     return text.replace(",", ".")
 
 
-def usage() -> str:
-    """The admin commands; escaped, since `<id>` would read as an HTML tag."""
-    return texts.escape(
-        "\n".join(
-            (
-                _("/order <id> — an order with its audit trail"),
-                _("/refund <id> [amount] — refund all or part (amount in major units, e.g. 12.50)"),
-                _("/stats [days] — figures"),
-                _("/reconcile — compare Telegram Stars payments with Telegram's own list"),
-            )
-        )
-    )
-
-
 def refusal(exc: RefundError, order: Order, display_name: str) -> str:
     """Why a refund was refused, in the admin's language; the provider's own words stay as
     they came."""
@@ -100,37 +87,6 @@ def refusal(exc: RefundError, order: Order, display_name: str) -> str:
     }
     reason = reasons.get(exc.reason) or texts.escape(exc.detail or exc.reason)
     return _("Refund refused: {reason}").format(reason=reason)
-
-
-async def admin_help(message: Message) -> None:
-    await message.answer(usage())
-
-
-async def order_lookup(message: Message, command: CommandObject, checkout: CheckoutService) -> None:
-    order_id = _order_id(command)
-    order = await checkout.order(order_id) if order_id else None
-    if order is None:
-        await message.answer(texts.escape(_("No such order. Usage: /order <id>")))
-        return
-    trail = await checkout.audit(order.id)
-    provider = texts.provider_name(checkout.display_name(order.provider))
-    rows = [texts.receipt(order, provider) if order.paid_at else texts.order_card(order)]
-    if order.delivery is not None and not order.paid_at:  # a receipt shows it already
-        rows += ["", texts.delivery(order.delivery)]
-    rows += [
-        "",
-        texts.buyer(order),
-        _("state: {state} · provider: {provider} · customer: {user_id}").format(
-            state=order.state, provider=texts.escape(order.provider), user_id=order.user_id
-        ),
-        "<b>" + _("Audit") + "</b>",
-    ]
-    rows += [
-        f"{e.created_at:%Y-%m-%d %H:%M:%S} {e.from_state or '-'} → {e.to_state} by {e.actor}: "
-        f"{texts.escape(e.detail)}"
-        for e in trail[-15:]
-    ]
-    await message.answer("\n".join(rows))
 
 
 async def refund(message: Message, command: CommandObject, checkout: CheckoutService) -> None:
@@ -343,8 +299,6 @@ def create_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(IsAdmin())
     router.callback_query.filter(IsAdmin())
-    router.message.register(admin_help, Command("admin"))
-    router.message.register(order_lookup, Command("order"))
     router.message.register(refund, Command("refund"))
     router.callback_query.register(refund_confirmed, RefundCb.filter())
     router.callback_query.register(unexpected_refund, UnexpectedCb.filter())

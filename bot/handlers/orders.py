@@ -9,6 +9,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
+from bot.config import Settings
 from bot.core import PAYABLE, CheckoutError, CheckoutService, Order, OrderState
 from bot.core.cards import CardError, CardService
 from bot.formatting import format_when
@@ -70,7 +71,7 @@ async def own_order(query: CallbackQuery, order_id: int, checkout: CheckoutServi
 
 
 async def order_show(
-    query: CallbackQuery, callback_data: OrderCb, checkout: CheckoutService
+    query: CallbackQuery, callback_data: OrderCb, checkout: CheckoutService, settings: Settings
 ) -> None:
     order = await own_order(query, callback_data.id, checkout)
     if order is None:
@@ -83,7 +84,9 @@ async def order_show(
     provider = texts.provider_name(checkout.display_name(order.provider))
     check_here = checkout.checked_by_hand(order)
     text = (
-        texts.receipt(order, provider) if paid else texts.order_card(order, check_here=check_here)
+        texts.receipt(order, provider, settings.zone)
+        if paid
+        else texts.order_card(order, check_here=check_here)
     )
     if isinstance(query.message, Message):
         card = await query.message.answer(text, reply_markup=order_keyboard(order))

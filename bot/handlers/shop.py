@@ -124,7 +124,7 @@ async def catalog_page(
     products = catalog.in_category(category.id)
     prices = {p.id: texts.money(p.price) for p in products}
     markup = category_keyboard(products, category.id, callback_data.page, count, prices)
-    await edit(query, f"<b>{texts.escape(category.title)}</b>", markup)
+    await edit(query, f"<b>{texts.escape(texts.category_title(category))}</b>", markup)
 
 
 async def send_product(
@@ -212,13 +212,13 @@ async def render_cart(catalog: Catalog, state: FSMContext) -> tuple[str, object]
     if totals:  # the lines in the cart's first currency, the total in each
         first = totals[0].currency
         rows = [
-            f"• {texts.escape(p.name)} × {q} — {texts.money(price * q)}"
+            f"• {texts.escape(texts.product_name(p))} × {q} — {texts.money(price * q)}"
             for p, q in items
             if (price := p.price_in(first)) is not None
         ]
         rows.append(texts.total(totals, bold=True))
     else:  # the catalog changed under the cart: its products share no currency any more
-        rows = [f"• {texts.escape(p.name)} × {q}" for p, q in items]
+        rows = [f"• {texts.escape(texts.product_name(p))} × {q}" for p, q in items]
         rows.append(cart_error("mixed_currencies"))
     rows.append(_("To set a quantity, send it as a number after pressing the product."))
     title = _("Your cart")
@@ -283,7 +283,7 @@ async def cart_quantity(
     if isinstance(query.message, Message):
         await query.message.answer(
             _("How many of {name}? Send a number from 0 to {max} (0 removes it).").format(
-                name=texts.escape(product.name), max=carts.MAX_QUANTITY
+                name=texts.escape(texts.product_name(product)), max=carts.MAX_QUANTITY
             )
         )
 
