@@ -498,7 +498,8 @@ class Storage(Protocol):
     # outbox
     async def enqueue(self, order_id: int | None, message: NewOutbox) -> bool:
         """Queue a message outside a transition (admin replies...). False if (order, kind)
-        was queued before."""
+        was queued before. Rows of no order (None) are not unique by kind, except the daily
+        report's ('merchant_daily_report:<day>'), which is once per day."""
 
     async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]: ...
 

@@ -9,13 +9,15 @@ import csv
 import io
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from bot.app import BotApp, Parts
-from bot.core import CartLine
+from bot.core import CartLine, Order
+from bot.export import safe, write_csv
 from bot.notify import Notifier
 from bot.reconcile import Reconciler
 from money import Money
@@ -24,7 +26,7 @@ from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage.base import Buyer, Delivery, NewOrder, OrderItem, OrderState
-from tests.conftest import ADMIN, CUSTOMER, MERCHANT_CHAT
+from tests.conftest import ADMIN, CUSTOMER, MERCHANT_CHAT, both_databases
 from tests.flows import browse, eventually
 
 S = OrderState
@@ -83,6 +85,7 @@ FIGURES = [
 ]
 
 
+@both_databases
 async def test_stats_and_today_count_the_same_way(
     make_settings,
     user: BotUser,
@@ -243,3 +246,30 @@ async def test_the_daily_report_goes_out_once_at_its_local_time(
         ]
         assert len(reports) == 1
         assert reports[0]["chat"]["id"] == MERCHANT_CHAT
+
+
+def an_order(n: int) -> Order:
+    when = datetime(2026, 12, 1, 21, 30, tzinfo=UTC)
+    return Order(n, 7, 7, "redoya", Money(100, "TRY"), S.CREATED, f"t{n}", "en", "", when, when)
+
+
+async def test_the_writer_reports_progress_and_defuses_formulas() -> None:
+    async def batches() -> AsyncIterator[list[Order]]:
+        for first in range(0, 12_000, 2_500):
+            yield [an_order(n) for n in range(first + 1, min(first + 2_500, 12_000) + 1)]
+
+    heard: list[int] = []
+
+    async def progress(count: int) -> None:
+        heard.append(count)
+
+    out = io.StringIO()
+    assert await write_csv(batches(), out, ZoneInfo(ZONE), progress) == 12_000
+    assert heard == [5_000, 10_000]
+    rows = list(csv.reader(io.StringIO(out.getvalue())))
+    assert len(rows) == 12_001
+    assert rows[1][:3] == ["1", "2026-12-02 02:30:00+05:00", ""]  # the merchant's day
+    for cell, shown in [("=1+1", "'=1+1"), ("+7", "'+7"), ("-2", "'-2"), ("@x", "'@x")]:
+        assert safe(cell) == shown
+    assert safe("\tx") == "'\tx"
+    assert safe("Ada") == "Ada"
