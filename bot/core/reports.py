@@ -43,9 +43,6 @@ class PaidPerDay:
 
 
 class Reporting(CoreContext):
-    async def figures_between(self, since: datetime, until: datetime) -> Figures:
-        return await self.storage.figures(since, until)
-
     async def figures_today(self, zone: ZoneInfo) -> tuple[date, Figures]:
         """Today in the merchant's zone, from its midnight until now."""
         now = self.clock()
