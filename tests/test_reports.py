@@ -216,6 +216,7 @@ async def test_export_is_a_csv_read_back_row_by_row(
         assert not [m for m in await admin.bot_messages() if "Exporting" in (m.get("text") or "")]
 
 
+@both_databases
 async def test_the_daily_report_goes_out_once_at_its_local_time(
     make_settings, user: BotUser, merchant: BotUser, redoya: RedoyaServer, http
 ) -> None:
