@@ -205,6 +205,8 @@ class BotApp:
             every=s.sweep_every,
             ledger_every=s.ledger_every,
             ledger_window=timedelta(hours=s.ledger_window_hours),
+            report_at=s.daily_report_at,
+            zone=s.zone,
         )
 
         dp = Dispatcher(

@@ -396,3 +396,15 @@ def unexpected_keyboard(data: UnexpectedCb) -> InlineKeyboardMarkup:
     text = _("Refunded in the back office") if data.manual else _("Refund this payment")
     kb.button(text=text, callback_data=data)
     return kb.as_markup()
+
+
+class StatsCb(CallbackData, prefix="sc"):
+    """The chart of /stats: paid per day over its days."""
+
+    days: int
+
+
+def stats_keyboard(days: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=_("Chart"), callback_data=StatsCb(days=days))
+    return kb.as_markup()

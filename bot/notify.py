@@ -33,7 +33,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import texts
+from bot import report_texts, texts
 from bot.core import Audience, CheckoutService, Order, OutboxKind, OutboxMessage, ReceiptError
 from bot.keyboards import (
     OrderAction,
@@ -303,7 +303,13 @@ class OutboxRenderer:
                 return None
         locale = await self._locale_for(kind, message.chat_id, order)
         payload = dict(message.payload)
+        if kind is OutboxKind.MERCHANT_DAILY_REPORT:
+            day, figures = await self.checkout.daily_report(payload)
         with self.i18n.context(), self.i18n.use_locale(locale):
+            if kind is OutboxKind.MERCHANT_DAILY_REPORT:
+                title = report_texts.daily_title(day, str(payload["zone"]))
+                names = report_texts.provider_names(self.checkout)
+                return Rendered(report_texts.figures_text(title, figures, names))
             if order is None:
                 return Rendered(texts.user_text(kind, payload))
             provider = texts.provider_name(self.checkout.display_name(order.provider))

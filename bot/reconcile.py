@@ -1,6 +1,7 @@
 """The reconcile sweep: re-asks providers about orders still awaiting payment, replays stored
-events, finishes refunds cut off by a crash, closes checkouts that never finished and, less
-often, compares in-chat providers' own ledgers (Stars) with what we stored.
+events, finishes refunds cut off by a crash, closes checkouts that never finished, queues the
+daily report to the merchant chat once its time has come and, less often, compares in-chat
+providers' own ledgers (Stars) with what we stored.
 
 Covers every lost signal: a customer who never came back, a callback that never arrived, a
 provider that was down when the customer returned, a crash between "stored" and "confirmed".
@@ -14,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from bot.core import CheckoutService
 
 log = logging.getLogger("bot.reconcile")
 
 CLAIM_FOR = timedelta(minutes=2)
+ONE_DAY = timedelta(days=1)
+UTC_ZONE = ZoneInfo("UTC")
 
 
 class Reconciler:
@@ -33,6 +37,8 @@ class Reconciler:
         parallel: int = 8,
         ledger_every: float = 600.0,
         ledger_window: timedelta = timedelta(hours=48),
+        report_at: time | None = None,
+        zone: ZoneInfo = UTC_ZONE,
     ) -> None:
         self.checkout = checkout
         self.every = every
@@ -41,6 +47,9 @@ class Reconciler:
         self.ledger_every = timedelta(seconds=ledger_every)
         self.ledger_window = ledger_window
         self._ledger_due: datetime | None = None  # the first sweep compares the ledgers
+        self.report_at = report_at  # DAILY_REPORT_AT, in `zone` (TIMEZONE)
+        self.zone = zone
+        self._reported: date | None = None  # the last day this process saw queued
 
     async def run(self) -> None:
         while True:
@@ -60,6 +69,15 @@ class Reconciler:
     async def _ledgers(self, now: datetime) -> None:
         await self.checkout.reconcile_ledgers(now=now, window=self.ledger_window)
 
+    async def _daily_report(self, now: datetime) -> None:
+        """Yesterday's report, queued once its time has come today; the database keeps it to
+        one per day across replicas and restarts, and this process stops asking once it saw
+        the day queued."""
+        if self.report_at is None or now.astimezone(self.zone).date() - ONE_DAY == self._reported:
+            return
+        day = await self.checkout.queue_daily_report(now, self.zone, self.report_at)
+        self._reported = day or self._reported
+
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: replay stored events, then check every order that is due. Returns how
         many orders were checked."""
@@ -67,6 +85,7 @@ class Reconciler:
         for job in (self.checkout.replay_inbound, self.checkout.close_stale):
             await self._isolated(job, now)
         await self._isolated(self.checkout.finish_refunds, now)
+        await self._isolated(self._daily_report, now)
         if self._ledger_due is None or now >= self._ledger_due:
             self._ledger_due = now + self.ledger_every
             await self._isolated(self._ledgers, now)

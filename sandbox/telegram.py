@@ -380,6 +380,8 @@ class TelegramServer(FakeServer):
 
     async def _send_photo(self, params: Json) -> Json:
         photo = params.get("photo")
+        if isinstance(photo, str) and photo.startswith("attach://"):
+            photo = params.get(photo.removeprefix("attach://"))  # an upload: that part's bytes
         if isinstance(photo, bytes):
             file_id = "photo-" + secrets.token_hex(8)
             self.files[file_id] = photo

@@ -8,7 +8,7 @@ providers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -302,13 +302,52 @@ class SavedCard:
 
 
 @dataclass(frozen=True, slots=True)
-class Figures:
-    """Counts and sums for the admins' /stats."""
+class Takings:
+    """What one provider took in one currency over a window, counted one way everywhere:
+    the orders paid in it (by `paid_at`, whatever their state now: a later refund does not
+    make a sale vanish), what they paid, and the refunds done in it (API and manual alike)."""
 
-    orders_by_state: Mapping[str, int]
-    paid: tuple[Money, ...]  # one sum per currency, sorted by currency
-    refunded: tuple[Money, ...]
+    provider: str  # empty in a currency's total over every provider
+    orders: int
+    paid: Money
+    refunded: Money
+
+    @property
+    def currency(self) -> str:
+        return self.paid.currency
+
+    @property
+    def net(self) -> Money:
+        """Paid less refunded; below zero when the window's refunds were of earlier sales."""
+        return self.paid - self.refunded
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Counts and sums over [since, until) for the staff's /stats and /today and the daily
+    report: orders by state among those created in the window, and takings per currency and
+    provider."""
+
+    orders_by_state: Mapping[OrderState, int]
+    takings: tuple[Takings, ...] = ()  # per (currency, provider), sorted by both
     undelivered_messages: int = 0  # outbox rows Telegram refused for good
+
+    def currencies(self) -> tuple[str, ...]:
+        return tuple(sorted({t.currency for t in self.takings}))
+
+    def total(self, currency: str) -> Takings:
+        """One currency's takings over every provider."""
+        rows = [t for t in self.takings if t.currency == currency]
+        zero = Money.zero(currency)
+        return Takings(
+            "",
+            sum(t.orders for t in rows),
+            sum((t.paid for t in rows), zero),
+            sum((t.refunded for t in rows), zero),
+        )
+
+    def by_provider(self, currency: str) -> tuple[Takings, ...]:
+        return tuple(t for t in self.takings if t.currency == currency)
 
 
 class Storage(Protocol):
@@ -459,7 +498,8 @@ class Storage(Protocol):
     # outbox
     async def enqueue(self, order_id: int | None, message: NewOutbox) -> bool:
         """Queue a message outside a transition (admin replies...). False if (order, kind)
-        was queued before."""
+        was queued before. Rows of no order (None) are not unique by kind, except the daily
+        report's ('merchant_daily_report:<day>'), which is once per day."""
 
     async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]: ...
 
@@ -535,5 +575,19 @@ class Storage(Protocol):
 
     async def set_user_locale(self, user_id: int, locale: str) -> None: ...
 
-    # figures
-    async def figures(self, since: datetime | None = None) -> Figures: ...
+    # figures and exports
+    async def figures(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Figures:
+        """The window [since, until); open ends reach the first and the latest order."""
+
+    async def paid_slots(self, since: datetime, until: datetime) -> list[tuple[datetime, Money]]:
+        """What orders paid in [since, until) per quarter hour (its UTC start) and currency,
+        oldest first: every time zone's days are whole quarter hours, so a chart of days in
+        the merchant's zone is summed from these without reading every order."""
+
+    def export_orders(
+        self, since: datetime | None = None, *, batch: int = 500
+    ) -> AsyncIterator[list[Order]]:
+        """The orders created at or after `since`, oldest first, in batches of `batch` read
+        one after another by id (keyset): an export of any size holds one batch at a time."""

@@ -50,7 +50,7 @@ from storage.rows import (
     fulfilment_detail,
     payment_json,
     query_where,
-    sums,
+    takings,
     to_audit,
     to_card,
     to_delivery,
@@ -64,6 +64,10 @@ from storage.rows import (
 
 # Key of the advisory lock held while migrating; any constant unique to this application.
 MIGRATION_LOCK = 0x0C4EC0_0001
+
+# The open ends of a figures window.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
 
 # What a broken connection or server raises; `ping` answers False on these.
 CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -789,36 +793,65 @@ class PostgresStorage:
 
     # --- figures ------------------------------------------------------------------------
 
-    async def figures(self, since: datetime | None = None) -> Figures:
-        start = aware(since)
+    async def figures(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Figures:
+        window = (aware(since) or EARLIEST, aware(until) or LATEST)
         async with self._db.acquire() as conn:
             by_state = await conn.fetch(
-                "SELECT state, COUNT(*) FROM orders "
-                "WHERE $1::timestamptz IS NULL OR created_at >= $1 GROUP BY state",
-                start,
+                "SELECT state, COUNT(*) FROM orders WHERE created_at >= $1 AND created_at < $2 "
+                "GROUP BY state",
+                *window,
             )
             paid = await conn.fetch(
-                "SELECT currency, SUM(COALESCE(paid_amount, amount))::bigint FROM orders "
-                "WHERE paid_at IS NOT NULL AND ($1::timestamptz IS NULL OR paid_at >= $1) "
-                "GROUP BY currency",
-                start,
+                "SELECT currency, provider, COUNT(*), SUM(COALESCE(paid_amount, amount))::bigint "
+                "FROM orders WHERE paid_at >= $1 AND paid_at < $2 GROUP BY currency, provider",
+                *window,
             )
             refunded = await conn.fetch(
-                "SELECT currency, SUM(amount)::bigint FROM refunds WHERE state = 'done' "
-                "AND ($1::timestamptz IS NULL OR updated_at >= $1) GROUP BY currency",
-                start,
+                "SELECT r.currency, o.provider, SUM(r.amount)::bigint FROM refunds r "
+                "JOIN orders o ON o.id = r.order_id WHERE r.state = 'done' "
+                "AND r.updated_at >= $1 AND r.updated_at < $2 GROUP BY r.currency, o.provider",
+                *window,
             )
             failed = await conn.fetchval(
-                "SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL "
-                "AND ($1::timestamptz IS NULL OR failed_at >= $1)",
-                start,
+                "SELECT COUNT(*) FROM outbox WHERE failed_at >= $1 AND failed_at < $2", *window
             )
         return Figures(
-            orders_by_state={r[0]: r[1] for r in by_state},
-            paid=sums(paid),
-            refunded=sums(refunded),
+            orders_by_state={OrderState(r[0]): r[1] for r in by_state},
+            takings=takings(paid, refunded),
             undelivered_messages=failed,
         )
+
+    async def paid_slots(self, since: datetime, until: datetime) -> list[tuple[datetime, Money]]:
+        # from the epoch, so the session's time zone plays no part
+        rows = await self._db.fetch(
+            "SELECT to_timestamp(floor(extract(epoch FROM paid_at) / 900) * 900) AS slot, "
+            "currency, SUM(COALESCE(paid_amount, amount))::bigint FROM orders "
+            "WHERE paid_at >= $1 AND paid_at < $2 GROUP BY slot, currency ORDER BY slot, currency",
+            aware(since),
+            aware(until),
+        )
+        return [(r[0], Money(int(r[2]), r[1])) for r in rows]
+
+    async def export_orders(
+        self, since: datetime | None = None, *, batch: int = 500
+    ) -> AsyncIterator[list[Order]]:
+        after = 0
+        while True:
+            async with self._db.acquire() as conn:
+                rows = await conn.fetch(
+                    f"SELECT {ORDER_COLUMNS} FROM orders WHERE id > $1 AND created_at >= $2 "
+                    "ORDER BY id LIMIT $3",
+                    after,
+                    aware(since) or EARLIEST,
+                    batch,
+                )
+                orders = await _with_items(conn, rows)
+            if not orders:
+                return
+            yield orders
+            after = orders[-1].id
 
 
 # --- helpers that run on a given connection, inside or outside a transaction ----------------
@@ -877,7 +910,7 @@ async def _enqueue(
 ) -> bool:
     queued = await conn.fetchval(
         "INSERT INTO outbox (order_id, kind, chat_id, payload, next_attempt_at, created_at) "
-        "VALUES ($1,$2,$3,$4::jsonb,$5,$5) ON CONFLICT (order_id, kind) DO NOTHING RETURNING id",
+        "VALUES ($1,$2,$3,$4::jsonb,$5,$5) ON CONFLICT DO NOTHING RETURNING id",
         order_id,
         message.kind,
         message.chat_id,

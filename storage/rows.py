@@ -7,7 +7,7 @@ stored time into an aware datetime: SQLite keeps ISO text, PostgreSQL hands back
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from storage.base import (
     OutboxMessage,
     Refund,
     SavedCard,
+    Takings,
     UnexpectedPayment,
 )
 
@@ -219,9 +220,20 @@ def to_card(row: Row, when: TimeReader) -> SavedCard:
     )
 
 
-def sums(rows: Iterable[Row]) -> tuple[Money, ...]:
-    """(currency, sum) rows of a figures query as Money, sorted by currency."""
-    return tuple(Money(int(r[1]), r[0]) for r in sorted(rows, key=lambda r: r[0]) if r[1])
+def takings(
+    paid: Iterable[Sequence[Any]], refunded: Iterable[Sequence[Any]]
+) -> tuple[Takings, ...]:
+    """Figures' takings from the rows of its two queries: (currency, provider, orders, paid)
+    and (currency, provider, refunded)."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for currency, provider, orders, amount in paid:
+        found.setdefault((currency, provider), [0, 0, 0])[:2] = [int(orders), int(amount)]
+    for currency, provider, amount in refunded:
+        found.setdefault((currency, provider), [0, 0, 0])[2] = int(amount)
+    return tuple(
+        Takings(provider, n, Money(p, currency), Money(r, currency))
+        for (currency, provider), (n, p, r) in sorted(found.items())
+    )
 
 
 def payment_json(data: Mapping[str, str] | None) -> str:

@@ -50,7 +50,7 @@ from storage.rows import (
     fulfilment_detail,
     payment_json,
     query_where,
-    sums,
+    takings,
     to_audit,
     to_card,
     to_delivery,
@@ -588,7 +588,7 @@ class SQLiteStorage:
     ) -> bool:
         cursor = await db.execute(
             "INSERT INTO outbox (order_id, kind, chat_id, payload, next_attempt_at, created_at) "
-            "VALUES (?,?,?,?,?,?) ON CONFLICT (order_id, kind) DO NOTHING",
+            "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (
                 order_id,
                 message.kind,
@@ -819,27 +819,58 @@ class SQLiteStorage:
 
     # --- figures ------------------------------------------------------------------------
 
-    async def figures(self, since: datetime | None = None) -> Figures:
-        start = ts(since) or ""
+    async def figures(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Figures:
+        window = (ts(since) or "", ts(until) or "~")  # '~' sorts after every timestamp
         by_state = await self._rows(
-            "SELECT state, COUNT(*) FROM orders WHERE created_at >= ? GROUP BY state", (start,)
+            "SELECT state, COUNT(*) FROM orders WHERE created_at >= ? AND created_at < ? "
+            "GROUP BY state",
+            window,
         )
         paid = await self._rows(
-            "SELECT currency, SUM(COALESCE(paid_amount, amount)) FROM orders "
-            "WHERE paid_at IS NOT NULL AND paid_at >= ? GROUP BY currency",
-            (start,),
+            "SELECT currency, provider, COUNT(*), SUM(COALESCE(paid_amount, amount)) FROM orders "
+            "WHERE paid_at >= ? AND paid_at < ? GROUP BY currency, provider",
+            window,
         )
         refunded = await self._rows(
-            "SELECT currency, SUM(amount) FROM refunds WHERE state = 'done' AND updated_at >= ? "
-            "GROUP BY currency",
-            (start,),
+            "SELECT r.currency, o.provider, SUM(r.amount) FROM refunds r "
+            "JOIN orders o ON o.id = r.order_id WHERE r.state = 'done' "
+            "AND r.updated_at >= ? AND r.updated_at < ? GROUP BY r.currency, o.provider",
+            window,
         )
         failed = await self._rows(
-            "SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL AND failed_at >= ?", (start,)
+            "SELECT COUNT(*) FROM outbox WHERE failed_at >= ? AND failed_at < ?", window
         )
         return Figures(
-            orders_by_state={r[0]: r[1] for r in by_state},
-            paid=sums(paid),
-            refunded=sums(refunded),
+            orders_by_state={OrderState(r[0]): r[1] for r in by_state},
+            takings=takings(paid, refunded),
             undelivered_messages=failed[0][0],
         )
+
+    async def paid_slots(self, since: datetime, until: datetime) -> list[tuple[datetime, Money]]:
+        rows = await self._rows(
+            "SELECT substr(paid_at, 1, 14) || printf('%02d', "
+            "CAST(substr(paid_at, 15, 2) AS INTEGER) / 15 * 15) AS slot, currency, "
+            "SUM(COALESCE(paid_amount, amount)) FROM orders WHERE paid_at >= ? AND paid_at < ? "
+            "GROUP BY slot, currency ORDER BY slot, currency",
+            (ts(since), ts(until)),
+        )
+        return [
+            (datetime.fromisoformat(r[0]).replace(tzinfo=UTC), Money(int(r[2]), r[1])) for r in rows
+        ]
+
+    async def export_orders(
+        self, since: datetime | None = None, *, batch: int = 500
+    ) -> AsyncIterator[list[Order]]:
+        after = 0
+        while True:
+            rows = await self._rows(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id > ? AND created_at >= ? "
+                "ORDER BY id LIMIT ?",
+                (after, ts(since) or "", batch),
+            )
+            if not rows:
+                return
+            yield await self._with_items(rows)
+            after = rows[-1]["id"]

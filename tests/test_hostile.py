@@ -39,7 +39,7 @@ async def test_odd_numbers_in_chat_get_a_clear_answer(
 
     admin = BotUser(telegram.url, ADMIN, session=http)
     await admin.send("/stats 99999999999")
-    await admin.wait_message("Orders of the last")
+    await admin.wait_message("Usage: /stats [days]")
     await admin.send("/order 99999999999999999999999")
     await admin.wait_message("No such order")
     for amount in ("inf", "NaN", "1e999999", "-Infinity"):

@@ -388,6 +388,7 @@ PAYLOADS: dict[OutboxKind, dict[str, Any]] = {
         "currency": "MNT",
         "provider": "Pocket",
     },
+    OutboxKind.MERCHANT_DAILY_REPORT: {"day": "2026-12-01", "zone": "Asia/Almaty"},
     OutboxKind.ADMIN_STRANGER_PAYMENT: {
         "payment_id": "stx-3",
         "user_id": 7,
@@ -401,6 +402,7 @@ NOT_ABOUT_AN_ORDER = {
     OutboxKind.CARD_FAILED,
     OutboxKind.ADMIN_STRANGER_PAYMENT,
     OutboxKind.ADMIN_UNKNOWN_PAYMENT,
+    OutboxKind.MERCHANT_DAILY_REPORT,
 }
 CHAT = {Audience.CUSTOMER: CUSTOMER, Audience.MERCHANT: MERCHANT_CHAT, Audience.ADMIN: ADMIN}
 

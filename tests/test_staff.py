@@ -54,21 +54,21 @@ MERCHANT_TEXTS = [
     # MERCHANT_LOCALE, /today before any sale, the paid message, /today after it
     (
         "en",
-        "No paid orders in the last 24 hours yet.",
+        "No orders were paid or refunded in this period.",
         "Order #1 paid: TRY85.00 via Redoya",
-        "Paid orders in the last 24 hours: 1, TRY85.00",
+        "TRY: paid: TRY85.00 (orders: 1) · refunded: TRY0.00 · net: TRY85.00",
     ),
     (
         "ru",
-        "За последние 24 часа оплаченных заказов пока нет.",
+        "За этот период ничего не оплачено и не возвращено.",
         "Заказ №1 оплачен",
-        "Оплаченных заказов за последние 24 часа: 1",
+        "TRY: оплачено: 85,00\xa0TRY (заказов: 1)",
     ),
     (
         "tr",
-        "Son 24 saatte henüz ödenmiş sipariş yok.",
+        "Bu dönemde ödenen ya da iade edilen sipariş yok.",
         "Sipariş #1 ödendi: ₺85,00, Redoya ile",
-        "Son 24 saatte ödenen siparişler: 1, ₺85,00",
+        "TRY: ödenen: ₺85,00 (1 sipariş) · iade: ₺0,00 · net: ₺85,00",
     ),
 ]
 

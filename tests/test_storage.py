@@ -260,15 +260,141 @@ async def test_a_due_order_is_claimed_by_one_sweep(storage: Storage) -> None:
     assert not await storage.claim_check(order_id, lease, lease + timedelta(minutes=2))
 
 
-async def test_figures(storage: Storage) -> None:
-    order_id = await awaiting(storage)
-    await storage.transition(
-        order_id, S.AWAITING_PAYMENT, S.PAID, actor="x", paid=Money(23500, "TRY")
+async def paid_order(
+    storage: Storage, n: int, provider: str, total: Money, refunds: tuple[int, ...] = ()
+) -> int:
+    """An order paid now, with `refunds` (minor units) done one after another like
+    bot/core/refunds.py does them: a pending row, refund_pending, then done with the order."""
+    order = await storage.create_order(replace(new_order(n), provider=provider, total=total))
+    await storage.set_checkout(
+        order.id,
+        pay_url="https://pay.example/x",
+        provider_payment_id=f"p-{n}",
+        expires_at=None,
+        next_check_at=None,
     )
-    await awaiting(storage, 2)
-    figures = await storage.figures(datetime.now(UTC) - timedelta(days=1))
-    assert figures.orders_by_state == {"paid": 1, "awaiting_payment": 1}
-    assert figures.paid == (Money(23500, "TRY"),)
+    await storage.transition(order.id, S.AWAITING_PAYMENT, S.PAID, actor="x", paid=total)
+    refunded = 0
+    for i, amount in enumerate(refunds):
+        row, _ = await storage.create_refund(
+            order.id, Money(amount, total.currency), f"r{n}-{i}", "x"
+        )
+        state = (await storage.get_order(order.id)).state  # type: ignore[union-attr]
+        await storage.transition(order.id, state, S.REFUND_PENDING, actor="x")
+        refunded += amount
+        target = S.REFUNDED if refunded == total.amount else S.PARTIALLY_REFUNDED
+        await storage.transition(
+            order.id,
+            S.REFUND_PENDING,
+            target,
+            actor="x",
+            refunded=Money(refunded, total.currency),
+            refund=RefundEnd(row.id, "done", "MANUAL" if i else ""),
+        )
+    return order.id
+
+
+async def test_figures_per_currency_and_provider_keep_refunded_sales(storage: Storage) -> None:
+    start = datetime.now(UTC)
+    await paid_order(storage, 1, "redoya", Money(23500, "TRY"))
+    await paid_order(storage, 2, "redoya", Money(10000, "TRY"), (4000,))  # partly refunded
+    await paid_order(storage, 3, "payture", Money(45000, "RUB"), (45000,))  # refunded
+    await paid_order(storage, 4, "payture", Money(20000, "TRY"), (5000, 15000))  # two refunds
+    rejected = await paid_order(storage, 5, "payture", Money(1000, "RUB"))
+    row, _ = await storage.create_refund(rejected, Money(1000, "RUB"), "rejected", "x")
+    await storage.finish_refund(row.id, "rejected", "NO")  # never counted
+    await awaiting(storage, 6)
+    figures = await storage.figures(start - timedelta(seconds=1))
+    assert figures.orders_by_state == {
+        S.PAID: 2,
+        S.PARTIALLY_REFUNDED: 1,
+        S.REFUNDED: 2,
+        S.AWAITING_PAYMENT: 1,
+    }
+    assert figures.currencies() == ("RUB", "TRY")
+    rub = figures.total("RUB")
+    assert (rub.orders, rub.paid, rub.refunded, rub.net) == (
+        2,
+        Money(46000, "RUB"),
+        Money(45000, "RUB"),
+        Money(1000, "RUB"),
+    )
+    try_ = figures.total("TRY")
+    assert (try_.orders, try_.paid, try_.refunded, try_.net) == (
+        3,
+        Money(53500, "TRY"),
+        Money(24000, "TRY"),
+        Money(29500, "TRY"),
+    )
+    assert [(t.provider, t.orders, t.paid.amount, t.refunded.amount) for t in figures.takings] == [
+        ("payture", 2, 46000, 45000),
+        ("payture", 1, 20000, 20000),
+        ("redoya", 2, 33500, 4000),
+    ]
+    assert await storage.figures(until=start - timedelta(seconds=1)) == replace(
+        figures, orders_by_state={}, takings=()
+    )
+
+
+async def test_a_refund_counts_in_its_own_window(storage: Storage) -> None:
+    """A sale in one window refunded in the next: paid in the first, refunded (net below zero)
+    in the second, and the sale does not vanish from the first."""
+    order_id = await paid_order(storage, 1, "redoya", Money(10000, "TRY"))
+    cut = datetime.now(UTC)
+    row, _ = await storage.create_refund(order_id, Money(10000, "TRY"), "k", "x")
+    await storage.transition(order_id, S.PAID, S.REFUND_PENDING, actor="x")
+    await storage.transition(
+        order_id,
+        S.REFUND_PENDING,
+        S.REFUNDED,
+        actor="x",
+        refunded=Money(10000, "TRY"),
+        refund=RefundEnd(row.id, "done", "MANUAL"),
+    )
+    before, after = await storage.figures(until=cut), await storage.figures(cut)
+    assert before.total("TRY").paid == Money(10000, "TRY")
+    assert before.total("TRY").refunded == Money(0, "TRY")
+    assert before.orders_by_state == {S.REFUNDED: 1}  # created then, refunded now
+    assert after.total("TRY").net == Money(-10000, "TRY")
+    assert after.total("TRY").orders == 0
+    assert after.orders_by_state == {}
+
+
+async def test_paid_slots_are_quarter_hours_per_currency(storage: Storage) -> None:
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    await paid_order(storage, 1, "redoya", Money(23500, "TRY"))
+    await paid_order(storage, 2, "redoya", Money(10000, "TRY"), (10000,))
+    await paid_order(storage, 3, "payture", Money(45000, "RUB"))
+    slots = await storage.paid_slots(start, datetime.now(UTC) + timedelta(seconds=1))
+    assert {m.currency for _, m in slots} == {"RUB", "TRY"}
+    assert sum(m.amount for _, m in slots if m.currency == "TRY") == 33500  # refunded or not
+    assert sum(m.amount for _, m in slots if m.currency == "RUB") == 45000
+    for slot, _ in slots:
+        assert slot.tzinfo is not None
+        assert slot.utcoffset() == timedelta(0)
+        assert (slot.minute % 15, slot.second, slot.microsecond) == (0, 0, 0)
+        assert start - timedelta(minutes=15) < slot <= datetime.now(UTC)
+    assert await storage.paid_slots(start - timedelta(days=1), start) == []
+
+
+async def test_export_orders_in_keyset_batches(storage: Storage) -> None:
+    first = await awaiting(storage, 1)
+    cut = datetime.now(UTC)
+    ids = [await awaiting(storage, n) for n in range(2, 9)]
+    batches = [batch async for batch in storage.export_orders(cut, batch=3)]
+    assert [[o.id for o in b] for b in batches] == [ids[:3], ids[3:6], ids[6:]]
+    assert all(len(o.items) == 2 for b in batches for o in b)
+    everything = [o.id async for b in storage.export_orders() for o in b]
+    assert everything == [first, *ids]
+
+
+async def test_the_daily_report_is_queued_once_per_day(storage: Storage) -> None:
+    day = NewOutbox("merchant_daily_report:2026-12-01", -100, {"day": "2026-12-01"})
+    queued = await asyncio.gather(*(storage.enqueue(None, day) for _ in range(5)))
+    assert queued.count(True) == 1
+    assert await storage.enqueue(None, replace(day, kind="merchant_daily_report:2026-12-02"))
+    assert await storage.enqueue(None, NewOutbox("note", 7))  # other order-less rows as before
+    assert await storage.enqueue(None, NewOutbox("note", 7))
 
 
 async def test_data_and_migrations_survive_reopen(url: str) -> None:

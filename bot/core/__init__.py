@@ -5,6 +5,7 @@
 - `confirm.py`: the one confirm;
 - `refunds.py`: refunds;
 - `ledger.py`: reconciliation with a provider's own ledger (Stars);
+- `reports.py`: figures, paid per day and exports for the staff, the daily report;
 - `outbox.py`: the kinds of messages the notifier sends;
 - `details.py`: the customer's delivery details, checked.
 
@@ -21,6 +22,7 @@ from bot.core.ledger import LedgerReport, Reconciling
 from bot.core.outbox import Audience, OutboxKind
 from bot.core.refunds import ALREADY as REFUNDED_ALREADY
 from bot.core.refunds import RefundPlan
+from bot.core.reports import PaidPerDay, Reporting
 from money import AmountNotRepresentable, Money
 from providers.base import Ack, BadCallback, BridgeWords, ChatPayment, InboundRequest, Provider
 from storage.base import (
@@ -36,13 +38,14 @@ from storage.base import (
     OrderState,
     OutboxMessage,
     SavedCard,
+    Takings,
     UnexpectedPayment,
 )
 
 
-class CheckoutService(Ordering, Reconciling):
-    """Orders, confirmation, inbound requests, refunds and reconciliation: one service, one set
-    of rules."""
+class CheckoutService(Ordering, Reconciling, Reporting):
+    """Orders, confirmation, inbound requests, refunds, reconciliation and reports: one
+    service, one set of rules."""
 
 
 __all__ = [
@@ -73,11 +76,13 @@ __all__ = [
     "OrderState",
     "OutboxKind",
     "OutboxMessage",
+    "PaidPerDay",
     "PaymentChoice",
     "Provider",
     "ReceiptError",
     "RefundError",
     "RefundPlan",
     "SavedCard",
+    "Takings",
     "UnexpectedPayment",
 ]

@@ -31,6 +31,7 @@ class OutboxKind(StrEnum):
     MERCHANT_PAID = "merchant_paid"
     MERCHANT_REVIEW = "merchant_review"
     MERCHANT_REFUNDED = "merchant_refunded"
+    MERCHANT_DAILY_REPORT = "merchant_daily_report"  # of no order; its key carries the day
     ADMIN_REVIEW = "admin_review"
     ADMIN_MISCONFIGURED = "admin_misconfigured"
     ADMIN_LEDGER_RECOVERED = "admin_ledger_recovered"  # a lost payment update, found

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, delivery, fallback, lookup, merchant, orders, payments, shop
+from bot.handlers import (
+    admin,
+    delivery,
+    fallback,
+    lookup,
+    merchant,
+    orders,
+    payments,
+    reports,
+    shop,
+)
 
 
 def get_routers() -> list[Router]:
-    routers = (payments, merchant, admin, delivery, lookup, shop, orders, fallback)
+    routers = (payments, merchant, admin, delivery, lookup, reports, shop, orders, fallback)
     return [m.create_router() for m in routers]

@@ -1,5 +1,6 @@
-"""Admins (ADMIN_IDS): refunds, figures, reconciling Stars. Audience checked once, on the router;
-the lookups staff share (/order, /orders, /find, /admin) are in lookup.py."""
+"""Admins (ADMIN_IDS): refunds and reconciling Stars. Audience checked once, on the router; the
+lookups staff share (/order, /orders, /find, /admin) are in lookup.py, figures and exports in
+reports.py."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from bot.handlers.roles import IsAdmin
 from bot.keyboards import RefundCb, UnexpectedCb, refund_keyboard
 
 ORDER_ID_DIGITS = 18  # beyond this it is no order id of ours (and would overflow SQLite)
-MAX_DAYS = 36_600
 
 
 def _number(text: str, digits: int = ORDER_ID_DIGITS) -> int | None:
@@ -230,21 +230,6 @@ async def unexpected_refund(
         )
 
 
-async def stats(message: Message, command: CommandObject, checkout: CheckoutService) -> None:
-    days = _number((command.args or "").strip(), 5) or 30
-    days = min(days, MAX_DAYS)
-    figures = await checkout.figures(days)
-    rows = ["<b>" + _("Orders of the last {days} days").format(days=days) + "</b>"]
-    rows += [f"{state}: {n}" for state, n in sorted(figures.orders_by_state.items())]
-    rows += [_("Paid: {amount}").format(amount=texts.money(m)) for m in figures.paid]
-    rows += [_("Refunded: {amount}").format(amount=texts.money(m)) for m in figures.refunded]
-    if figures.undelivered_messages:
-        rows.append(
-            _("Messages Telegram refused: {count}").format(count=figures.undelivered_messages)
-        )
-    await message.answer("\n".join(rows))
-
-
 def ledger_report(report: LedgerReport, display_name: str) -> str:
     if report.error:
         return _("{provider}: Telegram did not answer ({error}); try again in a minute.").format(
@@ -302,6 +287,5 @@ def create_router() -> Router:
     router.message.register(refund, Command("refund"))
     router.callback_query.register(refund_confirmed, RefundCb.filter())
     router.callback_query.register(unexpected_refund, UnexpectedCb.filter())
-    router.message.register(stats, Command("stats"))
     router.message.register(reconcile, Command("reconcile"))
     return router

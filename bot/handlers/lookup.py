@@ -46,11 +46,12 @@ def usage(admin: bool) -> str:
         _("/order <id> — an order with its audit trail"),
         _("/orders [state | provider | user id | days] — orders, newest first (/orders help)"),
         _("/find <text> — orders by number, payment id, customer name, @username or phone"),
+        _("/stats [days] — figures"),
+        _("/export [days] — the orders as a CSV file"),
     ]
     if admin:
         lines += [
             _("/refund <id> [amount] — refund all or part (amount in major units, e.g. 12.50)"),
-            _("/stats [days] — figures"),
             _("/reconcile — compare Telegram Stars payments with Telegram's own list"),
         ]
     return texts.escape("\n".join(lines))
