@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, fallback, merchant, orders, payments, shop
+from bot.handlers import (
+    admin,
+    again,
+    fallback,
+    fulfilment,
+    merchant,
+    orders,
+    payments,
+    review,
+    shop,
+)
+
+ROUTERS = (payments, merchant, admin, review, fulfilment, shop, orders, again, fallback)
 
 
 def get_routers() -> list[Router]:
-    return [m.create_router() for m in (payments, merchant, admin, shop, orders, fallback)]
+    return [m.create_router() for m in ROUTERS]
