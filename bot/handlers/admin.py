@@ -62,6 +62,7 @@ def usage() -> str:
             (
                 _("/order <id> — an order with its audit trail"),
                 _("/refund <id> [amount] — refund all or part (amount in major units, e.g. 12.50)"),
+                _("/review — orders whose payment a person must check"),
                 _("/stats [days] — figures"),
                 _("/reconcile — compare Telegram Stars payments with Telegram's own list"),
             )
