@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bot.app import BotApp, Parts
 from bot.cart import refill
@@ -29,6 +30,20 @@ from tests.conftest import ADMIN, CUSTOMER, MERCHANT_CHAT
 from tests.flows import browse, eventually, order_product, pay
 
 S = OrderState
+
+
+@pytest.fixture(autouse=True)
+def no_flood_gaps(request: pytest.FixtureRequest) -> None:
+    """The flood limits are test_notify's business: here the messages go out at once."""
+    if "app" in request.fixturenames:
+        fast(request.getfixturevalue("app"))
+
+
+def fast(app: Parts) -> Parts:
+    app.notifier.per_chat_gap = app.notifier.per_group_gap = 0.0
+    return app
+
+
 SUPPORT = 77
 
 
@@ -133,6 +148,7 @@ async def test_admins_step_from_order_support_may_not(
     http: aiohttp.ClientSession,
 ) -> None:
     async with BotApp(make_settings(support_ids=frozenset({SUPPORT}))) as app:
+        fast(app)
         order = await paid_order(app, user, redoya, http, "Coffee", "Cezve")
         support = BotUser(telegram.url, SUPPORT, session=http)
         step = FulfilCb(order=order.id, step=Fulfilment.DELIVERED).pack()
