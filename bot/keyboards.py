@@ -120,9 +120,11 @@ class FulfilCb(CallbackData, prefix="fu"):
 
 
 class NoTrackingCb(CallbackData, prefix="tn"):
-    """Shipped without a tracking note."""
+    """Shipped without a tracking note; `shown` is the message whose step buttons to update
+    (anyone in the merchant chat may press it, not only who pressed Shipped)."""
 
     order: int
+    shown: int = 0
 
 
 class ReviewAction(StrEnum):
@@ -293,9 +295,9 @@ def fulfilment_keyboard(order_id: int, steps: list[Fulfilment]) -> InlineKeyboar
     return kb.as_markup() if steps else None
 
 
-def no_tracking_keyboard(order_id: int) -> InlineKeyboardMarkup:
+def no_tracking_keyboard(order_id: int, shown: int) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text=_("No note"), callback_data=NoTrackingCb(order=order_id))
+    kb.button(text=_("No note"), callback_data=NoTrackingCb(order=order_id, shown=shown))
     return kb.as_markup()
 
 

@@ -33,8 +33,9 @@ S = OrderState
 
 
 @pytest.fixture(autouse=True)
-def no_flood_gaps(request: pytest.FixtureRequest) -> None:
-    """The flood limits are test_notify's business: here the messages go out at once."""
+def no_flood_gaps(request: pytest.FixtureRequest, no_tracebacks: None) -> None:
+    """The flood limits are test_notify's business: here the messages go out at once (and
+    nothing may log a traceback)."""
     if "app" in request.fixturenames:
         fast(request.getfixturevalue("app"))
 

@@ -12,6 +12,7 @@ from bot.app import Parts
 from bot.keyboards import ReviewAction, ReviewCb
 from money import Money
 from sandbox.botuser import BotUser, buttons
+from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage.base import NewOrder, OrderItem, OrderState
@@ -22,8 +23,9 @@ S = OrderState
 
 
 @pytest.fixture(autouse=True)
-def no_flood_gaps(request: pytest.FixtureRequest) -> None:
-    """The flood limits are test_notify's business: here the messages go out at once."""
+def no_flood_gaps(request: pytest.FixtureRequest, no_tracebacks: None) -> None:
+    """The flood limits are test_notify's business: here the messages go out at once (and
+    nothing may log a traceback)."""
     if "app" in request.fixturenames:
         fast(request.getfixturevalue("app"))
 
@@ -33,7 +35,9 @@ def fast(app: Parts) -> Parts:
     return app
 
 
-async def in_review(app: Parts, user: BotUser, redoya: RedoyaServer, http) -> int:
+async def in_review(
+    app: Parts, user: BotUser, admin: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
+) -> int:
     """A Cezve (TRY85.00) for which Redoya says TRY80.00 was paid: an amount mismatch."""
     card = await order_product(user, "Coffee", "Cezve")
     redoya.paid_amount_override = 8000
@@ -41,6 +45,7 @@ async def in_review(app: Parts, user: BotUser, redoya: RedoyaServer, http) -> in
     order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
     await eventually(lambda: _state(app, order.id, S.NEEDS_REVIEW))
     await user.wait_message("checking the payment")
+    await admin.wait_message(f"Order #{order.id} needs review")  # the admins are told first
     return order.id
 
 
@@ -65,8 +70,8 @@ async def test_accept_as_paid_tells_the_customer_and_the_merchant(
     telegram: TelegramServer,
     http: aiohttp.ClientSession,
 ) -> None:
-    order_id = await in_review(app, user, redoya, http)
     admin = BotUser(telegram.url, ADMIN, session=http)
+    order_id = await in_review(app, user, admin, redoya, http)
     shown = await reviewed(admin, order_id)
     await admin.press(text="Accept as paid", message_id=shown["message_id"])
     await admin.wait_message(f"Order #{order_id} accepted as paid")
@@ -95,8 +100,8 @@ async def test_refund_of_what_the_provider_took_through_the_manual_flow(
     telegram: TelegramServer,
     http: aiohttp.ClientSession,
 ) -> None:
-    order_id = await in_review(app, user, redoya, http)
     admin = BotUser(telegram.url, ADMIN, session=http)
+    order_id = await in_review(app, user, admin, redoya, http)
     shown = await reviewed(admin, order_id)
     await admin.press(text="Refund", message_id=shown["message_id"])
     question = await admin.wait_message(f"Refund TRY80.00 of order #{order_id}?")
@@ -126,8 +131,8 @@ async def test_mark_failed_tells_the_customer_who_may_try_again(
     telegram: TelegramServer,
     http: aiohttp.ClientSession,
 ) -> None:
-    order_id = await in_review(app, user, redoya, http)
     admin = BotUser(telegram.url, ADMIN, language_code="tr", session=http)
+    order_id = await in_review(app, user, admin, redoya, http)
     await admin.send("/review")
     shown = await admin.wait_message(f"#{order_id}")
     await admin.press(text="Başarısız olarak işaretle", message_id=shown["message_id"])
@@ -176,3 +181,35 @@ async def test_many_reviews_page_and_an_unexpected_payment_has_its_own_refund(
     await admin.press(text="Refunded in the back office", message_id=offer["message_id"])
     await admin.wait_message("Refunded TRY85.00: payment LATE1")
     assert (await app.storage.get_unexpected(kept.id)).state == "refunded"  # type: ignore[union-attr]
+
+
+async def test_refund_through_the_api_of_an_order_in_review(
+    app: Parts,
+    user: BotUser,
+    payture: PaytureServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    card = await order_product(user, "Tea", "Ivan-chai")
+    await browse(http, await pay(http, payture.url, card, "paid"))
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    await eventually(lambda: _state(app, order.id, S.PAID))
+    # what confirm does with an answer nobody understands (a chargeback notice)
+    await app.storage.transition(
+        order.id, S.PAID, S.NEEDS_REVIEW, actor="callback", detail="provider says needs_review"
+    )
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    await admin.send("/review")
+    shown = await admin.wait_message(f"Order #{order.id} needs review: provider says needs_review")
+    await admin.press(text="Refund", message_id=shown["message_id"])
+    question = await admin.wait_message(f"Refund RUB450.00 of order #{order.id}?")
+    refund = buttons(question)[0]["callback_data"]
+    await admin.press(refund, message_id=question["message_id"])
+    await admin.wait_message("is refunded")
+    await user.wait_message(f"RUB450.00 refunded for order #{order.id}")
+    assert payture.orders[order.provider_payment_id].refunds == [45000]  # type: ignore[index]
+    done = await app.checkout.order(order.id)
+    assert done is not None
+    assert (done.state, done.refunded) == (S.REFUNDED, Money(45000, "RUB"))
+    await admin.press(refund, message_id=question["message_id"], force=True)  # a second press
+    assert payture.orders[order.provider_payment_id].refunds == [45000]  # type: ignore[index]

@@ -78,7 +78,7 @@ async def step_pressed(
                 "Order #{id}: reply with the tracking note (a tracking number, the courier), "
                 "or press No note."
             ).format(id=data.order),
-            reply_markup=no_tracking_keyboard(data.order),
+            reply_markup=no_tracking_keyboard(data.order, message.message_id),
         )
 
 
@@ -107,9 +107,9 @@ async def no_note(
     state: FSMContext,
     bot: Bot,
 ) -> None:
-    order_id, shown = await _tracked(state)
-    if order_id != callback_data.order:
-        shown = None  # asked about another order since: only this one ships
+    if (await state.get_data()).get("track_order") == callback_data.order:
+        await _tracked(state)  # the question this button answers ends (not one since)
+    shown = callback_data.shown or None
     message = query.message if isinstance(query.message, Message) else None
     if message is not None:
         with contextlib.suppress(TelegramBadRequest):
