@@ -9,9 +9,10 @@ refused (`CartError("mixed_currencies")`). Totals and order lines are in one of 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from bot.catalog import Catalog, Product
-from bot.core import CartLine
+from bot.core import CartLine, Order
 from money import Money
 
 MAX_QUANTITY = 99
@@ -126,3 +127,33 @@ def allowed_providers(items: list[tuple[Product, int]]) -> tuple[str, ...]:
     if allowed is None:
         return ()
     return tuple(sorted(allowed)) or ("-",)  # "-": the products agree on no provider
+
+
+@dataclass(frozen=True, slots=True)
+class Refill:
+    """An old order's items as a cart at today's catalog prices, and what changed since."""
+
+    cart: Cart
+    changed: list[tuple[str, Money, Money]] = field(default_factory=list)  # name, old, new
+    gone: list[str] = field(default_factory=list)  # titles no longer sold (in its currency)
+
+
+def refill(order: Order, catalog: Catalog) -> Refill:
+    """The cart "Try again" fills: each item's product (an item's `sku` is its product id)
+    at today's price in the order's currency; products no longer sold are left out."""
+    found = Refill({})
+    cart: Cart = {}
+    for item in order.items:
+        product = catalog.product(item.sku)
+        price = product.price_in(order.currency) if product else None
+        if product is None or price is None:
+            found.gone.append(item.title)
+            continue
+        try:
+            cart = set_quantity(cart, catalog, product.id, min(item.quantity, MAX_QUANTITY))
+        except CartError:
+            found.gone.append(item.title)
+            continue
+        if price.amount != item.unit_amount:
+            found.changed.append((product.name, Money(item.unit_amount, order.currency), price))
+    return Refill(cart, found.changed, found.gone)

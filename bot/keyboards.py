@@ -13,7 +13,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import texts
 from bot.catalog import Catalog, Product
-from bot.core import PAYABLE, Order, OrderState
+from bot.core import PAYABLE, Fulfilment, Order, OrderState
 
 PAGE_SIZE = 6
 LANGUAGES = {
@@ -95,6 +95,7 @@ class OrderAction(StrEnum):
     CANCEL = "x"
     SAVE_CARD = "v"
     PAY = "p"  # an in-chat order: send its invoice again
+    AGAIN = "g"  # a failed, cancelled or expired order: the same items into a new checkout
 
 
 class OrderCb(CallbackData, prefix="o"):
@@ -124,6 +125,36 @@ class UnexpectedCb(CallbackData, prefix="ux"):
 
     id: int
     manual: bool = False
+
+
+class FulfilCb(CallbackData, prefix="fu"):
+    """A merchant's fulfilment step on an order (the merchant chat, an admin's /order)."""
+
+    order: int
+    step: Fulfilment
+
+
+class NoTrackingCb(CallbackData, prefix="tn"):
+    """Shipped without a tracking note; `shown` is the message whose step buttons to update
+    (anyone in the merchant chat may press it, not only who pressed Shipped)."""
+
+    order: int
+    shown: int = 0
+
+
+class ReviewAction(StrEnum):
+    ACCEPT = "a"
+    REFUND = "r"
+    FAIL = "f"
+
+
+class ReviewCb(CallbackData, prefix="rv"):
+    action: ReviewAction
+    order: int
+
+
+class ReviewPage(CallbackData, prefix="rp"):
+    page: int
 
 
 class OrdersPage(CallbackData, prefix="op"):
@@ -325,7 +356,60 @@ def order_keyboard(order: Order) -> InlineKeyboardMarkup | None:
         kb.button(
             text=_("Cancel order"), callback_data=OrderCb(action=OrderAction.CANCEL, id=order.id)
         )
+    if order.state in AGAIN_STATES:
+        kb.button(text=_("Try again"), callback_data=OrderCb(action=OrderAction.AGAIN, id=order.id))
     kb.adjust(1)
+    return kb.as_markup() if list(kb.buttons) else None
+
+
+AGAIN_STATES = frozenset({OrderState.FAILED, OrderState.CANCELLED, OrderState.EXPIRED})
+
+
+def again_keyboard(order_id: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=_("Try again"), callback_data=OrderCb(action=OrderAction.AGAIN, id=order_id))
+    return kb.as_markup()
+
+
+def fulfilment_keyboard(order_id: int, steps: list[Fulfilment]) -> InlineKeyboardMarkup | None:
+    """The merchant's next steps on a paid order; None when there are none."""
+    labels = {
+        Fulfilment.SHIPPED: _("📦 Shipped"),
+        Fulfilment.DELIVERED: _("✅ Delivered"),
+        Fulfilment.CANCELLED: _("✖ Cancel the order"),
+    }
+    kb = InlineKeyboardBuilder()
+    for step in steps:
+        kb.button(text=labels[step], callback_data=FulfilCb(order=order_id, step=step))
+    kb.adjust(2)
+    return kb.as_markup() if steps else None
+
+
+def no_tracking_keyboard(order_id: int, shown: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=_("No note"), callback_data=NoTrackingCb(order=order_id, shown=shown))
+    return kb.as_markup()
+
+
+def review_keyboard(order_id: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(
+        text=_("Accept as paid"), callback_data=ReviewCb(action=ReviewAction.ACCEPT, order=order_id)
+    )
+    kb.button(text=_("Refund"), callback_data=ReviewCb(action=ReviewAction.REFUND, order=order_id))
+    kb.button(
+        text=_("Mark failed"), callback_data=ReviewCb(action=ReviewAction.FAIL, order=order_id)
+    )
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def review_page_keyboard(page: int, more: bool) -> InlineKeyboardMarkup | None:
+    kb = InlineKeyboardBuilder()
+    if page > 0:
+        kb.button(text="◀", callback_data=ReviewPage(page=page - 1))
+    if more:
+        kb.button(text="▶", callback_data=ReviewPage(page=page + 1))
     return kb.as_markup() if list(kb.buttons) else None
 
 

@@ -36,15 +36,21 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot import report_texts, texts
 from bot.core import Audience, CheckoutService, Order, OutboxKind, OutboxMessage, ReceiptError
 from bot.keyboards import (
+    AGAIN_STATES,
     OrderAction,
     OrderCb,
     UnexpectedCb,
+    again_keyboard,
+    fulfilment_keyboard,
     order_keyboard,
     unexpected_keyboard,
 )
 from storage.base import Storage
 
 log = logging.getLogger("bot.notify")
+
+# the messages that end an unpaid order offer to place it again
+TRY_AGAIN = frozenset({OutboxKind.FAILED, OutboxKind.EXPIRED, OutboxKind.REVIEW_FAILED})
 
 MAX_ATTEMPTS = 12
 RECEIPT_WITHIN = 5.0  # seconds a receipt fetch may hold up the outbox pass
@@ -340,6 +346,10 @@ class OutboxRenderer:
         if kind is OutboxKind.ADMIN_REVIEW and isinstance(payload.get("unexpected"), int):
             manual = not self.checkout.refunds_unexpected_by_api(order.provider)
             return unexpected_keyboard(UnexpectedCb(id=int(payload["unexpected"]), manual=manual))  # type: ignore[call-overload]
+        if kind is OutboxKind.MERCHANT_PAID:  # the merchant's steps, from the message itself
+            return fulfilment_keyboard(order.id, self.checkout.next_steps(order))
+        if kind in TRY_AGAIN and order.state in AGAIN_STATES:
+            return again_keyboard(order.id)
         if kind is not OutboxKind.PAID:
             return None
         kb = InlineKeyboardBuilder()

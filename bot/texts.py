@@ -15,7 +15,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.catalog import Category, Product
-from bot.core import Delivery, Fulfilment, Money, Order, OrderState, OutboxKind
+from bot.core import FULFILLABLE, Delivery, Fulfilment, Money, Order, OrderState, OutboxKind
 from bot.formatting import format_money, format_when
 
 S = OrderState
@@ -77,6 +77,25 @@ def fulfilment_name(step: Fulfilment) -> str:
     return names[step]
 
 
+def fulfilment_status(order: Order) -> str:
+    """The fulfilment's name for an order the shop owes goods for or has acted on; empty for
+    the others (an unpaid order ships nothing)."""
+    if order.fulfilment is Fulfilment.NEW and order.state not in FULFILLABLE:
+        return ""
+    return fulfilment_name(order.fulfilment)
+
+
+def fulfilment_line(order: Order) -> str:
+    """'Shipping: shipped · Tracking: …', or empty (see `fulfilment_status`)."""
+    status = fulfilment_status(order)
+    if not status:
+        return ""
+    line = _("Shipping: {status}").format(status=status)
+    if order.tracking:
+        line += " · " + _("Tracking: {note}").format(note=escape(order.tracking))
+    return line
+
+
 def prices(product: Product) -> str:
     """Every price of a product: '₺150,00 · 100 ⭐'."""
     return " · ".join(money(price) for price in product.prices)
@@ -131,6 +150,8 @@ def order_card(order: Order, *, check_here: bool = False) -> str:
         )
     elif order.state is S.AWAITING_PAYMENT:
         text += "\n\n" + _("Press Pay to open the payment page. Come back here when you are done.")
+    if shipping := fulfilment_line(order):
+        text += "\n" + shipping
     return text
 
 
@@ -171,6 +192,8 @@ def receipt(order: Order, provider: str, zone: tzinfo | None = None) -> str:
         rows.append(_("Refunded: {amount}").format(amount=money(order.refunded_so_far)))
     if order.delivery is not None:
         rows += ["", delivery(order.delivery)]
+    if shipping := fulfilment_line(order):
+        rows.append(shipping)
     return "\n".join(rows)
 
 
@@ -222,6 +245,8 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
         reason = escape(str(payload.get("reason", "")))
         head = _("⚠️ Order #{id} needs review: {reason}").format(id=order.id, reason=reason)
         return f"{head}\n{order_lines(order)}"
+    if kind in FULFILMENT_KINDS:
+        return fulfilment_text(kind, order, payload)
     if kind is K.ADMIN_MISCONFIGURED:
         error = escape(str(payload.get("error", "")))
         return _(
@@ -250,6 +275,45 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
         ).format(provider=escape(provider), charge=charge, id=order.id)
         return f"{head}\n{order_lines(order)}"
     raise ValueError(f"{kind} is not about an order")
+
+
+FULFILMENT_KINDS = frozenset(
+    {
+        OutboxKind.SHIPPED,
+        OutboxKind.DELIVERED,
+        OutboxKind.SHOP_CANCELLED,
+        OutboxKind.REVIEW_PAID,
+        OutboxKind.REVIEW_FAILED,
+        OutboxKind.MERCHANT_REVIEW_FAILED,
+    }
+)
+
+
+def fulfilment_text(kind: OutboxKind, order: Order, payload: dict[str, object]) -> str:
+    """What the customer (or the merchant chat) is told when a person acts on an order."""
+    K = OutboxKind
+    if kind is K.SHIPPED:
+        text = _("📦 Order #{id} has been shipped.").format(id=order.id)
+        if payload.get("tracking"):
+            text += "\n" + _("Tracking: {note}").format(note=escape(str(payload["tracking"])))
+        return text
+    if kind is K.DELIVERED:
+        return _("📬 Order #{id} has been delivered. Thank you for your order!").format(id=order.id)
+    if kind is K.SHOP_CANCELLED:
+        return _(
+            "✖ The shop cancelled order #{id}. If you paid for it, you will get a message here "
+            "when the money is refunded."
+        ).format(id=order.id)
+    if kind is K.REVIEW_PAID:
+        text = _("✅ The shop checked the payment for order #{id}: it is received. Thank you!")
+        return text.format(id=order.id)
+    if kind is K.REVIEW_FAILED:
+        return _(
+            "❌ The shop checked the payment for order #{id} and could not accept it. If money "
+            "was taken, the shop refunds it. You can try again from /orders."
+        ).format(id=order.id)
+    text = _("Order #{id}: the review is closed and the payment marked failed; do not ship it.")
+    return text.format(id=order.id)
 
 
 def user_text(kind: OutboxKind, payload: dict[str, object]) -> str:

@@ -554,6 +554,9 @@ class Storage(Protocol):
     async def find_unexpected(self, provider: str, payment_id: str) -> UnexpectedPayment | None:
         """The payment we did not expect kept under this provider payment id, if any."""
 
+    async def unexpected_for_order(self, order_id: int) -> list[UnexpectedPayment]:
+        """The payments we did not expect that name this order, oldest first (/review)."""
+
     async def move_unexpected(self, payment_row_id: int, expected: str, target: str) -> bool:
         """Compare-and-set of its state; False when it was not in `expected`."""
 

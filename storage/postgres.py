@@ -730,6 +730,12 @@ class PostgresStorage:
         )
         return to_unexpected(row, same) if row else None
 
+    async def unexpected_for_order(self, order_id: int) -> list[UnexpectedPayment]:
+        rows = await self._db.fetch(
+            "SELECT * FROM unexpected_payments WHERE order_id = $1 ORDER BY id", order_id
+        )
+        return [to_unexpected(row, same) for row in rows]
+
     async def move_unexpected(self, payment_row_id: int, expected: str, target: str) -> bool:
         moved = await self._db.fetchval(
             "UPDATE unexpected_payments SET state = $1, updated_at = $2 "

@@ -752,6 +752,12 @@ class SQLiteStorage:
         )
         return to_unexpected(rows[0], parse_ts) if rows else None
 
+    async def unexpected_for_order(self, order_id: int) -> list[UnexpectedPayment]:
+        rows = await self._rows(
+            "SELECT * FROM unexpected_payments WHERE order_id = ? ORDER BY id", (order_id,)
+        )
+        return [to_unexpected(row, parse_ts) for row in rows]
+
     async def move_unexpected(self, payment_row_id: int, expected: str, target: str) -> bool:
         async with self._tx() as db:
             cursor = await db.execute(

@@ -4,6 +4,8 @@
 - `inbound.py`: returns, callbacks, bridge pages, chat payments, replay;
 - `confirm.py`: the one confirm;
 - `refunds.py`: refunds;
+- `fulfilment.py`: the merchant's steps (shipped, delivered, cancelled by the shop);
+- `review.py`: orders in needs_review resolved by a person;
 - `ledger.py`: reconciliation with a provider's own ledger (Stars);
 - `reports.py`: figures, paid per day and exports for the staff, the daily report;
 - `outbox.py`: the kinds of messages the notifier sends;
@@ -18,11 +20,13 @@ from __future__ import annotations
 from bot.core.checkout import CartLine, Ordering, PaymentChoice
 from bot.core.confirm import Confirmation
 from bot.core.context import CheckoutError, CheckSchedule, ReceiptError, RefundError
+from bot.core.fulfilment import FULFILLABLE, Fulfilling, FulfilmentError
 from bot.core.ledger import LedgerReport, Reconciling
 from bot.core.outbox import Audience, OutboxKind
 from bot.core.refunds import ALREADY as REFUNDED_ALREADY
 from bot.core.refunds import RefundPlan
 from bot.core.reports import PaidPerDay, Reporting
+from bot.core.review import ReviewCase, ReviewError, Reviewing
 from money import AmountNotRepresentable, Money
 from providers.base import Ack, BadCallback, BridgeWords, ChatPayment, InboundRequest, Provider
 from storage.base import (
@@ -43,13 +47,14 @@ from storage.base import (
 )
 
 
-class CheckoutService(Ordering, Reconciling, Reporting):
-    """Orders, confirmation, inbound requests, refunds, reconciliation and reports: one
-    service, one set of rules."""
+class CheckoutService(Ordering, Reconciling, Reporting, Reviewing, Fulfilling):
+    """Orders, confirmation, inbound requests, refunds, reconciliation, reports, reviews and
+    fulfilment: one service, one set of rules."""
 
 
 __all__ = [
     "FINAL",
+    "FULFILLABLE",
     "PAYABLE",
     "REFUNDED_ALREADY",
     "Ack",
@@ -68,6 +73,7 @@ __all__ = [
     "Delivery",
     "Figures",
     "Fulfilment",
+    "FulfilmentError",
     "InboundRequest",
     "LedgerReport",
     "Money",
@@ -82,6 +88,8 @@ __all__ = [
     "ReceiptError",
     "RefundError",
     "RefundPlan",
+    "ReviewCase",
+    "ReviewError",
     "SavedCard",
     "Takings",
     "UnexpectedPayment",

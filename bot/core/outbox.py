@@ -41,6 +41,12 @@ class OutboxKind(StrEnum):
     ADMIN_CALLBACK_REFUSED = "admin_callback_refused"  # the provider's truth, refused
     CARD_SAVED = "card_saved"
     CARD_FAILED = "card_failed"
+    SHIPPED = "shipped"  # the merchant's fulfilment steps, each once per order
+    DELIVERED = "delivered"
+    SHOP_CANCELLED = "shop_cancelled"
+    REVIEW_PAID = "review_paid"  # a person resolved the review: accepted as paid
+    REVIEW_FAILED = "review_failed"  # ... or marked failed
+    MERCHANT_REVIEW_FAILED = "merchant_review_failed"
 
     @property
     def audience(self) -> Audience:
@@ -75,6 +81,9 @@ RECURRING = frozenset(
         OutboxKind.ADMIN_MISCONFIGURED,
         OutboxKind.CARD_SAVED,
         OutboxKind.CARD_FAILED,
+        OutboxKind.REVIEW_PAID,  # an order may come to review again (a second payment)
+        OutboxKind.REVIEW_FAILED,
+        OutboxKind.MERCHANT_REVIEW_FAILED,
     }
 )
 

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.core.confirm import Confirming, stored_ref
+from bot.core.confirm import Confirming, paid_of, stored_ref
 from bot.core.context import RefundError
 from bot.core.outbox import OutboxKind, message
 from money import Money
@@ -118,7 +118,7 @@ class Refunding(Confirming):
         order = await self.storage.get_order(order_id)
         if order is None:
             raise RefundError("no_order")
-        if order.state not in (S.PAID, S.PARTIALLY_REFUNDED):
+        if order.state not in (S.PAID, S.PARTIALLY_REFUNDED, S.NEEDS_REVIEW):
             raise RefundError("not_refundable", f"the order is {order.state}")
         by_api = self.refunds_by_api(order)
         if by_api == manual:
@@ -127,6 +127,10 @@ class Refunding(Confirming):
                 f"{order.provider} refunds {'through its API' if by_api else 'by hand'}",
             )
         left = order.left_to_refund
+        if order.state is S.NEEDS_REVIEW:
+            left = await self._review_left(order)
+            if amount is not None and amount != left:
+                raise RefundError("review_whole", f"an order in review is refunded in full: {left}")
         amount = left if amount is None else amount
         if amount.currency != order.currency:
             raise RefundError("bad_amount", f"the order is in {order.currency}")
@@ -142,14 +146,38 @@ class Refunding(Confirming):
             raise RefundError("no_partial", f"{order.provider} refunds only the whole amount")
         return order, amount, left
 
+    async def _review_left(self, order: Order) -> Money:
+        """What to give back for an order in review: what the provider says was paid where
+        it can be asked (an amount mismatch is why many orders are here), else the total.
+        Refused while the order's payment is kept as one we did not expect: that payment has
+        its own one-tap refund, and the money must not go back twice."""
+        kept = await self.storage.unexpected_for_order(order.id)
+        if any(row.payment_id == order.provider_payment_id for row in kept):
+            raise RefundError("unexpected_refund", "refund the payment with its own button")
+        provider = self.providers.get(order.provider) if order.provider in self.providers else None
+        ref = stored_ref(order)
+        if provider is None or ref is None or Capability.STATUS_API not in provider.capabilities:
+            return order.left_to_refund
+        try:
+            status = await provider.fetch_status(ref)
+        except ProviderError as exc:
+            raise RefundError("refund_unknown", str(exc)) from None
+        paid = paid_of(status, order)
+        if paid is None or paid.currency != order.currency or paid.amount <= 0:
+            return order.left_to_refund
+        return paid - order.refunded_so_far
+
     async def _begin(
         self, order: Order, amount: Money, actor: str, request: str
     ) -> tuple[Refund, Order]:
         """The durable row first, then the order in refund_pending; refused for a request that
-        was made before (a second press) or an order that moved meanwhile."""
+        was made before (a second press) or an order that moved meanwhile. An order in review
+        stays there until the refund ends (NEEDS_REVIEW -> REFUNDED)."""
         refund, created = await self.storage.create_refund(order.id, amount, request, actor)
         if not created:
             raise RefundError("duplicate_refund", f"refund {refund.id} is already {refund.state}")
+        if order.state is S.NEEDS_REVIEW:
+            return refund, order
         pending = await self.storage.transition(
             order.id, order.state, S.REFUND_PENDING, actor=actor, detail=f"refund {amount}"
         )
@@ -196,6 +224,8 @@ class Refunding(Confirming):
         self, order: Order, refund: Refund, left: Money, code: str, how: str
     ) -> Order:
         target = S.REFUNDED if refund.amount == left else S.PARTIALLY_REFUNDED
+        refunded = order.refunded_so_far + refund.amount
+        reviewed = order.state is S.NEEDS_REVIEW
         payload = {"amount": refund.amount.amount}
         notices = [message(OutboxKind.REFUNDED, order.chat_id, payload, tag=str(refund.id))]
         if self.merchant_chat_id is not None:  # who ships the goods must know
@@ -206,12 +236,13 @@ class Refunding(Confirming):
             )
         moved = await self.storage.transition(
             order.id,
-            S.REFUND_PENDING,
-            target,
+            S.NEEDS_REVIEW if reviewed else S.REFUND_PENDING,
+            S.REFUNDED if reviewed else target,
             actor=refund.actor,
             detail=f"refunded {refund.amount}" + (f" ({how})" if how else ""),
             outbox=notices,
-            refunded=order.refunded_so_far + refund.amount,
+            paid=refunded if reviewed else None,  # all that was taken went back
+            refunded=refunded,
             refund=RefundEnd(refund.id, "done", code),
         )
         self._on_outbox()
@@ -219,6 +250,11 @@ class Refunding(Confirming):
 
     async def _undo(self, order: Order, refund: Refund, code: str, detail: str) -> None:
         """Nothing was refunded: the row is rejected, the order back where it was."""
+        if order.state is S.NEEDS_REVIEW:  # it never left review
+            await self.storage.finish_refund(refund.id, "rejected", code)
+            why = f"refund refused: {code} {detail}".strip()
+            await self.storage.note(order.id, actor=refund.actor, detail=why[:500])
+            return
         before = S.PARTIALLY_REFUNDED if order.refunded_so_far.amount else S.PAID
         await self.storage.transition(
             order.id,
@@ -331,7 +367,7 @@ class Refunding(Confirming):
             if not await self.storage.claim_refund(refund.id, before, now):
                 continue  # another replica's sweep has it
             order = await self.storage.get_order(refund.order_id)
-            if order is None or order.state is not S.REFUND_PENDING:
+            if order is None or order.state not in (S.REFUND_PENDING, S.NEEDS_REVIEW):
                 await self.storage.finish_refund(refund.id, "rejected", "ORPHANED")
                 continue
             settled += await self._settle(order, refund)
@@ -339,7 +375,8 @@ class Refunding(Confirming):
 
     async def _settle(self, order: Order, refund: Refund) -> bool:
         provider = self.providers.get(order.provider) if order.provider in self.providers else None
-        left = order.left_to_refund
+        # an order in review is refunded in full of what was taken: the refund is all of it
+        left = refund.amount if order.state is S.NEEDS_REVIEW else order.left_to_refund
         found = None
         if provider is not None:
             try:

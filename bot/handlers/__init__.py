@@ -7,17 +7,34 @@ from aiogram import Router
 
 from bot.handlers import (
     admin,
+    again,
     delivery,
     fallback,
+    fulfilment,
     lookup,
     merchant,
     orders,
     payments,
     reports,
+    review,
     shop,
+)
+
+ROUTERS = (
+    payments,
+    merchant,
+    admin,
+    review,
+    fulfilment,
+    delivery,
+    lookup,
+    reports,
+    shop,
+    orders,
+    again,
+    fallback,
 )
 
 
 def get_routers() -> list[Router]:
-    routers = (payments, merchant, admin, delivery, lookup, reports, shop, orders, fallback)
-    return [m.create_router() for m in routers]
+    return [m.create_router() for m in ROUTERS]

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
@@ -26,7 +26,7 @@ from bot.core import (
     RefundError,
     RefundPlan,
 )
-from bot.handlers.roles import IsAdmin
+from bot.handlers.roles import IsAdmin, actor_of
 from bot.keyboards import RefundCb, UnexpectedCb, refund_keyboard
 
 ORDER_ID_DIGITS = 18  # beyond this it is no order id of ours (and would overflow SQLite)
@@ -84,6 +84,11 @@ def refusal(exc: RefundError, order: Order, display_name: str) -> str:
         "api_refund": _("{provider} refunds through its API; use the Refund button").format(
             provider=provider
         ),
+        "review_whole": _("an order in review is refunded in full"),
+        "unexpected_refund": _(
+            "its payment came when the order did not expect it: refund it with that payment's "
+            "own button"
+        ),
     }
     reason = reasons.get(exc.reason) or texts.escape(exc.detail or exc.reason)
     return _("Refund refused: {reason}").format(reason=reason)
@@ -119,14 +124,20 @@ async def refund(message: Message, command: CommandObject, checkout: CheckoutSer
             refusal(exc, order, texts.provider_name(checkout.display_name(order.provider)))
         )
         return
+    text, markup = refund_offer(plan, checkout)
+    await message.answer(text, reply_markup=markup)
+
+
+def refund_offer(plan: RefundPlan, checkout: CheckoutService) -> tuple[str, InlineKeyboardMarkup]:
+    """The question and its one button (also offered after a cancel and from /review)."""
     data = RefundCb(
-        order=order.id,
+        order=plan.order.id,
         amount=plan.amount.amount,
         left=plan.left.amount,
         nonce=secrets.token_hex(4),
         manual=not plan.by_api,
     )
-    await message.answer(refund_question(plan, checkout), reply_markup=refund_keyboard(data))
+    return refund_question(plan, checkout), refund_keyboard(data)
 
 
 def refund_question(plan: RefundPlan, checkout: CheckoutService) -> str:
@@ -154,7 +165,7 @@ def refund_question(plan: RefundPlan, checkout: CheckoutService) -> str:
 
 
 async def refund_confirmed(
-    query: CallbackQuery, callback_data: RefundCb, checkout: CheckoutService
+    query: CallbackQuery, callback_data: RefundCb, checkout: CheckoutService, settings: Settings
 ) -> None:
     """One press, one refund: a second press is the same request; a question asked before the
     order changed (another refund since) is refused, so a stale button never refunds."""
@@ -163,7 +174,9 @@ async def refund_confirmed(
     if order is None:
         await query.answer(_("That order was not found."), show_alert=True)
         return
-    if order.left_to_refund.amount != data.left and order.state is not OrderState.REFUND_PENDING:
+    # (an order in review is refunded in full of what was taken: the core checks it again)
+    settled = order.state in (OrderState.REFUND_PENDING, OrderState.NEEDS_REVIEW)
+    if order.left_to_refund.amount != data.left and not settled:
         await query.answer(
             _("The order changed since this question. Send /refund again."), show_alert=True
         )
@@ -174,7 +187,7 @@ async def refund_confirmed(
         refunded = await act(
             order.id,
             amount,
-            actor=f"admin:{query.from_user.id}",
+            actor=actor_of(query, settings),
             request=f"{order.id}:{data.nonce}",
         )
     except RefundError as exc:

@@ -27,6 +27,7 @@ from bot.keyboards import (
     StaffOrdersCb,
     UnexpectedCb,
     fits,
+    fulfilment_keyboard,
     staff_orders_keyboard,
 )
 
@@ -52,6 +53,7 @@ def usage(admin: bool) -> str:
     if admin:
         lines += [
             _("/refund <id> [amount] — refund all or part (amount in major units, e.g. 12.50)"),
+            _("/review — orders whose payment a person must check"),
             _("/reconcile — compare Telegram Stars payments with Telegram's own list"),
         ]
     return texts.escape("\n".join(lines))
@@ -125,8 +127,16 @@ async def order_lookup(
         await message.answer(texts.escape(_("No such order. Usage: /order <id>")))
         return
     admin = message.from_user is not None and message.from_user.id in settings.admin_ids
+    await show_order(message, order, checkout, settings, admin)
+
+
+async def show_order(
+    chat: Message, order: Order, checkout: CheckoutService, settings: Settings, admin: bool
+) -> None:
+    """The order's view, with the fulfilment steps for an admin."""
     trail = await checkout.audit(order.id)
-    await message.answer(order_view(order, trail, checkout, settings.zone, admin))
+    steps = fulfilment_keyboard(order.id, checkout.next_steps(order)) if admin else None
+    await chat.answer(order_view(order, trail, checkout, settings.zone, admin), reply_markup=steps)
 
 
 async def order_open(
@@ -137,10 +147,9 @@ async def order_open(
         await query.answer(_("That order was not found."), show_alert=True)
         return
     await query.answer()
-    trail = await checkout.audit(order.id)
-    admin = query.from_user.id in settings.admin_ids
     if isinstance(query.message, Message):
-        await query.message.answer(order_view(order, trail, checkout, settings.zone, admin))
+        admin = query.from_user.id in settings.admin_ids
+        await show_order(query.message, order, checkout, settings, admin)
 
 
 # --- lists ----------------------------------------------------------------------------------

@@ -50,7 +50,10 @@ async def render_orders(checkout: CheckoutService, user_id: int, page: int) -> t
     for order in orders:
         total = texts.money(order.total)
         when = format_when(order.created_at, texts.locale())
-        rows.append(f"#{order.id} · {when} · {total} · {texts.state_name(order.state)}")
+        row = f"#{order.id} · {when} · {total} · {texts.state_name(order.state)}"
+        if shipping := texts.fulfilment_status(order):
+            row += f" · {shipping}"
+        rows.append(row)
     return "\n".join(rows), orders_keyboard(orders, page, more)
 
 

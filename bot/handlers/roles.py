@@ -25,3 +25,28 @@ class IsStaff(Filter):
     async def __call__(self, event: TelegramObject, settings: Settings) -> bool:
         user_id = _user_id(event)
         return user_id in settings.admin_ids or user_id in settings.support_ids
+
+
+def _chat_id(event: TelegramObject) -> int | None:
+    chat = getattr(event, "chat", None) or getattr(getattr(event, "message", None), "chat", None)
+    return chat.id if chat is not None else None
+
+
+class CanFulfil(Filter):
+    """Anyone in the merchant's own chat, or an admin in private, may act on an order's
+    fulfilment; support people may not change orders."""
+
+    async def __call__(self, event: TelegramObject, settings: Settings) -> bool:
+        chat_id = _chat_id(event)
+        if settings.merchant_chat_id is not None and chat_id == settings.merchant_chat_id:
+            return True
+        return chat_id == _user_id(event) and _user_id(event) in settings.admin_ids
+
+
+def actor_of(event: TelegramObject, settings: Settings) -> str:
+    """Who acted, for the audit: "merchant:<id>" in the merchant chat, else "admin:<id>"."""
+    user_id = _user_id(event)
+    in_merchant_chat = settings.merchant_chat_id is not None and (
+        _chat_id(event) == settings.merchant_chat_id
+    )
+    return f"{'merchant' if in_merchant_chat else 'admin'}:{user_id}"

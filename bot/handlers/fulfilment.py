@@ -1,0 +1,220 @@
+"""The merchant's steps on a paid order: Shipped (asking for an optional tracking note),
+Delivered, Cancel. From the paid-order message in the merchant chat (anyone there) and from an
+admin's /order (in private); support people may not change orders. After a step the buttons
+show the next steps; a stale button says where the order is now."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import gettext as _
+
+from bot import texts
+from bot.config import Settings
+from bot.core import CheckoutService, Fulfilment, FulfilmentError, Order, RefundError
+from bot.handlers.admin import refund_confirmed, refund_offer
+from bot.handlers.roles import CanFulfil, actor_of
+from bot.keyboards import (
+    FulfilCb,
+    NoTrackingCb,
+    RefundCb,
+    fulfilment_keyboard,
+    no_tracking_keyboard,
+)
+
+
+class Tracking(StatesGroup):
+    note = State()
+
+
+def refusal(exc: FulfilmentError, order_id: int) -> str:
+    order = exc.order
+    if order is None:
+        return _("That order was not found.")
+    status = texts.fulfilment_name(order.fulfilment)
+    if exc.reason == "already":
+        return _("Order #{id} is already {status}.").format(id=order.id, status=status)
+    if exc.reason == "not_paid":
+        return _("Order #{id} is {state}: only a paid order is shipped.").format(
+            id=order.id, state=texts.state_name(order.state)
+        )
+    return _("Order #{id} is {status} now; that step is no longer possible.").format(
+        id=order_id, status=status
+    )
+
+
+async def step_pressed(
+    query: CallbackQuery,
+    callback_data: FulfilCb,
+    checkout: CheckoutService,
+    settings: Settings,
+    state: FSMContext,
+    bot: Bot,
+) -> None:
+    data = callback_data
+    message = query.message if isinstance(query.message, Message) else None
+    if data.step is not Fulfilment.SHIPPED:
+        await take_step(query, checkout, settings, bot, data.order, data.step, message)
+        return
+    try:  # asked first, so the note is not asked for an order that cannot ship
+        await checkout.may_fulfil(data.order, data.step)
+    except FulfilmentError as exc:
+        await refused(query, checkout, bot, exc, data.order, message)
+        return
+    await state.set_state(Tracking.note)
+    await state.update_data(
+        track_order=data.order, track_message=message.message_id if message else None
+    )
+    await query.answer()
+    if message is not None:
+        await message.answer(
+            _(
+                "Order #{id}: reply with the tracking note (a tracking number, the courier), "
+                "or press No note."
+            ).format(id=data.order),
+            reply_markup=no_tracking_keyboard(data.order, message.message_id),
+        )
+
+
+async def note_entered(
+    message: Message, checkout: CheckoutService, settings: Settings, state: FSMContext, bot: Bot
+) -> None:
+    order_id, shown = await _tracked(state)
+    if order_id is None:
+        return
+    try:
+        order = await checkout.fulfil(
+            order_id, Fulfilment.SHIPPED, actor=actor_of(message, settings), tracking=message.text
+        )
+    except FulfilmentError as exc:
+        await message.answer(refusal(exc, order_id))
+        return
+    await _show_steps(bot, checkout, message.chat.id, shown, order)
+    await message.answer(done(order))
+
+
+async def no_note(
+    query: CallbackQuery,
+    callback_data: NoTrackingCb,
+    checkout: CheckoutService,
+    settings: Settings,
+    state: FSMContext,
+    bot: Bot,
+) -> None:
+    if (await state.get_data()).get("track_order") == callback_data.order:
+        await _tracked(state)  # the question this button answers ends (not one since)
+    shown = callback_data.shown or None
+    message = query.message if isinstance(query.message, Message) else None
+    if message is not None:
+        with contextlib.suppress(TelegramBadRequest):
+            await message.edit_reply_markup(reply_markup=None)
+    try:
+        order = await checkout.fulfil(
+            callback_data.order, Fulfilment.SHIPPED, actor=actor_of(query, settings)
+        )
+    except FulfilmentError as exc:
+        await query.answer(texts.plain(refusal(exc, callback_data.order))[:200], show_alert=True)
+        return
+    await query.answer(texts.plain(done(order))[:200])
+    if message is not None:
+        await _show_steps(bot, checkout, message.chat.id, shown, order)
+        await message.answer(done(order))
+
+
+async def _tracked(state: FSMContext) -> tuple[int | None, int | None]:
+    """The order the tracking note is for and the message whose buttons to update; the
+    question ends here either way."""
+    data = await state.get_data()
+    await state.set_state(None)
+    await state.update_data(track_order=None, track_message=None)
+    order_id, shown = data.get("track_order"), data.get("track_message")
+    return (
+        order_id if isinstance(order_id, int) else None,
+        shown if isinstance(shown, int) else None,
+    )
+
+
+async def take_step(
+    query: CallbackQuery,
+    checkout: CheckoutService,
+    settings: Settings,
+    bot: Bot,
+    order_id: int,
+    step: Fulfilment,
+    message: Message | None,
+) -> None:
+    try:
+        order = await checkout.fulfil(order_id, step, actor=actor_of(query, settings))
+    except FulfilmentError as exc:
+        await refused(query, checkout, bot, exc, order_id, message)
+        return
+    await query.answer(texts.plain(done(order))[:200])
+    if message is None:
+        return
+    await _show_steps(bot, checkout, message.chat.id, message.message_id, order)
+    await message.answer(done(order))
+    if step is Fulfilment.CANCELLED:  # the goods stay: offer the money back right here
+        try:
+            plan = await checkout.plan_refund(order.id, None)
+        except RefundError:
+            return  # refunded already, or a refund is under way
+        text, markup = refund_offer(plan, checkout)
+        await message.answer(text, reply_markup=markup)
+
+
+async def refused(
+    query: CallbackQuery,
+    checkout: CheckoutService,
+    bot: Bot,
+    exc: FulfilmentError,
+    order_id: int,
+    message: Message | None,
+) -> None:
+    """A stale button: say where the order is, and bring the buttons up to date."""
+    await query.answer(texts.plain(refusal(exc, order_id))[:200], show_alert=True)
+    if message is not None and exc.order is not None:
+        await _show_steps(bot, checkout, message.chat.id, message.message_id, exc.order)
+
+
+def done(order: Order) -> str:
+    text = _("Order #{id}: {status}.").format(
+        id=order.id, status=texts.fulfilment_name(order.fulfilment)
+    )
+    if order.tracking and order.fulfilment is Fulfilment.SHIPPED:
+        text += " " + _("Tracking: {note}").format(note=texts.escape(order.tracking))
+    return text + " " + _("The customer is told.")
+
+
+async def _show_steps(
+    bot: Bot, checkout: CheckoutService, chat_id: int, message_id: int | None, order: Order
+) -> None:
+    """The message the step was taken from shows the next steps (or none)."""
+    if message_id is None:
+        return
+    markup = fulfilment_keyboard(order.id, checkout.next_steps(order))
+    with contextlib.suppress(TelegramBadRequest):  # unchanged, or gone: nothing to update
+        await bot.edit_message_reply_markup(
+            chat_id=chat_id, message_id=message_id, reply_markup=markup
+        )
+
+
+def create_router() -> Router:
+    """A fresh Router with this module's handlers (a Router can join one Dispatcher only)."""
+    router = Router(name=__name__)
+    router.message.filter(CanFulfil())
+    router.callback_query.filter(CanFulfil())
+    router.callback_query.register(step_pressed, FulfilCb.filter())
+    router.callback_query.register(no_note, NoTrackingCb.filter())
+    # the refund offered after a cancel, pressed in the merchant chat (admins in private
+    # reach the admin router's handler first)
+    router.callback_query.register(refund_confirmed, RefundCb.filter())
+    router.message.register(
+        note_entered, StateFilter(Tracking.note), F.text, ~F.text.startswith("/")
+    )
+    return router

@@ -1,0 +1,238 @@
+"""Fulfilment as the merchant works it, through the chat: Shipped (with a tracking note, or
+none) -> Delivered from the paid-order message, the customer told each step in their language,
+a stale button that says so; a cancel by the shop that offers the refund right there; the
+steps from an admin's /order, never from a support person; and "Try again" on an order that
+failed or was cancelled, at today's prices."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.app import BotApp, Parts
+from bot.cart import refill
+from bot.catalog import load_catalog
+from bot.config import Settings
+from bot.core import Fulfilment, OrderState
+from bot.demo import DEMO_CATALOG, pay_on
+from bot.keyboards import FulfilCb, OrderAction, OrderCb, ProductAction, ProductCb
+from money import Money
+from sandbox.botuser import BotUser, buttons
+from sandbox.payture import PaytureServer
+from sandbox.redoya import RedoyaServer
+from sandbox.telegram import TelegramServer
+from storage.base import NewOrder, OrderItem
+from tests.conftest import ADMIN, CUSTOMER, MERCHANT_CHAT
+from tests.flows import browse, eventually, order_product, pay
+
+S = OrderState
+
+
+@pytest.fixture(autouse=True)
+def no_flood_gaps(request: pytest.FixtureRequest, no_tracebacks: None) -> None:
+    """The flood limits are test_notify's business: here the messages go out at once (and
+    nothing may log a traceback)."""
+    if "app" in request.fixturenames:
+        fast(request.getfixturevalue("app"))
+
+
+def fast(app: Parts) -> Parts:
+    app.notifier.per_chat_gap = app.notifier.per_group_gap = 0.0
+    return app
+
+
+SUPPORT = 77
+
+
+def labels(message: dict) -> list[str]:
+    return [b["text"] for b in buttons(message)]
+
+
+async def paid_order(app: Parts, user: BotUser, server, http, category: str, product: str):
+    message = await order_product(user, category, product)
+    await browse(http, await pay(http, server.url, message, "paid"))
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    await eventually(lambda: _state(app, order.id, S.PAID))
+    return order
+
+
+async def _state(app: Parts, order_id: int, state: OrderState) -> bool:
+    order = await app.checkout.order(order_id)
+    return order is not None and order.state is state
+
+
+async def test_shipped_with_a_note_then_delivered_told_in_russian(
+    app: Parts,
+    merchant: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    user = BotUser(telegram.url, CUSTOMER, language_code="ru", session=http)
+    await user.send("/start")
+    await user.wait_message(predicate=lambda m: "Coffee" in str(labels(m)))
+    await user.press(text="Coffee")
+    await user.wait_message(predicate=lambda m: "Cezve" in str(labels(m)))
+    await user.press(text="Cezve")
+    product = await user.wait_message("Cezve")
+    buy = ProductCb(action=ProductAction.BUY, id="cezve").pack()
+    await user.press(buy, message_id=product["message_id"])
+    card = await user.wait_message("Заказ №1")
+    url = next(b["url"] for b in buttons(card) if "url" in b)  # "Оплатить"
+    await browse(http, (await pay_on(http, redoya, url=url, outcome="paid"))["redirect"])
+
+    paid = await merchant.wait_message("Order #1 paid")
+    assert labels(paid) == ["📦 Shipped", "✅ Delivered", "✖ Cancel the order"]
+    await merchant.press(text="📦 Shipped", message_id=paid["message_id"])
+    await merchant.wait_message("reply with the tracking note")
+    await merchant.send("TRK-42 <Aras>")
+    await merchant.wait_message("Order #1: shipped. Tracking: TRK-42 <Aras>")
+    shipped = await user.wait_message("📦 Заказ №1 отправлен")
+    assert "TRK-42 <Aras>" in shipped["text"]
+    updated = [m for m in await merchant.bot_messages() if m["message_id"] == paid["message_id"]]
+    assert labels(updated[0]) == ["✅ Delivered", "✖ Cancel the order"]
+
+    stale = FulfilCb(order=1, step=Fulfilment.SHIPPED).pack()  # a second phone, an old screen
+    answer = await merchant.press(stale, message_id=paid["message_id"], force=True)
+    assert answer is not None
+    assert "already shipped" in answer["text"]
+
+    await merchant.press(text="✅ Delivered", message_id=paid["message_id"])
+    await user.wait_message("📬 Заказ №1 доставлен")
+    order = await app.checkout.order(1)
+    assert order is not None
+    assert (order.state, order.fulfilment, order.tracking) == (
+        S.PAID,
+        Fulfilment.DELIVERED,
+        "TRK-42 <Aras>",
+    )
+    trail = [e for e in await app.checkout.audit(1) if "fulfilment" in e.detail]
+    assert [e.actor for e in trail] == [f"merchant:{MERCHANT_CHAT}"] * 2
+    customer = [m.get("text") or "" for m in await user.messages()]
+    assert sum("📦 Заказ №1 отправлен" in t for t in customer) == 1  # the stale press told nobody
+    await user.send("/orders")
+    await user.wait_message("оплачен · доставлен")
+
+
+async def test_a_cancel_by_the_shop_offers_the_refund_right_there(
+    app: Parts,
+    user: BotUser,
+    merchant: BotUser,
+    payture: PaytureServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    order = await paid_order(app, user, payture, http, "Tea", "Ivan-chai")
+    paid = await merchant.wait_message(f"Order #{order.id} paid")
+    await merchant.press(text="✖ Cancel the order", message_id=paid["message_id"])
+    question = await merchant.wait_message(f"Refund RUB450.00 of order #{order.id}?")
+    await user.wait_message(f"The shop cancelled order #{order.id}")
+    await merchant.press(text="Refund", message_id=question["message_id"])
+    await merchant.wait_message("is refunded")
+    await user.wait_message("refunded for order")
+    done = await app.checkout.order(order.id)
+    assert done is not None
+    assert (done.state, done.fulfilment) == (S.REFUNDED, Fulfilment.CANCELLED)
+    assert payture.orders[order.provider_payment_id].refunds == [45000]  # type: ignore[index]
+    actors = {e.actor for e in await app.checkout.audit(order.id)}
+    assert f"merchant:{MERCHANT_CHAT}" in actors
+
+
+async def test_admins_step_from_order_support_may_not(
+    make_settings: Callable[..., Settings],
+    user: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    async with BotApp(make_settings(support_ids=frozenset({SUPPORT}))) as app:
+        fast(app)
+        order = await paid_order(app, user, redoya, http, "Coffee", "Cezve")
+        support = BotUser(telegram.url, SUPPORT, session=http)
+        step = FulfilCb(order=order.id, step=Fulfilment.DELIVERED).pack()
+        await support.send("/help")
+        help_message = await support.wait_message("/catalog")
+        answer = await support.press(step, message_id=help_message["message_id"], force=True)
+        assert answer is not None
+        assert "out of date" in answer["text"]
+        assert (await app.checkout.order(order.id)).fulfilment is Fulfilment.NEW  # type: ignore[union-attr]
+
+        admin = BotUser(telegram.url, ADMIN, session=http)
+        await admin.send(f"/order {order.id}")
+        shown = await admin.wait_message("Audit")
+        assert "Shipping: not shipped yet" in shown["text"]
+        await admin.press(text="📦 Shipped", message_id=shown["message_id"])
+        await admin.press(text="No note")
+        await admin.wait_message(f"Order #{order.id}: shipped.")
+        await user.wait_message(f"Order #{order.id} has been shipped.")
+        moved = await app.checkout.order(order.id)
+        assert moved is not None
+        assert (moved.fulfilment, moved.tracking) == (Fulfilment.SHIPPED, "")
+        trail = [e for e in await app.checkout.audit(order.id) if "fulfilment" in e.detail]
+        assert [e.actor for e in trail] == [f"admin:{ADMIN}"]
+
+
+def changed_catalog(tmp_path: Path) -> Path:
+    """The demo catalog with the cezve dearer, beside the demo's photos."""
+    text = DEMO_CATALOG.read_text(encoding="utf-8")
+    text = text.replace('name = "Cezve, copper"\nprice = 85', 'name = "Cezve, copper"\nprice = 95')
+    assert "price = 95" in text
+    shutil.copytree(DEMO_CATALOG.parent / "photos", tmp_path / "photos")
+    path = tmp_path / "catalog.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def test_try_again_after_a_failure_and_a_cancel_at_todays_prices(
+    make_settings: Callable[..., Settings],
+    user: BotUser,
+    redoya: RedoyaServer,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    async with BotApp(make_settings()):
+        card = await order_product(user, "Coffee", "Cezve")
+        await browse(http, await pay(http, redoya.url, card, "failed"))
+        failed = await user.wait_message("did not go through")
+        assert labels(failed) == ["Try again"]
+    catalog = changed_catalog(tmp_path)  # the merchant raised a price and restarted the bot
+    async with BotApp(make_settings(catalog_path=catalog)) as app:
+        await user.press(text="Try again", message_id=failed["message_id"])
+        said = await user.wait_message("Order #1 again")
+        assert "Cezve, copper: the price changed, TRY85.00 → TRY95.00" in said["text"]
+        second = await user.wait_message("Order #2")
+        assert "TRY95.00" in second["text"]
+        assert (await app.checkout.order(2)).total == Money(9500, "TRY")  # type: ignore[union-attr]
+
+        await user.press(text="Cancel order", message_id=second["message_id"])
+        cancelled = await user.wait_message("cancelled")
+        assert "Try again" in labels(cancelled)
+        await user.press(text="Try again", message_id=cancelled["message_id"])
+        said = await user.wait_message("Order #2 again")
+        assert "price changed" not in said["text"]
+        await user.wait_message("Order #3")
+        again = OrderCb(action=OrderAction.AGAIN, id=3).pack()  # an order still payable
+        answer = await user.press(again, message_id=second["message_id"], force=True)
+        assert answer is not None
+        assert "only a failed, cancelled or expired" in answer["text"]
+
+
+async def test_try_again_leaves_out_what_is_no_longer_sold(app: Parts) -> None:
+    order = await app.storage.create_order(
+        NewOrder(
+            user_id=CUSTOMER,
+            chat_id=CUSTOMER,
+            provider="redoya",
+            total=Money(18500, "TRY"),
+            token="t-again",
+            items=[
+                OrderItem("cezve", "Cezve, copper", 1, 8500),
+                OrderItem("samovar", "Samovar", 1, 10000),  # since taken out of the catalog
+            ],
+        )
+    )
+    found = refill(order, load_catalog(DEMO_CATALOG))
+    assert (found.cart, found.changed, found.gone) == ({"cezve": 1}, [], ["Samovar"])

@@ -1,0 +1,215 @@
+"""/review as an admin works it, through the chat: an order brought to needs_review the way
+the code really does it (Redoya reports a different amount than the order's), then each of the
+three actions with the customer told, a second press harmless; and paging, with a payment we
+did not expect shown and refunded with its own button."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from bot.app import Parts
+from bot.keyboards import ReviewAction, ReviewCb
+from money import Money
+from sandbox.botuser import BotUser, buttons
+from sandbox.payture import PaytureServer
+from sandbox.redoya import RedoyaServer
+from sandbox.telegram import TelegramServer
+from storage.base import NewOrder, OrderItem, OrderState
+from tests.conftest import ADMIN, CUSTOMER, both_databases
+from tests.flows import browse, eventually, order_product, pay
+
+S = OrderState
+
+
+@pytest.fixture(autouse=True)
+def no_flood_gaps(request: pytest.FixtureRequest, no_tracebacks: None) -> None:
+    """The flood limits are test_notify's business: here the messages go out at once (and
+    nothing may log a traceback)."""
+    if "app" in request.fixturenames:
+        fast(request.getfixturevalue("app"))
+
+
+def fast(app: Parts) -> Parts:
+    app.notifier.per_chat_gap = app.notifier.per_group_gap = 0.0
+    return app
+
+
+async def in_review(
+    app: Parts, user: BotUser, admin: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
+) -> int:
+    """A Cezve (TRY85.00) for which Redoya says TRY80.00 was paid: an amount mismatch."""
+    card = await order_product(user, "Coffee", "Cezve")
+    redoya.paid_amount_override = 8000
+    await browse(http, await pay(http, redoya.url, card, "paid"))
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    await eventually(lambda: _state(app, order.id, S.NEEDS_REVIEW))
+    await user.wait_message("checking the payment")
+    await admin.wait_message(f"Order #{order.id} needs review")  # the admins are told first
+    return order.id
+
+
+async def _state(app: Parts, order_id: int, state: OrderState) -> bool:
+    order = await app.checkout.order(order_id)
+    return order is not None and order.state is state
+
+
+async def reviewed(admin: BotUser, order_id: int) -> dict:
+    await admin.send("/review")
+    shown = await admin.wait_message(f"Order #{order_id} needs review")
+    assert "amount mismatch: provider says 80.00 TRY, order is 85.00 TRY" in shown["text"]
+    assert [b["text"] for b in buttons(shown)] == ["Accept as paid", "Refund", "Mark failed"]
+    return shown
+
+
+async def test_accept_as_paid_tells_the_customer_and_the_merchant(
+    app: Parts,
+    user: BotUser,
+    merchant: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    order_id = await in_review(app, user, admin, redoya, http)
+    shown = await reviewed(admin, order_id)
+    await admin.press(text="Accept as paid", message_id=shown["message_id"])
+    await admin.wait_message(f"Order #{order_id} accepted as paid")
+    await user.wait_message(f"The shop checked the payment for order #{order_id}: it is received")
+    paid = await merchant.wait_message(f"Order #{order_id} paid")
+    assert "📦 Shipped" in [b["text"] for b in buttons(paid)]  # now the merchant ships it
+    again = ReviewCb(action=ReviewAction.FAIL, order=order_id).pack()
+    answer = await admin.press(again, message_id=shown["message_id"], force=True)
+    assert answer is not None
+    assert "no longer in review: it is paid" in answer["text"]
+    order = await app.checkout.order(order_id)
+    assert order is not None
+    assert (order.state, order.paid) == (S.PAID, Money(8500, "TRY"))
+    trail = await app.checkout.audit(order_id)
+    assert (trail[-1].actor, trail[-1].detail) == (f"admin:{ADMIN}", "accepted as paid")
+    await admin.send("/review")
+    await admin.wait_message("No orders need review.")
+
+
+@both_databases
+async def test_refund_of_what_the_provider_took_through_the_manual_flow(
+    app: Parts,
+    user: BotUser,
+    merchant: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    order_id = await in_review(app, user, admin, redoya, http)
+    shown = await reviewed(admin, order_id)
+    await admin.press(text="Refund", message_id=shown["message_id"])
+    question = await admin.wait_message(f"Refund TRY80.00 of order #{order_id}?")
+    assert "back office" in question["text"]  # Redoya has no refund API
+    await admin.press(text="Refunded in the back office", message_id=question["message_id"])
+    await admin.wait_message("is refunded")
+    await user.wait_message(f"TRY80.00 refunded for order #{order_id}")
+    await merchant.wait_message(f"Order #{order_id}: TRY80.00 refunded to the customer")
+    order = await app.checkout.order(order_id)
+    assert order is not None
+    assert (order.state, order.refunded, order.left_to_refund) == (
+        S.REFUNDED,
+        Money(8000, "TRY"),
+        Money(0, "TRY"),
+    )
+    assert [r.state for r in await app.storage.refunds_for_order(order_id)] == ["done"]
+    answer = await admin.press(text="Accept as paid", message_id=shown["message_id"])
+    assert answer is not None
+    assert "no longer in review: it is refunded" in answer["text"]
+
+
+async def test_mark_failed_tells_the_customer_who_may_try_again(
+    app: Parts,
+    user: BotUser,
+    merchant: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    admin = BotUser(telegram.url, ADMIN, language_code="tr", session=http)
+    order_id = await in_review(app, user, admin, redoya, http)
+    await admin.send("/review")
+    shown = await admin.wait_message(f"#{order_id}")
+    await admin.press(text="Başarısız olarak işaretle", message_id=shown["message_id"])
+    await admin.wait_message("başarısız olarak işaretlendi")
+    told = await user.wait_message("could not accept it")
+    assert [b["text"] for b in buttons(told)] == ["Try again"]
+    await merchant.wait_message("do not ship it")
+    assert (await app.checkout.order(order_id)).state is S.FAILED  # type: ignore[union-attr]
+
+
+@both_databases
+async def test_many_reviews_page_and_an_unexpected_payment_has_its_own_refund(
+    app: Parts, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    ids = []
+    for n in range(6):  # set up in storage: six orders a confirm sent to review
+        order = await app.storage.create_order(
+            NewOrder(
+                user_id=CUSTOMER,
+                chat_id=CUSTOMER,
+                provider="redoya",
+                total=Money(8500, "TRY"),
+                token=f"review-{n}",
+                items=[OrderItem("cezve", "Cezve, copper", 1, 8500)],
+            )
+        )
+        await app.storage.transition(
+            order.id, S.CREATED, S.NEEDS_REVIEW, actor="sweep", detail=f"reason {n}"
+        )
+        ids.append(order.id)
+    kept, _ = await app.storage.record_unexpected(
+        ids[0], "redoya", "LATE1", {}, Money(8500, "TRY"), "TRY", "paid after the order expired"
+    )
+    assert [p.id for p in await app.storage.unexpected_for_order(ids[0])] == [kept.id]
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    await admin.send("/review")
+    pages = await admin.wait_message("Page 1")
+    texts = [m.get("text") or "" for m in await admin.bot_messages()]
+    assert sum("needs review" in t for t in texts) == 5  # the newest five
+    assert not any(f"Order #{ids[0]} needs review" in t for t in texts)
+    await admin.press(text="▶", message_id=pages["message_id"])
+    oldest = await admin.wait_message(f"Order #{ids[0]} needs review: reason 0")
+    assert "Payment we did not expect: TRY85.00, redoya payment LATE1 (open)" in oldest["text"]
+    await admin.press(text="Refund", message_id=oldest["message_id"])
+    offer = await admin.wait_message(f"Refund TRY85.00: payment LATE1 of order #{ids[0]}?")
+    await admin.press(text="Refunded in the back office", message_id=offer["message_id"])
+    await admin.wait_message("Refunded TRY85.00: payment LATE1")
+    assert (await app.storage.get_unexpected(kept.id)).state == "refunded"  # type: ignore[union-attr]
+
+
+async def test_refund_through_the_api_of_an_order_in_review(
+    app: Parts,
+    user: BotUser,
+    payture: PaytureServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    card = await order_product(user, "Tea", "Ivan-chai")
+    await browse(http, await pay(http, payture.url, card, "paid"))
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    await eventually(lambda: _state(app, order.id, S.PAID))
+    # what confirm does with an answer nobody understands (a chargeback notice)
+    await app.storage.transition(
+        order.id, S.PAID, S.NEEDS_REVIEW, actor="callback", detail="provider says needs_review"
+    )
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    await admin.send("/review")
+    shown = await admin.wait_message(f"Order #{order.id} needs review: provider says needs_review")
+    await admin.press(text="Refund", message_id=shown["message_id"])
+    question = await admin.wait_message(f"Refund RUB450.00 of order #{order.id}?")
+    refund = buttons(question)[0]["callback_data"]
+    await admin.press(refund, message_id=question["message_id"])
+    await admin.wait_message("is refunded")
+    await user.wait_message(f"RUB450.00 refunded for order #{order.id}")
+    assert payture.orders[order.provider_payment_id].refunds == [45000]  # type: ignore[index]
+    done = await app.checkout.order(order.id)
+    assert done is not None
+    assert (done.state, done.refunded) == (S.REFUNDED, Money(45000, "RUB"))
+    await admin.press(refund, message_id=question["message_id"], force=True)  # a second press
+    assert payture.orders[order.provider_payment_id].refunds == [45000]  # type: ignore[index]
