@@ -74,11 +74,11 @@ async def test_shipped_with_a_note_then_delivered_told_in_russian(
 ) -> None:
     user = BotUser(telegram.url, CUSTOMER, language_code="ru", session=http)
     await user.send("/start")
-    await user.wait_message(predicate=lambda m: "Coffee" in str(labels(m)))
-    await user.press(text="Coffee")
-    await user.wait_message(predicate=lambda m: "Cezve" in str(labels(m)))
-    await user.press(text="Cezve")
-    product = await user.wait_message("Cezve")
+    await user.wait_message(predicate=lambda m: "Кофе" in str(labels(m)))  # the catalog's ru
+    await user.press(text="Кофе")
+    await user.wait_message(predicate=lambda m: "Джезва" in str(labels(m)))
+    await user.press(text="Джезва")
+    product = await user.wait_message("Джезва")
     buy = ProductCb(action=ProductAction.BUY, id="cezve").pack()
     await user.press(buy, message_id=product["message_id"])
     card = await user.wait_message("Заказ №1")
@@ -178,8 +178,9 @@ async def test_admins_step_from_order_support_may_not(
 def changed_catalog(tmp_path: Path) -> Path:
     """The demo catalog with the cezve dearer, beside the demo's photos."""
     text = DEMO_CATALOG.read_text(encoding="utf-8")
-    text = text.replace('name = "Cezve, copper"\nprice = 85', 'name = "Cezve, copper"\nprice = 95')
-    assert "price = 95" in text
+    cezve = 'name_tr = "Bakır cezve"\nprice = 85'
+    assert cezve in text
+    text = text.replace(cezve, 'name_tr = "Bakır cezve"\nprice = 95')
     shutil.copytree(DEMO_CATALOG.parent / "photos", tmp_path / "photos")
     path = tmp_path / "catalog.toml"
     path.write_text(text, encoding="utf-8")
