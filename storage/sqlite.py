@@ -119,12 +119,11 @@ class SQLiteStorage:
 
     async def open(self) -> None:
         if self.path != ":memory:":
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
+            folder = Path(self.path).absolute().parent
+            if not folder.is_dir():  # a typo in DATABASE_URL must not start an empty database
                 raise StorageUnavailable(
-                    f"cannot create the folder of {self.path}: {exc.strerror}"
-                ) from None
+                    f"directory {folder} does not exist (create it, or correct the path)"
+                )
         try:
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:

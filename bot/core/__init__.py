@@ -13,7 +13,7 @@ providers: the records they show are re-exported below.
 
 from __future__ import annotations
 
-from bot.core.checkout import CartLine, Ordering, PaymentChoice
+from bot.core.checkout import AmountLimit, CartLine, Ordering, PaymentChoice, amount_limit
 from bot.core.confirm import Confirmation
 from bot.core.context import CheckoutError, CheckSchedule, ReceiptError, RefundError
 from bot.core.ledger import LedgerReport, Reconciling
@@ -45,6 +45,7 @@ __all__ = [
     "PAYABLE",
     "REFUNDED_ALREADY",
     "Ack",
+    "AmountLimit",
     "AmountNotRepresentable",
     "Audience",
     "AuditEntry",
@@ -71,4 +72,5 @@ __all__ = [
     "RefundPlan",
     "SavedCard",
     "UnexpectedPayment",
+    "amount_limit",
 ]
