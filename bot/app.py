@@ -42,7 +42,7 @@ from bot.handlers import get_routers
 from bot.handlers.fallback import on_error
 from bot.locale import SUPPORTED, LocaleMiddleware, build_i18n
 from bot.notify import Notifier, OutboxRenderer
-from bot.polling import PollConflict
+from bot.polling import PollConflict, tell_admins
 from bot.reconcile import Reconciler
 from bot.telegram_payments import BotPayments
 from bot.web import WebServices, create_web_app
@@ -357,16 +357,7 @@ class BotApp:
         if parts is not None:
             with contextlib.suppress(RuntimeError):
                 await parts.dp.stop_polling()
-            with parts.i18n.context(), parts.i18n.use_locale(self.settings.default_locale):
-                text = _(
-                    "This bot stopped taking updates: another process uses the same bot token "
-                    "(Telegram answered 409 Conflict). Stop the other one: only one may poll."
-                )
-            for admin in sorted(self.settings.admin_ids):
-                try:
-                    await parts.bot.send_message(admin, text)
-                except TelegramAPIError as exc:
-                    log.warning("admin %s not told of the poll conflict: %s", admin, exc)
+            await tell_admins(parts.bot, parts.i18n, self.settings)
         self.failed.set()
 
     @staticmethod

@@ -16,9 +16,13 @@ from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
 )
-from aiogram.exceptions import TelegramConflictError
+from aiogram.exceptions import TelegramAPIError, TelegramConflictError
 from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.methods.base import Response
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from bot.config import Settings
 
 log = logging.getLogger("bot.polling")
 
@@ -61,3 +65,17 @@ class PollConflict(BaseRequestMiddleware):
                 self._on_conflict(self.reason)  # starts a task: the stop cancels this request
             await asyncio.Event().wait()  # until the polling task is cancelled
             raise  # not reached: the wait ends only by cancellation
+
+
+async def tell_admins(bot: Bot, i18n: I18n, settings: Settings) -> None:
+    """Each admin once, from the process that stopped (it can still send, only not poll)."""
+    with i18n.context(), i18n.use_locale(settings.default_locale):
+        text = _(
+            "This bot stopped taking updates: another process uses the same bot token "
+            "(Telegram answered 409 Conflict). Stop the other one: only one may poll."
+        )
+    for admin in sorted(settings.admin_ids):
+        try:
+            await bot.send_message(admin, text)
+        except TelegramAPIError as exc:
+            log.warning("admin %s not told of the poll conflict: %s", admin, exc)

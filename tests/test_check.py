@@ -18,9 +18,10 @@ import pytest
 
 from bot.__main__ import serve
 from bot.app import BotApp, StartupError
-from bot.check import Level, image_size, report, run_check
+from bot.check import Level, report, run_check
 from bot.config import Settings
 from bot.demo import DEMO_CATALOG
+from bot.images import image_size
 from sandbox import registry
 from sandbox.base import FakeServer
 from sandbox.botuser import BotUser
