@@ -12,11 +12,13 @@ from enum import StrEnum
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+import httpx
+
 from bot.catalog import Catalog, CatalogError, Product, load_catalog
 from bot.config import Settings
 from bot.core import AmountNotRepresentable, Money, amount_limit
 from bot.images import photo_problem
-from bot.wiring import PROVIDERS, ConfigError, load_settings, provider_states
+from bot.wiring import PROVIDERS, ConfigError, build_providers, load_settings, provider_states
 from providers.base import Provider
 from providers.registry import Registry
 from storage import StorageUnavailable, storage_from_url
@@ -87,13 +89,13 @@ def _product_lines(product: Product, providers: Registry, known: Collection[str]
             for p in providers.for_currency(price.currency)
             if not product.providers or p.name in product.providers
         ]
-        fitting = [p for p in takers if _takes(p, price)]
-        if fitting:
+        refusals = [_refusal(p, price) for p in takers]
+        if not takers:
+            why_not.append(_nobody_takes(price.currency, providers))
+        elif None in refusals:
             payable.append(price.currency)
-        elif not takers:
-            why_not.append(_nobody_takes(product, price.currency, providers))
         else:
-            why_not += [_refusal(p, price) for p in takers]
+            why_not += [refusal for refusal in refusals if refusal]
     if not payable:
         lines.append(error(f"product {product.id!r} cannot be paid: {'; '.join(why_not)}"))
     elif why_not:
@@ -105,15 +107,7 @@ def _product_lines(product: Product, providers: Registry, known: Collection[str]
     return lines
 
 
-def _takes(provider: Provider, price: Money) -> bool:
-    try:
-        provider.amount_format.check(price)
-    except AmountNotRepresentable:
-        return False
-    return True
-
-
-def _nobody_takes(product: Product, currency: str, providers: Registry) -> str:
+def _nobody_takes(currency: str, providers: Registry) -> str:
     left_out = [p.name for p in providers.for_currency(currency)]
     if left_out:
         return f"no provider in its `providers` list takes {currency} ({', '.join(left_out)} would)"
@@ -121,17 +115,17 @@ def _nobody_takes(product: Product, currency: str, providers: Registry) -> str:
     return f"no enabled provider takes {currency}{hint}"
 
 
-def _refusal(provider: Provider, price: Money) -> str:
+def _refusal(provider: Provider, price: Money) -> str | None:
+    """Why this provider cannot take this price (its cap, first); None when it can."""
     limit = amount_limit(provider, price)
-    if limit is None:
-        try:
-            provider.amount_format.check(price)
-        except AmountNotRepresentable as exc:
-            return f"{provider.display_name} cannot take {price}: {exc}"
-        return f"{provider.display_name} cannot take {price}"
-    side = "above" if limit.above else "below"
-    bound = "cap" if limit.above else "minimum"
-    return f"{price} is {side} {provider.display_name}'s {bound} of {limit.bound} per order"
+    if limit is not None:
+        side, bound = ("above", "cap") if limit.above else ("below", "minimum")
+        return f"{price} is {side} {provider.display_name}'s {bound} of {limit.bound} per order"
+    try:
+        provider.amount_format.check(price)
+    except AmountNotRepresentable as exc:  # e.g. more decimals than the provider writes
+        return f"{provider.display_name} cannot take {price}: {exc}"
+    return None
 
 
 # --- photos (shared with start-up) -----------------------------------------------------------
@@ -263,10 +257,6 @@ async def run_check(env: Mapping[str, str] | None = None, **overrides: Any) -> l
 
 
 async def _catalog_checks(settings: Settings, catalog: Catalog) -> list[Line]:
-    import httpx
-
-    from bot.wiring import build_providers
-
     async with httpx.AsyncClient() as http:  # the adapters are built, never called
         try:
             providers = build_providers(settings, http, _NoTelegram())

@@ -39,7 +39,7 @@ def photo_problem(path: Path) -> str | None:
 
 def image_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from a PNG, GIF, WebP or JPEG header; None when it is none of these."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
         return struct.unpack("<HH", data[6:10])
