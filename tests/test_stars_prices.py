@@ -223,6 +223,13 @@ def catalog_path(tmp_path: Path) -> Path:
     return path
 
 
+def without_club(path: Path) -> Path:
+    """The catalog less its Stars-only product."""
+    other = path.with_name("without-club.toml")
+    other.write_text(CATALOG.split('[[products]]\nid = "club"')[0], encoding="utf-8")
+    return other
+
+
 @pytest.fixture
 async def stars_app(make_settings: Callable[..., Any], catalog_path: Path) -> AsyncIterator[Parts]:
     """The sandbox's providers: Redoya takes TRY, Telegram Stars XTR."""
@@ -328,8 +335,9 @@ async def test_a_stars_product_with_nobody_taking_stars(
     with pytest.raises(StartupError, match=refused):
         async with BotApp(settings):
             pass
-    catalog_path.write_text(CATALOG.split('[[products]]\nid = "club"')[0], encoding="utf-8")
-    async with BotApp(settings) as app:
+    async with BotApp(
+        settings.model_copy(update={"catalog_path": without_club(catalog_path)})
+    ) as app:
         await open_product(user, "Turkish delight")  # TRY + XTR: Redoya takes the lira
         await user.press(text="Buy now")
         await user.wait_message("Order #")
