@@ -241,7 +241,7 @@ async def run_check(env: Mapping[str, str] | None = None, **overrides: Any) -> l
         settings = load_settings(env, **({"providers": enabled} | overrides))
     except ConfigError as exc:
         return [*[error(problem) for problem in exc.problems], *lines]
-    lines.insert(0, ok("settings: valid"))
+    lines[:0] = [ok("settings: valid"), *_who_is_told(settings)]
     try:
         catalog = load_catalog(settings.catalog_path)
     except CatalogError as exc:
@@ -253,6 +253,17 @@ async def run_check(env: Mapping[str, str] | None = None, **overrides: Any) -> l
     if settings.redis_url:
         lines.append(await redis_line(settings.redis_url))
     lines.append(await telegram_line(settings))
+    return lines
+
+
+def _who_is_told(settings: Settings) -> list[Line]:
+    """The mode, and who hears of payments and problems: unset is allowed, but said."""
+    mode = f"webhook at {settings.webhook_url}" if settings.webhook_url else "long polling"
+    lines = [ok(f"telegram: {mode}")]
+    if not settings.admin_ids:
+        lines.append(note("ADMIN_IDS: empty, so nobody is told of reviews and provider problems"))
+    if settings.merchant_chat_id is None:
+        lines.append(note("MERCHANT_CHAT_ID: unset, so no chat hears of paid orders"))
     return lines
 
 

@@ -85,6 +85,7 @@ async def test_an_all_good_setup(check: Callable[..., Any]) -> None:
     assert not errors_of(lines), lines
     for said in (
         "settings: valid",
+        "telegram: long polling",
         "redoya: enabled",
         "stars: enabled",
         "catalog: 15 products, each payable",
@@ -93,6 +94,16 @@ async def test_an_all_good_setup(check: Callable[..., Any]) -> None:
         "telegram: BOT_TOKEN accepted, the bot is @checkout_demo_bot",
     ):
         assert any(said in line for line in lines), (said, lines)
+
+
+async def test_postgres_opens_or_is_named_without_its_password(
+    check: Callable[..., Any], postgres_url: str
+) -> None:
+    assert "ok     database: postgresql opens" in await check({"DATABASE_URL": postgres_url})
+    lines = await check({"DATABASE_URL": "postgresql://shop:pg-secret@127.0.0.1:1/shop"})
+    (wrong,) = [line for line in errors_of(lines) if "DATABASE_URL" in line]
+    assert wrong.startswith("DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:1/shop")
+    assert "pg-secret" not in "\n".join(lines)
 
 
 def closed_port() -> tuple[socket.socket, int]:
