@@ -19,6 +19,7 @@ import logging
 import socket
 import statistics
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -92,8 +93,11 @@ async def measure(queries: int, rounds: int, webhook: bool) -> list[dict[str, di
                     "webhook_url": f"http://127.0.0.1:{port}",
                     "webhook_secret": "bench-secret",
                 }
+            catalog = Path(tmp) / "catalog.toml"  # Stars only: the one provider running here
+            catalog.write_text('[[products]]\nid = "club"\nname = "Coffee club"\nstars = 500\n')
             settings = sandbox_settings(
                 telegram,
+                catalog_path=catalog,
                 database_url=f"sqlite:///{tmp}/bench.db",
                 sweep_every=3600,
                 **extra,

@@ -1,4 +1,5 @@
-"""`python -m bot run` runs the bot; `python -m bot demo` plays the whole flow on the sandbox."""
+"""`python -m bot run` runs the bot; `python -m bot check` says what the settings and the
+catalog set up and what is wrong; `python -m bot demo` plays the whole flow on the sandbox."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the bot with settings from the environment and .env")
+    sub.add_parser(
+        "check", help="check the settings, the catalog and what they reach; exit 1 if wrong"
+    )
     demo = sub.add_parser("demo", help="the whole flow against the local sandbox, then exit")
     demo.add_argument("--verbose", action="store_true", help="show the bot's logs")
     args = parser.parse_args(argv)
@@ -22,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
         return asyncio.run(run_demo())
+    if args.command == "check":
+        from bot.check import report, run_check
+
+        logging.basicConfig(level=logging.ERROR)
+        return report(asyncio.run(run_check()), sys.stdout)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -29,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def run() -> int:
-    from bot.app import BotApp, StartupError
     from bot.wiring import ConfigError, load_settings
 
     try:
@@ -42,12 +54,28 @@ async def run() -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    return await serve(settings, stop)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> int:
+    """Run until `stop` is set (0), or until the bot can no longer serve: another process took
+    its updates (1); a start that cannot happen says why (2)."""
+    from bot.app import BotApp, StartupError
+
+    app = BotApp(settings)
     try:
-        async with BotApp(settings):
-            await stop.wait()
+        async with app:
+            ended = [asyncio.ensure_future(event.wait()) for event in (stop, app.failed)]
+            await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in ended:
+                waiter.cancel()
     except StartupError as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"cannot start: {problem}", file=sys.stderr)
         return 2
+    if app.failure:
+        print(f"stopped: {app.failure}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,7 +26,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
-from aiogram.types import BotCommand
+from aiogram.types import BotCommand, User
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
@@ -34,6 +34,7 @@ from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
 from bot.catalog import Catalog, load_catalog
+from bot.check import catalog_lines, errors, photo_lines, redis_problem
 from bot.config import Settings
 from bot.core import CheckoutService, CheckSchedule
 from bot.core.cards import CardService
@@ -41,10 +42,11 @@ from bot.handlers import get_routers
 from bot.handlers.fallback import on_error
 from bot.locale import SUPPORTED, LocaleMiddleware, build_i18n
 from bot.notify import Notifier, OutboxRenderer
+from bot.polling import PollConflict, tell_admins
 from bot.reconcile import Reconciler
 from bot.telegram_payments import BotPayments
 from bot.web import WebServices, create_web_app
-from bot.wiring import build_providers, setting_names
+from bot.wiring import PROVIDERS, build_providers, setting_names
 from providers.base import Capability, Provider
 from providers.http import logging_hooks
 from providers.registry import Registry
@@ -67,7 +69,9 @@ class PlainHTTPSession(AiohttpSession):
             await self._session.close()
 
 
-def _telegram_session(api_url: str | None) -> AiohttpSession:
+def telegram_session(settings: Settings) -> AiohttpSession:
+    """aiogram's session for Telegram, or for TELEGRAM_API_URL when set."""
+    api_url = settings.telegram_api_url
     if not api_url:
         return AiohttpSession()
     kind = PlainHTTPSession if api_url.startswith("http://") else AiohttpSession
@@ -75,15 +79,39 @@ def _telegram_session(api_url: str | None) -> AiohttpSession:
 
 
 class StartupError(RuntimeError):
-    """A setting or a dependency that stops the bot from starting; the message says which."""
+    """A setting or a dependency that stops the bot from starting; `problems` says each, one
+    line apiece."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
-def fsm_storage(settings: Settings) -> BaseStorage:
-    """Carts live in memory, or in Redis when several replicas run."""
+async def whoami(bot: Bot, *, timeout: float = 10.0) -> User:
+    """getMe: BOT_TOKEN accepted by the Bot API (or the sandbox), or a StartupError saying why."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await bot.get_me()
+    except TelegramUnauthorizedError:
+        raise StartupError("Telegram refused BOT_TOKEN (401 Unauthorized)") from None
+    except TimeoutError:
+        raise StartupError(f"the Telegram Bot API did not answer within {timeout:g} s") from None
+    except Exception as exc:
+        raise StartupError(f"cannot reach the Telegram Bot API: {type(exc).__name__}") from None
+
+
+async def fsm_storage(settings: Settings) -> BaseStorage:
+    """Carts live in memory, or in Redis when several replicas run: a Redis that does not
+    answer stops start-up (carts could not be kept)."""
     if settings.redis_url:
         from aiogram.fsm.storage.redis import RedisStorage
 
-        return RedisStorage.from_url(settings.redis_url)
+        storage = RedisStorage.from_url(settings.redis_url)
+        problem = await redis_problem(storage.redis, settings.redis_url)
+        if problem:
+            await storage.close()
+            raise StartupError(problem)
+        return storage
     return MemoryStorage()
 
 
@@ -120,6 +148,8 @@ class BotApp:
         self._tasks: list[asyncio.Task[Any]] = []
         self._web_services: WebServices | None = None
         self.parts: Parts | None = None
+        self.failed = asyncio.Event()  # set when the bot stopped serving while up (`run` exits)
+        self.failure: str | None = None
 
     async def __aenter__(self) -> Parts:
         try:
@@ -147,13 +177,14 @@ class BotApp:
             event_hooks=logging_hooks(s.secrets()),  # type: ignore[arg-type]
         )
         self._stack.push_async_callback(http.aclose)
-        session = _telegram_session(s.telegram_api_url)
+        session = telegram_session(s)
         bot = Bot(
             s.bot_token.get_secret_value(),
             session=session,
             default=DefaultBotProperties(parse_mode="HTML"),
         )
         self._stack.push_async_callback(bot.session.close)
+        bot.session.middleware(PollConflict(self._lost_polling))
         i18n = build_i18n(s.default_locale)
 
         providers = _load(lambda: build_providers(s, http, BotPayments(bot, i18n)))
@@ -161,17 +192,15 @@ class BotApp:
             providers.add(provider)
         if not len(providers):
             raise StartupError(f"no payment provider is configured: set {setting_names()}")
-        _warn_unpayable(catalog, providers)
+        known = {*PROVIDERS, *providers.names()}
+        wrong = errors(catalog_lines(catalog, providers, known) + photo_lines(catalog))
+        if wrong:  # a shop that cannot sell does not start (`python -m bot check` says the same)
+            raise StartupError(*wrong)
 
         sock = _bind(s.web_host, s.web_port)
         self._stack.callback(sock.close)  # if start-up fails before the server owns it
         web_url = s.public_url or f"http://{s.web_host}:{sock.getsockname()[1]}"
-        try:
-            me = await bot.get_me()
-        except TelegramUnauthorizedError:
-            raise StartupError("Telegram refused BOT_TOKEN (401 Unauthorized)") from None
-        except Exception as exc:
-            raise StartupError(f"cannot reach the Telegram Bot API: {type(exc).__name__}") from None
+        me = await whoami(bot)
 
         merchant_locale = s.merchant_locale or s.default_locale
         notifier_ref: list[Notifier] = []
@@ -209,8 +238,10 @@ class BotApp:
             zone=s.zone,
         )
 
+        carts = await fsm_storage(s)
+        self._stack.push_async_callback(carts.close)
         dp = Dispatcher(
-            storage=fsm_storage(s),
+            storage=carts,
             events_isolation=SimpleEventIsolation(),  # one update per user at a time: carts
             settings=s,
             checkout=checkout,
@@ -221,7 +252,6 @@ class BotApp:
         LocaleMiddleware(i18n, storage, merchant_chat).setup(dp)
         dp.include_routers(*get_routers())
         dp.errors.register(on_error)
-        self._stack.push_async_callback(dp.storage.close)
 
         self._web_services = WebServices(
             checkout, storage, me.username or "", i18n, cards=cards, dependencies=_pings(dp)
@@ -318,6 +348,20 @@ class BotApp:
             self._tasks.clear()
         await self._stack.aclose()
 
+    def _lost_polling(self, reason: str) -> None:
+        self._tasks.append(asyncio.create_task(self._stop_polling(reason), name="poll conflict"))
+
+    async def _stop_polling(self, reason: str) -> None:
+        """Another process takes this token's updates: stop polling (one bot answers), tell
+        the admins once, and let `run` exit."""
+        self.failure = reason
+        parts = self.parts
+        if parts is not None:
+            with contextlib.suppress(RuntimeError):
+                await parts.dp.stop_polling()
+            await tell_admins(parts.bot, parts.i18n, self.settings)
+        self.failed.set()
+
     @staticmethod
     async def _replay(checkout: CheckoutService) -> None:
         try:
@@ -356,29 +400,6 @@ class BotApp:
                     except TelegramAPIError as exc:
                         log.warning("setMyCommands(%s) failed: %s", code, exc)
                         return
-
-
-def _warn_unpayable(catalog: Catalog, providers: Registry) -> None:
-    """Prices no enabled provider takes (stars without STARS_ENABLED, a product whose
-    `providers` list leaves out every provider of its currency): the chat shows them, and
-    nobody can pay them."""
-    unpayable: dict[str, list[str]] = {}
-    for product in catalog.products:
-        for price in product.prices:
-            takers = [
-                p.name
-                for p in providers.for_currency(price.currency)
-                if not product.providers or p.name in product.providers
-            ]
-            if not takers:
-                unpayable.setdefault(price.currency, []).append(product.id)
-    for currency, products in unpayable.items():
-        log.warning(
-            "catalog: no enabled provider takes %s for %s (enable one, e.g. STARS_ENABLED=true "
-            "for XTR, or add it to the product's `providers`)",
-            currency,
-            ", ".join(products),
-        )
 
 
 def _pings(dp: Dispatcher) -> dict[str, Any]:

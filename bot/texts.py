@@ -15,7 +15,16 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.catalog import Category, Product
-from bot.core import FULFILLABLE, Delivery, Fulfilment, Money, Order, OrderState, OutboxKind
+from bot.core import (
+    FULFILLABLE,
+    AmountLimit,
+    Delivery,
+    Fulfilment,
+    Money,
+    Order,
+    OrderState,
+    OutboxKind,
+)
 from bot.formatting import format_money, format_when
 
 S = OrderState
@@ -119,12 +128,28 @@ def category_title(category: Category) -> str:
     return category.title_in(locale())
 
 
-def product_card(product: Product) -> str:
+def product_card(product: Product, limits: Sequence[AmountLimit] = ()) -> str:
+    """`limits`: the providers' bounds its price is already beyond (Redoya's cap)."""
     lines = [f"<b>{escape(product_name(product))}</b>", prices(product)]
+    lines += [amount_limit(limit, in_cart=False) for limit in limits]
     description = product.description_in(locale())
     if description:
         lines += ["", escape(description)]
     return "\n".join(lines)
+
+
+def amount_limit(limit: AmountLimit, *, in_cart: bool = True) -> str:
+    """A provider's bound that a total is beyond, said before checkout, not after."""
+    values = {"provider": provider_name(limit.display_name), "amount": money(limit.bound)}
+    if not limit.above:
+        return _("{provider} takes at least {amount} per order; add something to the cart.").format(
+            **values
+        )
+    if in_cart:
+        return _(
+            "{provider} takes at most {amount} per order; remove something from the cart."
+        ).format(**values)
+    return _("{provider} takes at most {amount} per order.").format(**values)
 
 
 def order_lines(order: Order) -> str:

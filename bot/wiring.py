@@ -280,26 +280,46 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
     ]
 
 
-def configured(env: Mapping[str, str] | None = None) -> dict[str, ProviderSettings]:
-    """The enabled providers' settings: from the environment and .env, or only from `env`."""
-    found: dict[str, ProviderSettings] = {}
-    problems: list[str] = []
+@dataclass(frozen=True, slots=True)
+class ProviderState:
+    """One provider as the settings leave it: enabled (with its settings), off, or wrong
+    (`problems` name each variable, never a value)."""
+
+    name: str
+    settings: ProviderSettings | None
+    problems: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # the variables that would enable it, for "off" lines
+
+
+def provider_states(env: Mapping[str, str] | None = None) -> list[ProviderState]:
+    """Every provider of the table, from the environment and .env, or only from `env`."""
+    states: list[ProviderState] = []
     for name, entry in PROVIDERS.items():
         model = entry.settings
+        needs = tuple(f"{model.prefix()}{field.upper()}" for field in model.required)
         try:
             settings = model() if env is None else model.from_env(env)
         except ValidationError as exc:
-            problems += _problems(exc, model.prefix())
+            states.append(ProviderState(name, None, tuple(_problems(exc, model.prefix())), needs))
             continue
         if settings.is_enabled():
-            found[name] = settings
-        elif half := settings.missing():  # some credentials set, not all: say which is missing
-            problems += [
-                f"{model.prefix()}{field.upper()}: required with the others" for field in half
+            states.append(ProviderState(name, settings, (), needs))
+        else:  # some credentials set, not all: say which is missing
+            half = [
+                f"{model.prefix()}{field.upper()}: required with the others"
+                for field in settings.missing()
             ]
+            states.append(ProviderState(name, None, tuple(half), needs))
+    return states
+
+
+def configured(env: Mapping[str, str] | None = None) -> dict[str, ProviderSettings]:
+    """The enabled providers' settings: from the environment and .env, or only from `env`."""
+    states = provider_states(env)
+    problems = [problem for state in states for problem in state.problems]
     if problems:
         raise ConfigError(problems)
-    return found
+    return {state.name: state.settings for state in states if state.settings is not None}
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

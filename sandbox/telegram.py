@@ -7,7 +7,9 @@ Written from the Bot API documentation and PROVIDERS.md's notes on what aiogram 
 Unix-second dates, `editMessageText` returning the Message (no markup removes the keyboard, an
 identical edit is 400), errors as `{"ok": false, "error_code", "description"}` with the same
 HTTP status (429 adds `parameters.retry_after`), long-polling `getUpdates`, 409 while a webhook
-is set, `callback_data` over 64 bytes refused, a callback query answered once.
+is set and 409 to the older of two long polls at once (the newer wins, as Telegram does when two
+processes poll with one token), `callback_data` over 64 bytes refused, a callback query answered
+once.
 
 Telegram Stars payments as Telegram runs them: `sendInvoice`/`createInvoiceLink` check an XTR
 invoice (no provider token, one price line, payload 1-128 bytes); a user paying sends the bot a
@@ -36,6 +38,12 @@ from aiohttp import web
 from sandbox.base import FakeServer
 
 Json = dict[str, Any]
+
+
+CONFLICT = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is "
+    "running"
+)
 
 
 class ApiError(Exception):
@@ -209,6 +217,7 @@ class TelegramServer(FakeServer):
         self.keyboards: dict[int, Json] = {}  # the reply keyboard each chat shows now
         self.users: dict[int, Json] = {}
         self.updates: list[Json] = []
+        self._newest_poll = 0  # the number of the latest getUpdates: an older one still open loses
         self.commands: dict[str, list[Json]] = {}
         self.webhook: Json | None = None
         self.files: dict[str, bytes] = {}
@@ -327,10 +336,15 @@ class TelegramServer(FakeServer):
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
         deadline = time.monotonic() + timeout
         generation = self._generation
+        self._newest_poll += 1
+        mine = self._newest_poll
+        self._changed.set()  # an older poll still waiting ends with a 409
         while not self.updates and time.monotonic() < deadline and not self.webhook:
             await self._wait_change(deadline)
             if self._generation != generation:
                 return []  # reset while waiting: the updates now belong to someone else
+            if self._newest_poll != mine:
+                raise ApiError(409, CONFLICT)
         return self.updates[:limit]
 
     async def _wait_change(self, deadline: float) -> None:

@@ -109,6 +109,15 @@ class WriteLock:
                 self._free.notify_all()
 
 
+def _folder_exists(path: str) -> None:
+    """A typo in DATABASE_URL must not start a new, empty database: the folder must be there."""
+    folder = Path(path).absolute().parent
+    if not folder.is_dir():
+        raise StorageUnavailable(
+            f"directory {folder} does not exist (create it, or correct the path)"
+        )
+
+
 class SQLiteStorage:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -119,12 +128,7 @@ class SQLiteStorage:
 
     async def open(self) -> None:
         if self.path != ":memory:":
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageUnavailable(
-                    f"cannot create the folder of {self.path}: {exc.strerror}"
-                ) from None
+            _folder_exists(self.path)
         try:
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:

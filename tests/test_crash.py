@@ -58,14 +58,20 @@ async def test_killed_after_telegram_accepted_the_paid_message_sends_it_once_mor
     telegram: TelegramServer,
     redoya: RedoyaServer,
     payture,
+    ktwidget,
+    pocket,
+    erp,
     http: aiohttp.ClientSession,
 ) -> None:
     port = free_port()
     web_url = f"http://127.0.0.1:{port}"
-    env = clean_env(
+    env = clean_env(  # every emulator: the demo catalog sells in each one's currency
         **telegram.env(),
         **redoya.env(),
         **payture.env(),
+        **ktwidget.env(),
+        **pocket.env(),
+        **erp.env(),
         WEB_PORT=str(port),
         DATABASE_URL=f"sqlite:///{tmp_path}/bot.db",
         CATALOG_PATH=str(ROOT / "bot" / "demo_catalog.toml"),

@@ -50,6 +50,7 @@ def new_order(n: int = 1, user_id: int = 7) -> NewOrder:
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return request.getfixturevalue("postgres_url")
+    (tmp_path / "deep" / "er").mkdir(parents=True)
     return f"sqlite:///{tmp_path}/deep/er/store.db"
 
 

@@ -17,7 +17,7 @@ providers: the records they show are re-exported below.
 
 from __future__ import annotations
 
-from bot.core.checkout import CartLine, Ordering, PaymentChoice
+from bot.core.checkout import AmountLimit, CartLine, Ordering, PaymentChoice, amount_limit
 from bot.core.confirm import Confirmation
 from bot.core.context import CheckoutError, CheckSchedule, ReceiptError, RefundError
 from bot.core.fulfilment import FULFILLABLE, Fulfilling, FulfilmentError
@@ -58,6 +58,7 @@ __all__ = [
     "PAYABLE",
     "REFUNDED_ALREADY",
     "Ack",
+    "AmountLimit",
     "AmountNotRepresentable",
     "Audience",
     "AuditEntry",
@@ -93,4 +94,5 @@ __all__ = [
     "SavedCard",
     "Takings",
     "UnexpectedPayment",
+    "amount_limit",
 ]

@@ -65,6 +65,29 @@ class PaymentChoice:
     card: SavedCard | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AmountLimit:
+    """A provider's bound that leaves an amount out (Redoya's 1,000 TRY cap): what the catalog
+    check and the chat say, instead of an order that fails later."""
+
+    display_name: str
+    bound: Money
+    above: bool  # True: the amount is above the provider's maximum; False: below its minimum
+
+
+def amount_limit(provider: Provider, amount: Money) -> AmountLimit | None:
+    """The bound of this provider that `amount` is beyond; None when within (or another
+    currency)."""
+    fmt = provider.amount_format
+    if amount.currency not in fmt.currencies:
+        return None
+    if fmt.maximum is not None and amount.amount > fmt.maximum:
+        return AmountLimit(provider.display_name, Money(fmt.maximum, amount.currency), True)
+    if amount.amount < fmt.minimum:
+        return AmountLimit(provider.display_name, Money(fmt.minimum, amount.currency), False)
+    return None
+
+
 class Ordering(Receiving):
     # --- placing orders -----------------------------------------------------------------
 
@@ -72,6 +95,15 @@ class Ordering(Receiving):
         """Providers that take this currency (and that the products allow, if they say)."""
         found = self.providers.for_currency(currency)
         return [p for p in found if not allowed or p.name in allowed]
+
+    def limits_for(self, total: Money, allowed: Sequence[str] = ()) -> list[AmountLimit]:
+        """Why no provider of this currency takes this total: each one's bound that it is
+        beyond. Empty when one takes it, or when none takes the currency at all."""
+        takers = self.providers_for(total.currency, allowed)
+        limits = [amount_limit(p, total) for p in takers]
+        if not takers or None in limits:
+            return []
+        return [limit for limit in limits if limit is not None]
 
     def can_save_cards(self, provider: str) -> bool:
         return self.can(provider, Capability.SAVED_CARDS)

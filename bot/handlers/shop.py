@@ -47,14 +47,18 @@ class CartInput(StatesGroup):
 
 
 async def start_with_product(
-    message: Message, command: CommandObject, catalog: Catalog, state: FSMContext
+    message: Message,
+    command: CommandObject,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
 ) -> None:
     product = catalog.product((command.args or "")[2:])
     if product is None:
         await message.answer(_("That product is no longer in the catalog."))
         await show_catalog(message, catalog, state)
         return
-    await send_product(message, product, catalog, state)
+    await send_product(message, product, catalog, state, checkout)
 
 
 async def start(message: Message, catalog: Catalog, state: FSMContext) -> None:
@@ -81,8 +85,10 @@ async def help_command(message: Message) -> None:
     )
 
 
-async def cart_command(message: Message, catalog: Catalog, state: FSMContext) -> None:
-    text, markup = await render_cart(catalog, state)
+async def cart_command(
+    message: Message, catalog: Catalog, state: FSMContext, checkout: CheckoutService
+) -> None:
+    text, markup = await render_cart(catalog, state, checkout)
     await message.answer(text, reply_markup=markup)
 
 
@@ -128,32 +134,40 @@ async def catalog_page(
 
 
 async def send_product(
-    message: Message, product: Product, catalog: Catalog, state: FSMContext
+    message: Message,
+    product: Product,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
 ) -> None:
     in_cart = carts.read(await state.get_data()).get(product.id, 0)
     markup = product_keyboard(product, in_cart)
+    limits = [
+        limit for price in product.prices for limit in checkout.limits_for(price, product.providers)
+    ]
+    card = texts.product_card(product, limits)
     photo = catalog.photo_path(product)
     if photo is not None and photo.is_file():
-        await message.answer_photo(
-            FSInputFile(photo), caption=texts.product_card(product), reply_markup=markup
-        )
+        await message.answer_photo(FSInputFile(photo), caption=card, reply_markup=markup)
     elif product.photo and photo is None:
-        await message.answer_photo(
-            product.photo, caption=texts.product_card(product), reply_markup=markup
-        )
+        await message.answer_photo(product.photo, caption=card, reply_markup=markup)
     else:
-        await message.answer(texts.product_card(product), reply_markup=markup)
+        await message.answer(card, reply_markup=markup)
 
 
 async def view_product(
-    query: CallbackQuery, callback_data: ProductCb, catalog: Catalog, state: FSMContext
+    query: CallbackQuery,
+    callback_data: ProductCb,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
 ) -> None:
     product = catalog.product(callback_data.id)
     if product is None or not isinstance(query.message, Message):
         await query.answer(_("That product is no longer in the catalog."), show_alert=True)
         return
     await query.answer()
-    await send_product(query.message, product, catalog, state)
+    await send_product(query.message, product, catalog, state, checkout)
 
 
 async def add_to_cart(
@@ -204,7 +218,9 @@ def cart_error(reason: str) -> str:
     return messages.get(reason, _("That did not work. Please try again."))
 
 
-async def render_cart(catalog: Catalog, state: FSMContext) -> tuple[str, object]:
+async def render_cart(
+    catalog: Catalog, state: FSMContext, checkout: CheckoutService
+) -> tuple[str, object]:
     items = carts.lines(carts.read(await state.get_data()), catalog)
     if not items:
         return _("Your cart is empty."), cart_keyboard([])
@@ -217,6 +233,10 @@ async def render_cart(catalog: Catalog, state: FSMContext) -> tuple[str, object]
             if (price := p.price_in(first)) is not None
         ]
         rows.append(texts.total(totals, bold=True))
+        allowed = carts.allowed_providers(items)
+        rows += [  # beyond every provider's cap: said here, before the checkout button
+            texts.amount_limit(limit) for t in totals for limit in checkout.limits_for(t, allowed)
+        ]
     else:  # the catalog changed under the cart: its products share no currency any more
         rows = [f"• {texts.escape(texts.product_name(p))} × {q}" for p, q in items]
         rows.append(cart_error("mixed_currencies"))
@@ -225,9 +245,11 @@ async def render_cart(catalog: Catalog, state: FSMContext) -> tuple[str, object]
     return "\n".join([f"<b>{title}</b>", *rows]), cart_keyboard(items)
 
 
-async def cart_show(query: CallbackQuery, catalog: Catalog, state: FSMContext) -> None:
+async def cart_show(
+    query: CallbackQuery, catalog: Catalog, state: FSMContext, checkout: CheckoutService
+) -> None:
     await query.answer()
-    text, markup = await render_cart(catalog, state)
+    text, markup = await render_cart(catalog, state, checkout)
     if isinstance(query.message, Message) and query.message.photo:
         await query.message.answer(text, reply_markup=markup)  # a photo card cannot become text
     else:
@@ -235,7 +257,11 @@ async def cart_show(query: CallbackQuery, catalog: Catalog, state: FSMContext) -
 
 
 async def cart_change(
-    query: CallbackQuery, callback_data: CartCb, catalog: Catalog, state: FSMContext
+    query: CallbackQuery,
+    callback_data: CartCb,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
 ) -> None:
     cart = carts.read(await state.get_data())
     try:
@@ -253,7 +279,7 @@ async def cart_change(
         return
     await state.update_data(cart=cart)
     await query.answer()
-    text, markup = await render_cart(catalog, state)
+    text, markup = await render_cart(catalog, state, checkout)
     await edit(query, text, markup)
 
 
@@ -288,7 +314,9 @@ async def cart_quantity(
         )
 
 
-async def quantity_entered(message: Message, catalog: Catalog, state: FSMContext) -> None:
+async def quantity_entered(
+    message: Message, catalog: Catalog, state: FSMContext, checkout: CheckoutService
+) -> None:
     data = await state.get_data()
     product_id = str(data.get("qty_for", ""))
     text = (message.text or "").strip()
@@ -308,7 +336,7 @@ async def quantity_entered(message: Message, catalog: Catalog, state: FSMContext
         return
     await state.set_state(None)
     await state.update_data(cart=cart, qty_for=None)
-    reply, markup = await render_cart(catalog, state)
+    reply, markup = await render_cart(catalog, state, checkout)
     await message.answer(reply, reply_markup=markup)
 
 
@@ -344,12 +372,15 @@ async def choose_provider(
             )
             offered.append((label, data, total))
     if not offered:
-        await query.answer(
-            _("Sorry, no payment method here can take {total}.").format(
+        limits = checkout.limits_for(totals[0], allowed)
+        said = (
+            " ".join(texts.amount_limit(limit) for limit in limits)
+            if limits  # the cart is beyond the provider's cap (or below its minimum)
+            else _("Sorry, no payment method here can take {total}.").format(
                 total=texts.money(totals[0])
-            ),
-            show_alert=True,
+            )
         )
+        await query.answer(said[:200], show_alert=True)
         return
     labels = [label for label, _data, _total in offered]
     choices = [  # one provider offered in two currencies: say which is which
