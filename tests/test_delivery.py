@@ -30,7 +30,7 @@ def test_the_catalog_flag_is_read_and_checked() -> None:
         parse_catalog(product(delivery="yes"))
     for path in (ROOT / "catalog.toml", DEMO_CATALOG):
         products = {p.id: p for p in load_catalog(path).products}
-        assert products["melon-jam"].delivery, path
+        assert products["samovar"].delivery, path
         assert not products["coffee-club"].delivery, path  # digital goods are not shipped
 
 
