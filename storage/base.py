@@ -8,7 +8,7 @@ providers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -445,10 +445,13 @@ class Storage(Protocol):
         actor: str,
         tracking: str | None = None,
         outbox: Sequence[NewOutbox] = (),
+        states: Collection[OrderState] | None = None,
     ) -> Order | None:
         """Compare-and-set of the fulfilment (the payment state is left as it is), with an
         audit row and the outbox rows in one transaction; `tracking` replaces the note when
-        given. None when it was not `expected` (a second press) or there is no such order.
+        given. None when it was not `expected` (a second press), the order's payment state is
+        not one of `states` (read in the same locked transaction: a refund that landed since
+        the caller looked), or there is no such order.
         Raises IllegalTransition when FULFILMENT_STEPS forbids the step."""
 
     async def last_delivery(self, user_id: int) -> Delivery | None:

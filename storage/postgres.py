@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -432,8 +432,10 @@ class PostgresStorage:
         actor: str,
         tracking: str | None = None,
         outbox: Sequence[NewOutbox] = (),
+        states: Collection[OrderState] | None = None,
     ) -> Order | None:
         check_step(expected, target)
+        wanted = [s.value for s in states] if states is not None else None
         stamp = datetime.now(UTC)
         async with self._tx() as conn:
             current = await conn.fetchval(
@@ -441,7 +443,7 @@ class PostgresStorage:
                 order_id,
                 expected.value,
             )
-            if current is None:
+            if current is None or (wanted is not None and current not in wanted):
                 return None
             state = OrderState(current)
             await conn.execute(

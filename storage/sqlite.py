@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -467,8 +467,10 @@ class SQLiteStorage:
         actor: str,
         tracking: str | None = None,
         outbox: Sequence[NewOutbox] = (),
+        states: Collection[OrderState] | None = None,
     ) -> Order | None:
         check_step(expected, target)
+        wanted = [s.value for s in states] if states is not None else None
         stamp = now_ts()
         async with self._tx() as db:
             rows = list(
@@ -477,7 +479,7 @@ class SQLiteStorage:
                     (order_id, expected.value),
                 )
             )
-            if not rows:
+            if not rows or (wanted is not None and rows[0][0] not in wanted):
                 return None
             state = OrderState(rows[0][0])
             await db.execute(

@@ -449,6 +449,31 @@ async def test_postgres_behind_pgbouncer_can_turn_the_statement_cache_off(
         storage_from_url(f"{postgres_url}&statement_cache_size=lots")
 
 
+async def test_a_fulfilment_step_rechecks_the_payment_state(storage: Storage) -> None:
+    """The step and the payment state are read under one lock: a refund that landed after the
+    caller looked keeps a refunded order from shipping."""
+    order_id = await awaiting(storage)
+    tl = Money(23500, "TRY")
+    await storage.transition(order_id, S.AWAITING_PAYMENT, S.PAID, actor="x", paid=tl)
+    fulfillable = (S.PAID, S.PARTIALLY_REFUNDED, S.REFUND_PENDING)
+    await storage.transition(order_id, S.PAID, S.REFUNDED, actor="admin:1", refunded=tl)
+    shipped = await storage.set_fulfilment(
+        order_id, F.NEW, F.SHIPPED, actor="merchant:1", states=fulfillable
+    )
+    assert shipped is None
+    order = await storage.get_order(order_id)
+    assert order is not None
+    assert (order.state, order.fulfilment) == (S.REFUNDED, F.NEW)
+    assert not [e for e in await storage.audit_trail(order_id) if "fulfilment" in e.detail]
+    other = await awaiting(storage, 2)
+    await storage.transition(other, S.AWAITING_PAYMENT, S.PAID, actor="x", paid=tl)
+    moved = await storage.set_fulfilment(
+        other, F.NEW, F.SHIPPED, actor="merchant:1", states=fulfillable
+    )
+    assert moved is not None
+    assert moved.fulfilment is F.SHIPPED
+
+
 async def test_a_refund_row_ends_with_its_order_in_one_transaction(storage: Storage) -> None:
     order_id = await awaiting(storage)
     tl = Money(23500, "TRY")

@@ -62,6 +62,7 @@ class Fulfilling(CoreContext):
             actor=actor,
             tracking=note,
             outbox=[message(STEP_MESSAGES[step], order.chat_id, payload)],
+            states=FULFILLABLE,  # checked again under the lock: a refund may have landed
         )
         if moved is None:  # someone else took a step first: say where it is now
             current = await self.storage.get_order(order.id) or order
