@@ -139,6 +139,7 @@ class PaytureServer(FakeServer):
         self.duplicate_notifications = False
         self.refuse_next_refund: str | None = None  # the next Refund answers this ErrCode
         self.lose_next_refund_answer = False  # the next Refund is made, its answer lost (503)
+        self.down_after_next_refund = False  # after the next Refund, GetState answers 503
 
     async def _command(self, request: web.Request) -> web.StreamResponse:
         api, command = request.path.split("/")[1], request.match_info["command"]
@@ -178,6 +179,8 @@ class PaytureServer(FakeServer):
                 code, self.refuse_next_refund = self.refuse_next_refund, None
                 return xml("Refund", Success="False", OrderId=p.get("OrderId", ""), ErrCode=code)
             answer = refund(p)
+            if self.down_after_next_refund:  # the bank went down right after: nobody can tell
+                self.down_after_next_refund, self.getstate_status_override = False, 503
             if self.lose_next_refund_answer:
                 self.lose_next_refund_answer = False
                 return web.Response(status=503, text="Service Unavailable")

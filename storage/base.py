@@ -44,7 +44,7 @@ TRANSITIONS: Mapping[OrderState, frozenset[OrderState]] = {
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),
     S.EXPIRED: frozenset(),
-    S.NEEDS_REVIEW: frozenset({S.PAID, S.FAILED, S.REFUNDED}),
+    S.NEEDS_REVIEW: frozenset({S.PAID, S.FAILED, S.REFUNDED, S.REFUND_PENDING}),
 }
 
 # States in which the customer may still pay.
@@ -523,7 +523,8 @@ class Storage(Protocol):
     async def create_refund(
         self, order_id: int, amount: Money, idempotency_key: str, actor: str
     ) -> tuple[Refund, bool]:
-        """Insert a pending refund, or return the existing one with that key (created=False)."""
+        """Insert a pending refund, or return (created=False) the existing one with that key,
+        or the order's refund still pending (one open refund per order: another key's)."""
 
     async def finish_refund(
         self, refund_id: int, state: str, provider_code: str = ""

@@ -628,7 +628,7 @@ class PostgresStorage:
             row = await conn.fetchrow(
                 "INSERT INTO refunds (order_id, amount, currency, idempotency_key, state, actor, "
                 "created_at, updated_at) VALUES ($1,$2,$3,$4,'pending',$5,$6,$6) "
-                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+                "ON CONFLICT DO NOTHING RETURNING *",
                 order_id,
                 amount.amount,
                 amount.currency,
@@ -640,6 +640,10 @@ class PostgresStorage:
                 return to_refund(row, same), True
             row = await conn.fetchrow(
                 "SELECT * FROM refunds WHERE idempotency_key = $1", idempotency_key
+            ) or await conn.fetchrow(  # the order's open refund took its place
+                "SELECT * FROM refunds WHERE order_id = $1 "
+                "ORDER BY state = 'pending' DESC, id DESC LIMIT 1",
+                order_id,
             )
             return to_refund(row, same), False
 

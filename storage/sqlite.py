@@ -658,7 +658,7 @@ class SQLiteStorage:
             cursor = await db.execute(
                 "INSERT INTO refunds (order_id, amount, currency, idempotency_key, state, actor, "
                 "created_at, "
-                "updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING",
+                "updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (
                     order_id,
                     amount.amount,
@@ -673,6 +673,10 @@ class SQLiteStorage:
             created = cursor.rowcount == 1
         rows = await self._rows(
             "SELECT * FROM refunds WHERE idempotency_key = ?", (idempotency_key,)
+        ) or await self._rows(  # the order's open refund took its place
+            "SELECT * FROM refunds WHERE order_id = ? ORDER BY state = 'pending' DESC, id DESC "
+            "LIMIT 1",
+            (order_id,),
         )
         return to_refund(rows[0], parse_ts), created
 

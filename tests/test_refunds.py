@@ -11,7 +11,7 @@ import aiohttp
 from bot.app import Parts
 from money import Money
 from providers.base import PaymentRef
-from sandbox.botuser import BotUser
+from sandbox.botuser import BotUser, buttons
 from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
@@ -181,3 +181,38 @@ async def test_without_a_refund_api_the_admin_records_the_back_office_refund(
     await merchant.wait_message("TRY35.00 refunded to the customer; TRY50.00 left")
     trail = await app.checkout.audit(order.id)
     assert "back office" in trail[-1].detail
+
+
+async def test_two_refund_questions_make_one_refund(
+    app: Parts, user: BotUser, payture: PaytureServer, telegram: TelegramServer, http
+) -> None:
+    """Two questions for RUB100.00 each: pressed at once, one refund; the other pressed while
+    a refund is in flight (its outcome unknown), or after it, is refused as stale."""
+    order = await paid(app, user, payture, http, "Tea", "Ivan-chai")
+    admin = admin_of(telegram, http)
+    questions = []
+    for _ in range(4):
+        await admin.send(f"/refund {order.id} 100")
+        questions.append(await admin.wait_message("Refund RUB100.00"))
+    presses = [(buttons(q)[0]["callback_data"], q["message_id"]) for q in questions]
+    await asyncio.gather(*(admin.press(data, message_id=at) for data, at in presses[:2]))
+    await admin.wait_message("is partially refunded")
+    assert refunds_at(payture, order) == [10000]
+
+    payture.lose_next_refund_answer = payture.down_after_next_refund = True
+    await admin.press(text="Refund", message_id=questions[2]["message_id"])  # stale already
+    await admin.wait_message("changed since this question")
+    await admin.send(f"/refund {order.id} 100")
+    fresh = await admin.wait_message("Left to refund: RUB350.00")
+    await admin.press(text="Refund", message_id=fresh["message_id"])
+    await admin.wait_message("checked again shortly")
+    assert (await app.checkout.order(order.id)).state is S.REFUND_PENDING  # type: ignore[union-attr]
+    data, at = buttons(fresh)[0]["callback_data"], fresh["message_id"]
+    for press, message_id in [(data, at), presses[3]]:  # in flight: refused, nothing moves
+        answer = await admin.press(press, message_id=message_id, force=True)
+        assert answer is not None
+        assert "Refund refused" in answer["text"]
+    assert refunds_at(payture, order) == [10000, 10000]
+    states = [r.state for r in await app.storage.refunds_for_order(order.id)]
+    assert states.count("pending") == 1
+    assert states.count("done") == 1

@@ -5,6 +5,9 @@ did not expect shown and refunded with its own button."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import aiohttp
 import pytest
 
@@ -213,3 +216,95 @@ async def test_refund_through_the_api_of_an_order_in_review(
     assert (done.state, done.refunded) == (S.REFUNDED, Money(45000, "RUB"))
     await admin.press(refund, message_id=question["message_id"], force=True)  # a second press
     assert payture.orders[order.provider_payment_id].refunds == [45000]  # type: ignore[index]
+
+
+async def review_of_a_payture_order(
+    app: Parts, user: BotUser, payture: PaytureServer, admin: BotUser, http: aiohttp.ClientSession
+) -> tuple[int, dict]:
+    """An Ivan-chai paid with Payture, then sent to review by an answer nobody understands;
+    the admin's /review message for it."""
+    card = await order_product(user, "Tea", "Ivan-chai")
+    await browse(http, await pay(http, payture.url, card, "paid"))
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    await eventually(lambda: _state(app, order.id, S.PAID))
+    await app.storage.transition(
+        order.id, S.PAID, S.NEEDS_REVIEW, actor="callback", detail="provider says needs_review"
+    )
+    await admin.send("/review")
+    return order.id, await admin.wait_message(f"Order #{order.id} needs review")
+
+
+async def test_an_order_whose_refund_is_in_flight_cannot_be_accepted(
+    app: Parts,
+    user: BotUser,
+    payture: PaytureServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    """The refund of an order in review went out and nobody can tell yet whether it landed:
+    the order is locked in refund_pending (the audit says it came from review), Accept and
+    Mark failed are refused, and the sweep finishes the refund as done."""
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    order_id, shown = await review_of_a_payture_order(app, user, payture, admin, http)
+    await admin.press(text="Refund", message_id=shown["message_id"])
+    question = await admin.wait_message(f"Refund RUB450.00 of order #{order_id}?")
+    payture.lose_next_refund_answer = payture.down_after_next_refund = True
+    await admin.press(text="Refund", message_id=question["message_id"])
+    await admin.wait_message("checked again shortly")
+    pending = await app.checkout.order(order_id)
+    assert pending is not None
+    assert pending.state is S.REFUND_PENDING
+    trail = await app.checkout.audit(order_id)
+    assert (trail[-1].from_state, trail[-1].detail) == (
+        S.NEEDS_REVIEW,
+        "refund 450.00 RUB (from review)",
+    )
+    for action in (ReviewAction.ACCEPT, ReviewAction.FAIL):
+        press = ReviewCb(action=action, order=order_id).pack()
+        answer = await admin.press(press, message_id=shown["message_id"], force=True)
+        assert answer is not None
+        assert "no longer in review: it is refund in progress" in answer["text"]
+
+    payture.getstate_status_override = None  # the bank is back: the sweep reads what is left
+    (refund,) = await app.storage.refunds_for_order(order_id)
+    await app.reconciler.run_once(now=refund.updated_at + timedelta(minutes=3))
+    done = await app.checkout.order(order_id)
+    assert done is not None
+    assert (done.state, done.paid, done.refunded) == (
+        S.REFUNDED,
+        Money(45000, "RUB"),
+        Money(45000, "RUB"),
+    )
+    assert [r.state for r in await app.storage.refunds_for_order(order_id)] == ["done"]
+    assert payture.orders[done.provider_payment_id].refunds == [45000]  # type: ignore[index]
+    await user.wait_message(f"RUB450.00 refunded for order #{order_id}")
+
+
+async def test_two_refund_questions_of_an_order_in_review_refund_once(
+    app: Parts,
+    user: BotUser,
+    payture: PaytureServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Refund pressed twice on /review makes two questions (two keys); both pressed at once,
+    then again one after the other: the money goes back once."""
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    order_id, shown = await review_of_a_payture_order(app, user, payture, admin, http)
+    questions = []
+    for _ in range(2):
+        await admin.press(text="Refund", message_id=shown["message_id"])
+        questions.append(await admin.wait_message(f"Refund RUB450.00 of order #{order_id}?"))
+    assert questions[0]["message_id"] != questions[1]["message_id"]
+    presses = [(buttons(q)[0]["callback_data"], q["message_id"]) for q in questions]
+    await asyncio.gather(*(admin.press(data, message_id=at) for data, at in presses))
+    await admin.wait_message("is refunded")
+    for data, at in presses:  # each again, after the refund: refused, nothing moves
+        answer = await admin.press(data, message_id=at, force=True)
+        assert answer is not None
+        assert "Refund refused" in answer["text"]
+    done = await app.checkout.order(order_id)
+    assert done is not None
+    assert (done.state, done.refunded) == (S.REFUNDED, Money(45000, "RUB"))
+    assert payture.orders[done.provider_payment_id].refunds == [45000]  # type: ignore[index]
+    assert [r.state for r in await app.storage.refunds_for_order(order_id)].count("done") == 1

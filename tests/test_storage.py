@@ -227,6 +227,27 @@ async def test_refunds_are_idempotent_by_key(storage: Storage) -> None:
     assert [r.id for r in await storage.refunds_for_order(order_id)] == [refund.id]
 
 
+async def test_one_open_refund_per_order(storage: Storage) -> None:
+    """Two admin questions (two keys) for one order: only one refund may be in flight; once it
+    ends (rejected here), a new attempt may begin."""
+    order_id = await awaiting(storage)
+    first, created = await storage.create_refund(order_id, Money(500, "TRY"), "q1", "admin:1")
+    second, created_second = await storage.create_refund(
+        order_id, Money(500, "TRY"), "q2", "admin:2"
+    )
+    assert created
+    assert not created_second
+    assert (second.id, second.idempotency_key) == (first.id, "q1")  # the open one, not q2
+    both = await asyncio.gather(
+        *(storage.create_refund(order_id, Money(500, "TRY"), f"c{n}", "admin:3") for n in range(5))
+    )
+    assert not any(created for _, created in both)
+    await storage.finish_refund(first.id, "rejected", "NO")
+    _, created_again = await storage.create_refund(order_id, Money(500, "TRY"), "q2", "a:1")
+    assert created_again
+    assert [r.idempotency_key for r in await storage.refunds_for_order(order_id)] == ["q1", "q2"]
+
+
 async def test_saved_cards_and_locale(storage: Storage) -> None:
     card = await storage.save_card(7, "payture", "c-1", "411111xxxxxx1111")
     assert (await storage.save_card(7, "payture", "c-1", "411111xxxxxx1111")).id == card.id

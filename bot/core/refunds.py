@@ -39,6 +39,7 @@ S = OrderState
 IN_FLIGHT = timedelta(minutes=2)  # a refund untouched this long was cut off: the sweep checks it
 MANUAL = "MANUAL"  # provider_code of a refund made in the provider's back office
 ALREADY = "the provider had refunded it already"  # the audit's word for RefundResult.already
+FROM_REVIEW = " (from review)"  # the audit's word for a refund that began in needs_review
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class Refunding(Confirming):
         if order is None:
             raise RefundError("no_order")
         by_api = self.refunds_by_api(order)
-        order, amount, left = await self._checked(order_id, amount, manual=not by_api)
+        order, amount, left = await self._checked(order_id, amount, None, manual=not by_api)
         return RefundPlan(order, amount, left, by_api)
 
     def refunds_by_api(self, order: Order) -> bool:
@@ -67,24 +68,38 @@ class Refunding(Confirming):
         return self.can(order.provider, Capability.REFUND) and stored_ref(order) is not None
 
     async def refund(
-        self, order_id: int, amount: Money | None, *, actor: str, request: str
+        self,
+        order_id: int,
+        amount: Money | None,
+        *,
+        actor: str,
+        request: str,
+        expected_left: Money | None = None,
     ) -> Order:
         """Refund all or part of a paid order through the provider's API, once per `request`
         (the admin's confirmation: pressing it again is the same request).
 
         Refused by us, before the provider is asked, when the order is not paid, the provider
-        cannot refund (or not partially), or the amount is more than what is left.
+        cannot refund (or not partially), the amount is more than what is left, another
+        refund of the order is under way, or (`stale`) what is left is no longer the
+        `expected_left` the admin's question showed.
         """
-        order, amount, left = await self._checked(order_id, amount, manual=False)
+        order, amount, left = await self._checked(order_id, amount, expected_left, manual=False)
         refund, pending = await self._begin(order, amount, actor, request)
         return await self._ask_provider(pending, refund, left)
 
     async def record_manual_refund(
-        self, order_id: int, amount: Money | None, *, actor: str, request: str
+        self,
+        order_id: int,
+        amount: Money | None,
+        *,
+        actor: str,
+        request: str,
+        expected_left: Money | None = None,
     ) -> Order:
         """The admin refunded in the provider's back office (no refund API): the order and the
-        customer are updated as for an API refund, once per `request`."""
-        order, amount, left = await self._checked(order_id, amount, manual=True)
+        customer are updated as for an API refund, once per `request` (refused as `refund`)."""
+        order, amount, left = await self._checked(order_id, amount, expected_left, manual=True)
         refund, pending = await self._begin(order, amount, actor, request)
         return await self._finish(pending, refund, left, MANUAL, "refunded in the back office")
 
@@ -113,7 +128,7 @@ class Refunding(Confirming):
         return await self._finish(pending, refund, left, "TELEGRAM", "reported by Telegram")
 
     async def _checked(
-        self, order_id: int, amount: Money | None, *, manual: bool
+        self, order_id: int, amount: Money | None, expected_left: Money | None, *, manual: bool
     ) -> tuple[Order, Money, Money]:
         order = await self.storage.get_order(order_id)
         if order is None:
@@ -131,6 +146,8 @@ class Refunding(Confirming):
             left = await self._review_left(order)
             if amount is not None and amount != left:
                 raise RefundError("review_whole", f"an order in review is refunded in full: {left}")
+        if expected_left is not None and left != expected_left:  # a question asked before
+            raise RefundError("stale", f"{left} is left now, the question said {expected_left}")
         amount = left if amount is None else amount
         if amount.currency != order.currency:
             raise RefundError("bad_amount", f"the order is in {order.currency}")
@@ -170,16 +187,19 @@ class Refunding(Confirming):
     async def _begin(
         self, order: Order, amount: Money, actor: str, request: str
     ) -> tuple[Refund, Order]:
-        """The durable row first, then the order in refund_pending; refused for a request that
-        was made before (a second press) or an order that moved meanwhile. An order in review
-        stays there until the refund ends (NEEDS_REVIEW -> REFUNDED)."""
+        """The durable row first, then the order in refund_pending (an order in review too,
+        so nobody accepts or fails it while its money goes back; the audit says it came from
+        review); refused for a request made before (a second press), while another refund of
+        the order is open (storage keeps one open refund per order), or for an order that
+        moved meanwhile."""
         refund, created = await self.storage.create_refund(order.id, amount, request, actor)
+        if not created and refund.idempotency_key != request:
+            raise RefundError("refund_open", f"refund {refund.id} of the order is {refund.state}")
         if not created:
             raise RefundError("duplicate_refund", f"refund {refund.id} is already {refund.state}")
-        if order.state is S.NEEDS_REVIEW:
-            return refund, order
+        detail = f"refund {amount}" + (FROM_REVIEW if order.state is S.NEEDS_REVIEW else "")
         pending = await self.storage.transition(
-            order.id, order.state, S.REFUND_PENDING, actor=actor, detail=f"refund {amount}"
+            order.id, order.state, S.REFUND_PENDING, actor=actor, detail=detail
         )
         if pending is None or pending.left_to_refund < amount:  # another refund landed since
             await self.storage.finish_refund(refund.id, "rejected", "RACE")
@@ -223,9 +243,9 @@ class Refunding(Confirming):
     async def _finish(
         self, order: Order, refund: Refund, left: Money, code: str, how: str
     ) -> Order:
-        target = S.REFUNDED if refund.amount == left else S.PARTIALLY_REFUNDED
+        reviewed = await self._from_review(order)
+        target = S.REFUNDED if refund.amount == left or reviewed else S.PARTIALLY_REFUNDED
         refunded = order.refunded_so_far + refund.amount
-        reviewed = order.state is S.NEEDS_REVIEW
         payload = {"amount": refund.amount.amount}
         notices = [message(OutboxKind.REFUNDED, order.chat_id, payload, tag=str(refund.id))]
         if self.merchant_chat_id is not None:  # who ships the goods must know
@@ -236,8 +256,8 @@ class Refunding(Confirming):
             )
         moved = await self.storage.transition(
             order.id,
-            S.NEEDS_REVIEW if reviewed else S.REFUND_PENDING,
-            S.REFUNDED if reviewed else target,
+            S.REFUND_PENDING,
+            target,
             actor=refund.actor,
             detail=f"refunded {refund.amount}" + (f" ({how})" if how else ""),
             outbox=notices,
@@ -245,17 +265,28 @@ class Refunding(Confirming):
             refunded=refunded,
             refund=RefundEnd(refund.id, "done", code),
         )
+        if moved is None:  # the money went back, yet the order is not where we left it
+            await self.storage.finish_refund(refund.id, "done", code)
+            current = await self.storage.get_order(order.id) or order
+            why = f"refund {refund.amount} went through, but the order was {current.state}"
+            await self._review(current, refund.actor, why, keep_state=True)
+            raise RefundError("busy", why)
         self._on_outbox()
-        return moved or order
+        return moved
+
+    async def _from_review(self, order: Order) -> bool:
+        """Whether the order's refund in flight began in review (the audit says so)."""
+        for entry in reversed(await self.storage.audit_trail(order.id)):
+            if entry.to_state is S.REFUND_PENDING and entry.from_state is not S.REFUND_PENDING:
+                return entry.from_state is S.NEEDS_REVIEW
+        return False
 
     async def _undo(self, order: Order, refund: Refund, code: str, detail: str) -> None:
-        """Nothing was refunded: the row is rejected, the order back where it was."""
-        if order.state is S.NEEDS_REVIEW:  # it never left review
-            await self.storage.finish_refund(refund.id, "rejected", code)
-            why = f"refund refused: {code} {detail}".strip()
-            await self.storage.note(order.id, actor=refund.actor, detail=why[:500])
-            return
+        """Nothing was refunded: the row is rejected, the order back where it was (in review,
+        for one whose refund began there)."""
         before = S.PARTIALLY_REFUNDED if order.refunded_so_far.amount else S.PAID
+        if await self._from_review(order):
+            before = S.NEEDS_REVIEW
         await self.storage.transition(
             order.id,
             S.REFUND_PENDING,
@@ -367,16 +398,19 @@ class Refunding(Confirming):
             if not await self.storage.claim_refund(refund.id, before, now):
                 continue  # another replica's sweep has it
             order = await self.storage.get_order(refund.order_id)
-            if order is None or order.state not in (S.REFUND_PENDING, S.NEEDS_REVIEW):
+            if order is None or order.state is not S.REFUND_PENDING:
                 await self.storage.finish_refund(refund.id, "rejected", "ORPHANED")
                 continue
-            settled += await self._settle(order, refund)
+            try:
+                settled += await self._settle(order, refund)
+            except RefundError:  # done, but the order had moved: sent to review (_finish)
+                settled += 1
         return settled
 
     async def _settle(self, order: Order, refund: Refund) -> bool:
         provider = self.providers.get(order.provider) if order.provider in self.providers else None
-        # an order in review is refunded in full of what was taken: the refund is all of it
-        left = refund.amount if order.state is S.NEEDS_REVIEW else order.left_to_refund
+        # an order from review is refunded in full of what was taken: the refund is all of it
+        left = refund.amount if await self._from_review(order) else order.left_to_refund
         found = None
         if provider is not None:
             try:

@@ -85,6 +85,8 @@ def refusal(exc: RefundError, order: Order, display_name: str) -> str:
             provider=provider
         ),
         "review_whole": _("an order in review is refunded in full"),
+        "stale": _("The order changed since this question. Send /refund again."),
+        "refund_open": _("a refund of this order is under way already"),
         "unexpected_refund": _(
             "its payment came when the order did not expect it: refund it with that payment's "
             "own button"
@@ -168,27 +170,21 @@ async def refund_confirmed(
     query: CallbackQuery, callback_data: RefundCb, checkout: CheckoutService, settings: Settings
 ) -> None:
     """One press, one refund: a second press is the same request; a question asked before the
-    order changed (another refund since) is refused, so a stale button never refunds."""
+    order changed (another refund since, or one under way) is refused by the core, whatever
+    state the order is in, so a stale button never refunds."""
     data = callback_data
     order = await checkout.order(data.order)
     if order is None:
         await query.answer(_("That order was not found."), show_alert=True)
         return
-    # (an order in review is refunded in full of what was taken: the core checks it again)
-    settled = order.state in (OrderState.REFUND_PENDING, OrderState.NEEDS_REVIEW)
-    if order.left_to_refund.amount != data.left and not settled:
-        await query.answer(
-            _("The order changed since this question. Send /refund again."), show_alert=True
-        )
-        return
-    amount = Money(data.amount, order.currency)
     act = checkout.refund if not data.manual else checkout.record_manual_refund
     try:
         refunded = await act(
             order.id,
-            amount,
+            Money(data.amount, order.currency),
             actor=actor_of(query, settings),
             request=f"{order.id}:{data.nonce}",
+            expected_left=Money(data.left, order.currency),
         )
     except RefundError as exc:
         text = refusal(exc, order, texts.provider_name(checkout.display_name(order.provider)))
