@@ -67,9 +67,11 @@ class BotUser:
         last_name: str = "",
         username: str = "",
         session: aiohttp.ClientSession | None = None,
+        chat_id: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.user_id = user_id
+        self.chat_id = user_id if chat_id is None else chat_id  # a group: a member writing there
         self.profile = {"first_name": first_name, "language_code": language_code}
         self.profile |= {k: v for k, v in (("last_name", last_name), ("username", username)) if v}
         self._session = session
@@ -105,11 +107,13 @@ class BotUser:
         last = max((m["message_id"] for m in messages), default=0)
         self._baseline = (last, {m["message_id"]: m.get("edit_count", 0) for m in messages})
 
-    async def send(self, text: str) -> int:
+    async def send(self, text: str, *, reply_to: int | None = None) -> int:
+        """Write in the chat; `reply_to`: as a reply to that message (Telegram's Reply)."""
         await self._mark()
-        answer = await self._post(
-            f"/sandbox/users/{self.user_id}/send", {"text": text, **self.profile}
-        )
+        body: Json = {"text": text, "chat_id": self.chat_id, **self.profile}
+        if reply_to is not None:
+            body["reply_to_message_id"] = reply_to
+        answer = await self._post(f"/sandbox/users/{self.user_id}/send", body)
         self._baseline = (answer["message_id"], self._baseline[1])
         return int(answer["message_id"])
 
@@ -162,7 +166,7 @@ class BotUser:
         await self._mark()
         answer = await self._post(
             f"/sandbox/users/{self.user_id}/press",
-            {"message_id": message_id, "data": data, "force": force},
+            {"message_id": message_id, "data": data, "force": force, "chat_id": self.chat_id},
         )
         if not wait_answer:
             return None
@@ -191,7 +195,7 @@ class BotUser:
         )
 
     async def messages(self) -> list[Json]:
-        url = f"{self.base_url}/sandbox/chats/{self.user_id}/messages"
+        url = f"{self.base_url}/sandbox/chats/{self.chat_id}/messages"
         async with self.session.get(url) as response:
             return list((await response.json())["messages"])
 

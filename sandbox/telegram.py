@@ -233,6 +233,7 @@ class TelegramServer(FakeServer):
             self._released.set()
         self._released = asyncio.Event()
         self.invoices: dict[tuple[int, int], Json] = {}  # by (chat_id, message_id)
+        self.force_replies: set[tuple[int, int]] = set()  # (chat_id, message_id) asked so
         self.invoice_links: dict[str, Json] = {}
         self.pre_checkouts: dict[str, Json] = {}
         self.charges: dict[str, Json] = {}  # by telegram_payment_charge_id
@@ -453,6 +454,8 @@ class TelegramServer(FakeServer):
             self.keyboards[chat["id"]] = markup
         elif markup and markup.get("remove_keyboard"):
             self.keyboards.pop(chat["id"], None)
+        elif markup and markup.get("force_reply"):  # the client opens a reply to it
+            self.force_replies.add((chat["id"], message["message_id"]))
         return message
 
     def _store(self, message: Json) -> Json:
@@ -812,14 +815,22 @@ class TelegramServer(FakeServer):
         if not text:
             return web.json_response({"error": "text is required"}, status=400)
         user = self._user(user_id, body)
-        chat = self._chat(user_id)
+        chat = self._chat(int(body.get("chat_id") or user_id))  # a group: a member writes there
         message: Json = {
-            "message_id": next(self._message_ids.setdefault(user_id, itertools.count(1))),
+            "message_id": next(self._message_ids.setdefault(chat["id"], itertools.count(1))),
             "from": user,
             "chat": chat,
             "date": int(time.time()),
             "text": text,
         }
+        if body.get("reply_to_message_id"):  # Telegram's Reply: the message replied to, whole
+            try:
+                replied = self._find(
+                    {"chat_id": chat["id"], "message_id": body["reply_to_message_id"]}
+                )
+            except ApiError:
+                return web.json_response({"error": "no such message to reply to"}, status=400)
+            message["reply_to_message"] = replied
         if text.startswith("/"):
             command = text.split()[0]
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]

@@ -118,20 +118,31 @@ async def test_shipped_with_a_note_then_delivered_told_in_russian(
     await user.wait_message("оплачен · доставлен")
 
 
-async def test_a_cancel_by_the_shop_offers_the_refund_right_there(
+async def test_a_cancel_by_the_shop_leaves_the_refund_to_an_admin(
     app: Parts,
     user: BotUser,
     merchant: BotUser,
     payture: PaytureServer,
+    telegram: TelegramServer,
     http: aiohttp.ClientSession,
 ) -> None:
+    """Anyone in the merchant chat may cancel; only an admin refunds: the others are told an
+    admin must, and a refund button pressed by one of them (an old question) moves nothing."""
     order = await paid_order(app, user, payture, http, "Tea", "Ivan-chai")
     paid = await merchant.wait_message(f"Order #{order.id} paid")
     await merchant.press(text="✖ Cancel the order", message_id=paid["message_id"])
-    question = await merchant.wait_message(f"Refund RUB450.00 of order #{order.id}?")
+    await merchant.wait_message(f"Order #{order.id} is cancelled; an admin must refund it")
+    assert not any("Refund RUB" in (m.get("text") or "") for m in await merchant.bot_messages())
     await user.wait_message(f"The shop cancelled order #{order.id}")
-    await merchant.press(text="Refund", message_id=question["message_id"])
-    await merchant.wait_message("is refunded")
+    admin = BotUser(telegram.url, ADMIN, session=http, chat_id=MERCHANT_CHAT)  # in that chat
+    await admin.send(f"/refund {order.id}")
+    question = await admin.wait_message(f"Refund RUB450.00 of order #{order.id}?")
+    answer = await merchant.press(text="Refund", message_id=question["message_id"])
+    assert answer is not None
+    assert "out of date" in answer["text"]  # not an admin: no refund handler takes it
+    assert payture.orders[order.provider_payment_id].refunds == []  # type: ignore[index]
+    await admin.press(text="Refund", message_id=question["message_id"])
+    await admin.wait_message("is refunded")
     await user.wait_message("refunded for order")
     done = await app.checkout.order(order.id)
     assert done is not None
@@ -158,6 +169,11 @@ async def test_admins_step_from_order_support_may_not(
         answer = await support.press(step, message_id=help_message["message_id"], force=True)
         assert answer is not None
         assert "out of date" in answer["text"]
+        in_chat = BotUser(telegram.url, SUPPORT, session=http, chat_id=MERCHANT_CHAT)
+        paid = await in_chat.wait_message(f"Order #{order.id} paid", after_id=0)
+        answer = await in_chat.press(text="✅ Delivered", message_id=paid["message_id"])
+        assert answer is not None
+        assert "out of date" in answer["text"]  # support never change orders, even there
         assert (await app.checkout.order(order.id)).fulfilment is Fulfilment.NEW  # type: ignore[union-attr]
 
         admin = BotUser(telegram.url, ADMIN, session=http)

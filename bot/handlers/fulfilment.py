@@ -1,6 +1,6 @@
 """The merchant's steps on a paid order: Shipped (asking for an optional tracking note),
-Delivered, Cancel. From the paid-order message in the merchant chat (anyone there) and from an
-admin's /order (in private); support people may not change orders. After a step the buttons
+Delivered, Cancel. From the paid-order message in the merchant chat (anyone there but support)
+and from an admin's /order (in private); only admins refund. After a step the buttons
 show the next steps; a stale button says where the order is now."""
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from aiogram.utils.i18n import gettext as _
 from bot import texts
 from bot.config import Settings
 from bot.core import CheckoutService, Fulfilment, FulfilmentError, Order, RefundError
-from bot.handlers.admin import refund_confirmed, refund_offer
+from bot.handlers.admin import refund_offer
 from bot.handlers.roles import CanFulfil, actor_of
 from bot.keyboards import (
     FulfilCb,
     NoTrackingCb,
-    RefundCb,
     fulfilment_keyboard,
     no_tracking_keyboard,
 )
@@ -159,11 +158,18 @@ async def take_step(
         return
     await _show_steps(bot, checkout, message.chat.id, message.message_id, order)
     await message.answer(done(order))
-    if step is Fulfilment.CANCELLED:  # the goods stay: offer the money back right here
+    if step is Fulfilment.CANCELLED:  # the goods stay: the money goes back, by an admin
         try:
             plan = await checkout.plan_refund(order.id, None)
         except RefundError:
             return  # refunded already, or a refund is under way
+        if query.from_user.id not in settings.admin_ids:  # only admins refund (admin router)
+            await message.answer(
+                _("Order #{id} is cancelled; an admin must refund it: /refund {id}").format(
+                    id=order.id
+                )
+            )
+            return
         text, markup = refund_offer(plan, checkout)
         await message.answer(text, reply_markup=markup)
 
@@ -211,9 +217,6 @@ def create_router() -> Router:
     router.callback_query.filter(CanFulfil())
     router.callback_query.register(step_pressed, FulfilCb.filter())
     router.callback_query.register(no_note, NoTrackingCb.filter())
-    # the refund offered after a cancel, pressed in the merchant chat (admins in private
-    # reach the admin router's handler first)
-    router.callback_query.register(refund_confirmed, RefundCb.filter())
     router.message.register(
         note_entered, StateFilter(Tracking.note), F.text, ~F.text.startswith("/")
     )

@@ -34,13 +34,15 @@ def _chat_id(event: TelegramObject) -> int | None:
 
 class CanFulfil(Filter):
     """Anyone in the merchant's own chat, or an admin in private, may act on an order's
-    fulfilment; support people may not change orders."""
+    fulfilment; support people may not change orders, not even in the merchant chat."""
 
     async def __call__(self, event: TelegramObject, settings: Settings) -> bool:
-        chat_id = _chat_id(event)
+        chat_id, user_id = _chat_id(event), _user_id(event)
+        if user_id in settings.support_ids and user_id not in settings.admin_ids:
+            return False
         if settings.merchant_chat_id is not None and chat_id == settings.merchant_chat_id:
             return True
-        return chat_id == _user_id(event) and _user_id(event) in settings.admin_ids
+        return chat_id == user_id and user_id in settings.admin_ids
 
 
 def actor_of(event: TelegramObject, settings: Settings) -> str:
