@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from bot.app import Parts
-from bot.keyboards import ReviewAction, ReviewCb
+from bot.keyboards import ReviewAction, ReviewCb, UnexpectedCb
 from money import Money
 from sandbox.botuser import BotUser, buttons
 from sandbox.payture import PaytureServer
@@ -308,3 +308,48 @@ async def test_two_refund_questions_of_an_order_in_review_refund_once(
     assert (done.state, done.refunded) == (S.REFUNDED, Money(45000, "RUB"))
     assert payture.orders[done.provider_payment_id].refunds == [45000]  # type: ignore[index]
     assert [r.state for r in await app.storage.refunds_for_order(order_id)].count("done") == 1
+
+
+async def test_accepting_a_late_payment_closes_its_one_tap_refund(
+    app: Parts,
+    user: BotUser,
+    merchant: BotUser,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    """A payment that came after the order expired, accepted as the order's: its row is kept
+    as accepted, so its one-tap refund can no longer send the money back after the goods
+    went out; while that refund is under way, Accept is refused instead."""
+    order = await app.storage.create_order(
+        NewOrder(
+            user_id=CUSTOMER,
+            chat_id=CUSTOMER,
+            provider="redoya",
+            total=Money(8500, "TRY"),
+            token="late-1",
+            items=[OrderItem("cezve", "Cezve, copper", 1, 8500)],
+        )
+    )
+    await app.storage.transition(order.id, S.CREATED, S.NEEDS_REVIEW, actor="sweep", detail="late")
+    late, _ = await app.storage.record_unexpected(
+        order.id, "redoya", "LATE1", {}, Money(8500, "TRY"), "TRY", "paid after the order expired"
+    )
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    await app.storage.move_unexpected(late.id, "open", "refunding")  # an admin's tap under way
+    await admin.send("/review")
+    shown = await admin.wait_message(f"Order #{order.id} needs review")
+    answer = await admin.press(text="Accept as paid", message_id=shown["message_id"])
+    assert answer is not None
+    assert "is being refunded" in answer["text"]
+    assert (await app.checkout.order(order.id)).state is S.NEEDS_REVIEW  # type: ignore[union-attr]
+
+    await app.storage.move_unexpected(late.id, "refunding", "open")  # that refund was refused
+    await admin.press(text="Accept as paid", message_id=shown["message_id"])
+    await admin.wait_message(f"Order #{order.id} accepted as paid")
+    assert (await app.storage.get_unexpected(late.id)).state == "accepted"  # type: ignore[union-attr]
+    tap = UnexpectedCb(id=late.id, manual=True).pack()
+    answer = await admin.press(tap, message_id=shown["message_id"], force=True)
+    assert answer is not None
+    assert "accepted as the order's own" in answer["text"]
+    assert (await app.storage.get_unexpected(late.id)).state == "accepted"  # type: ignore[union-attr]
+    assert (await app.checkout.order(order.id)).state is S.PAID  # type: ignore[union-attr]

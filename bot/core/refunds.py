@@ -350,7 +350,9 @@ class Refunding(Confirming):
         by_api = self.refunds_unexpected_by_api(row.provider)
         if not await self.storage.move_unexpected(row.id, "open", "refunding"):
             fresh = await self.storage.get_unexpected(row.id) or row
-            reason = "check_back_office" if fresh.state == "refunding" else "duplicate_refund"
+            reason = {"refunding": "check_back_office", "accepted": "accepted"}.get(
+                fresh.state, "duplicate_refund"
+            )
             raise RefundError(reason, f"that payment is {fresh.state}")
         if by_api:
             provider = self.providers.get(row.provider)

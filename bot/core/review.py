@@ -13,6 +13,7 @@ from storage.base import AuditEntry, NewOutbox, Order, OrderQuery, OrderState, U
 
 S = OrderState
 NOTE = "review: "  # how a review noted on an order already in review starts (context._review)
+ACCEPTED = "accepted"  # an unexpected payment kept as the order's own when its review is accepted
 
 
 class ReviewError(Exception):
@@ -20,7 +21,7 @@ class ReviewError(Exception):
 
     def __init__(self, reason: str, order: Order | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason  # "no_order" | "not_in_review"
+        self.reason = reason  # "no_order" | "not_in_review" | "refunding"
         self.order = order
 
 
@@ -34,8 +35,8 @@ class ReviewCase:
 
     @property
     def open_payments(self) -> tuple[UnexpectedPayment, ...]:
-        """The payments we did not expect that are not refunded yet."""
-        return tuple(p for p in self.unexpected if p.state != "refunded")
+        """The payments we did not expect that are neither refunded nor accepted yet."""
+        return tuple(p for p in self.unexpected if p.state not in ("refunded", ACCEPTED))
 
 
 def review_reason(trail: list[AuditEntry]) -> str:
@@ -67,14 +68,39 @@ class Reviewing(Refunding):
 
     async def accept_review(self, order_id: int, *, actor: str) -> Order:
         """A person looked and accepts the payment: the order is paid, the customer told and
-        the merchant chat gets the paid-order message (with its fulfilment buttons)."""
+        the merchant chat gets the paid-order message (with its fulfilment buttons). The
+        payments we did not expect that brought it here are kept as its own ("accepted"), so
+        their one-tap refund is off; refused ("refunding") while one of them is being
+        refunded."""
         order = await self._in_review(order_id)
         notices = [message(OutboxKind.REVIEW_PAID, order.chat_id)]
         if self.merchant_chat_id is not None:
             notices.append(message(OutboxKind.MERCHANT_PAID, self.merchant_chat_id))
-        return await self._resolve(
-            order, S.PAID, actor, "accepted as paid", notices, paid=order.paid or order.total
-        )
+        kept = await self._keep_unexpected(order)
+        try:
+            return await self._resolve(
+                order, S.PAID, actor, "accepted as paid", notices, paid=order.paid or order.total
+            )
+        except ReviewError:  # another admin resolved it first: the payments are open again
+            for row_id in kept:
+                await self.storage.move_unexpected(row_id, ACCEPTED, "open")
+            raise
+
+    async def _keep_unexpected(self, order: Order) -> list[int]:
+        """Each open payment we did not expect moves to accepted (a compare-and-set against
+        its one-tap refund); ReviewError("refunding") when a refund of one came first."""
+        kept: list[int] = []
+        for row in await self.storage.unexpected_for_order(order.id):
+            if row.state in ("refunded", ACCEPTED):
+                continue
+            if row.state != "open" or not await self.storage.move_unexpected(
+                row.id, "open", ACCEPTED
+            ):
+                for row_id in kept:
+                    await self.storage.move_unexpected(row_id, ACCEPTED, "open")
+                raise ReviewError("refunding", order)
+            kept.append(row.id)
+        return kept
 
     async def fail_review(self, order_id: int, *, actor: str) -> Order:
         """A person looked and refuses the payment: the order failed, the customer and the

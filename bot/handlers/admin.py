@@ -222,6 +222,7 @@ async def unexpected_refund(
         reasons = {
             "duplicate_refund": _("this payment was refunded already"),
             "check_back_office": _("the provider did not answer; check its back office"),
+            "accepted": _("this payment was accepted as the order's own (Accept as paid)"),
         }
         reason = reasons.get(exc.reason) or texts.escape(exc.detail or exc.reason)
         text = _("Refund refused: {reason}").format(reason=reason)

@@ -100,7 +100,8 @@ async def review_action(
             done = _("Order #{id} marked failed; the customer is told.").format(id=order.id)
     except ReviewError as exc:
         await query.answer(texts.plain(gone(exc, callback_data.order))[:200], show_alert=True)
-        await _close(message)
+        if exc.reason != "refunding":  # still in review then: its buttons stay
+            await _close(message)
         return
     await query.answer()
     await _close(message)
@@ -156,6 +157,11 @@ async def offer_refund(
 def gone(exc: ReviewError, order_id: int) -> str:
     if exc.order is None:
         return _("That order was not found.")
+    if exc.reason == "refunding":
+        return _(
+            "Order #{id}: a payment we did not expect is being refunded; wait for it, then "
+            "look again."
+        ).format(id=order_id)
     return _("Order #{id} is no longer in review: it is {state}.").format(
         id=order_id, state=texts.state_name(exc.order.state)
     )
