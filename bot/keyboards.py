@@ -128,10 +128,18 @@ class UnexpectedCb(CallbackData, prefix="ux"):
 
 
 class FulfilCb(CallbackData, prefix="fu"):
-    """A merchant's fulfilment step on an order (the merchant chat, an admin's /order)."""
+    """A merchant's fulfilment step on an order (the merchant chat, an admin's /order);
+    `sure`: the second press of a step that asks first (Cancel)."""
 
     order: int
     step: Fulfilment
+    sure: bool = False
+
+
+class StepsCb(CallbackData, prefix="fs"):
+    """ "No" to a step's confirmation: the message shows the order's steps again."""
+
+    order: int
 
 
 class NoTrackingCb(CallbackData, prefix="tn"):
@@ -146,11 +154,15 @@ class ReviewAction(StrEnum):
     ACCEPT = "a"
     REFUND = "r"
     FAIL = "f"
+    BACK = "b"  # "No" to a confirmation: the three buttons again
 
 
 class ReviewCb(CallbackData, prefix="rv"):
+    """A review action; `sure`: the second press of Accept or Mark failed (they ask first)."""
+
     action: ReviewAction
     order: int
+    sure: bool = False
 
 
 class ReviewPage(CallbackData, prefix="rp"):
@@ -383,6 +395,30 @@ def fulfilment_keyboard(order_id: int, steps: list[Fulfilment]) -> InlineKeyboar
         kb.button(text=labels[step], callback_data=FulfilCb(order=order_id, step=step))
     kb.adjust(2)
     return kb.as_markup() if steps else None
+
+
+def confirm_step_keyboard(order_id: int, step: Fulfilment) -> InlineKeyboardMarkup:
+    """The second press of a step that cannot be taken back (Cancel), or No."""
+    kb = InlineKeyboardBuilder()
+    kb.button(
+        text=_("Yes, cancel the order"),
+        callback_data=FulfilCb(order=order_id, step=step, sure=True),
+    )
+    kb.button(text=_("No, keep it"), callback_data=StepsCb(order=order_id))
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def confirm_review_keyboard(order_id: int, action: ReviewAction) -> InlineKeyboardMarkup:
+    """The second press of Accept as paid or Mark failed, or No (the three buttons again)."""
+    yes = {ReviewAction.ACCEPT: _("Yes, accept as paid"), ReviewAction.FAIL: _("Yes, mark failed")}
+    kb = InlineKeyboardBuilder()
+    kb.button(text=yes[action], callback_data=ReviewCb(action=action, order=order_id, sure=True))
+    kb.button(
+        text=_("No, go back"), callback_data=ReviewCb(action=ReviewAction.BACK, order=order_id)
+    )
+    kb.adjust(1)
+    return kb.as_markup()
 
 
 def no_tracking_keyboard(order_id: int, shown: int) -> InlineKeyboardMarkup:

@@ -130,7 +130,15 @@ async def test_a_cancel_by_the_shop_leaves_the_refund_to_an_admin(
     admin must, and a refund button pressed by one of them (an old question) moves nothing."""
     order = await paid_order(app, user, payture, http, "Tea", "Ivan-chai")
     paid = await merchant.wait_message(f"Order #{order.id} paid")
+    asked = await merchant.press(text="✖ Cancel the order", message_id=paid["message_id"])
+    assert asked is not None
+    assert "The customer is told at once" in asked["text"]  # asked first, nothing done yet
+    assert (await app.checkout.order(order.id)).fulfilment is Fulfilment.NEW  # type: ignore[union-attr]
+    await merchant.press(text="No, keep it", message_id=paid["message_id"])
+    kept = await merchant.wait_message(f"Order #{order.id} paid")
+    assert labels(kept) == ["📦 Shipped", "✅ Delivered", "✖ Cancel the order"]
     await merchant.press(text="✖ Cancel the order", message_id=paid["message_id"])
+    await merchant.press(text="Yes, cancel the order", message_id=paid["message_id"])
     await merchant.wait_message(f"Order #{order.id} is cancelled; an admin must refund it")
     assert not any("Refund RUB" in (m.get("text") or "") for m in await merchant.bot_messages())
     await user.wait_message(f"The shop cancelled order #{order.id}")

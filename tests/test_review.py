@@ -76,7 +76,15 @@ async def test_accept_as_paid_tells_the_customer_and_the_merchant(
     admin = BotUser(telegram.url, ADMIN, session=http)
     order_id = await in_review(app, user, admin, redoya, http)
     shown = await reviewed(admin, order_id)
+    asked = await admin.press(text="Accept as paid", message_id=shown["message_id"])
+    assert asked is not None
+    assert "press Yes to confirm" in asked["text"]
+    assert (await app.checkout.order(order_id)).state is S.NEEDS_REVIEW  # type: ignore[union-attr]
+    await admin.press(text="No, go back", message_id=shown["message_id"])
+    back = await admin.wait_message(f"Order #{order_id} needs review")
+    assert [b["text"] for b in buttons(back)] == ["Accept as paid", "Refund", "Mark failed"]
     await admin.press(text="Accept as paid", message_id=shown["message_id"])
+    await admin.press(text="Yes, accept as paid", message_id=shown["message_id"])
     await admin.wait_message(f"Order #{order_id} accepted as paid")
     await user.wait_message(f"The shop checked the payment for order #{order_id}: it is received")
     paid = await merchant.wait_message(f"Order #{order_id} paid")
@@ -139,6 +147,7 @@ async def test_mark_failed_tells_the_customer_who_may_try_again(
     await admin.send("/review")
     shown = await admin.wait_message(f"#{order_id}")
     await admin.press(text="Başarısız olarak işaretle", message_id=shown["message_id"])
+    await admin.press(text="Evet, başarısız olarak işaretle", message_id=shown["message_id"])
     await admin.wait_message("başarısız olarak işaretlendi")
     told = await user.wait_message("could not accept it")
     assert [b["text"] for b in buttons(told)] == ["Try again"]
@@ -260,7 +269,7 @@ async def test_an_order_whose_refund_is_in_flight_cannot_be_accepted(
         "refund 450.00 RUB (from review)",
     )
     for action in (ReviewAction.ACCEPT, ReviewAction.FAIL):
-        press = ReviewCb(action=action, order=order_id).pack()
+        press = ReviewCb(action=action, order=order_id, sure=True).pack()
         answer = await admin.press(press, message_id=shown["message_id"], force=True)
         assert answer is not None
         assert "no longer in review: it is refund in progress" in answer["text"]
@@ -338,13 +347,14 @@ async def test_accepting_a_late_payment_closes_its_one_tap_refund(
     await app.storage.move_unexpected(late.id, "open", "refunding")  # an admin's tap under way
     await admin.send("/review")
     shown = await admin.wait_message(f"Order #{order.id} needs review")
-    answer = await admin.press(text="Accept as paid", message_id=shown["message_id"])
+    await admin.press(text="Accept as paid", message_id=shown["message_id"])
+    answer = await admin.press(text="Yes, accept as paid", message_id=shown["message_id"])
     assert answer is not None
     assert "is being refunded" in answer["text"]
     assert (await app.checkout.order(order.id)).state is S.NEEDS_REVIEW  # type: ignore[union-attr]
 
     await app.storage.move_unexpected(late.id, "refunding", "open")  # that refund was refused
-    await admin.press(text="Accept as paid", message_id=shown["message_id"])
+    await admin.press(text="Yes, accept as paid", message_id=shown["message_id"])
     await admin.wait_message(f"Order #{order.id} accepted as paid")
     assert (await app.storage.get_unexpected(late.id)).state == "accepted"  # type: ignore[union-attr]
     tap = UnexpectedCb(id=late.id, manual=True).pack()

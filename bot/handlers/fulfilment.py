@@ -23,6 +23,8 @@ from bot.handlers.roles import CanFulfil, actor_of
 from bot.keyboards import (
     FulfilCb,
     NoTrackingCb,
+    StepsCb,
+    confirm_step_keyboard,
     fulfilment_keyboard,
     no_tracking_keyboard,
 )
@@ -58,6 +60,9 @@ async def step_pressed(
 ) -> None:
     data = callback_data
     message = query.message if isinstance(query.message, Message) else None
+    if data.step is Fulfilment.CANCELLED and not data.sure:
+        await ask_cancel(query, checkout, bot, data.order, message)
+        return
     if data.step is not Fulfilment.SHIPPED:
         await take_step(query, checkout, settings, bot, data.order, data.step, message)
         return
@@ -79,6 +84,44 @@ async def step_pressed(
             ).format(id=data.order),
             reply_markup=no_tracking_keyboard(data.order, message.message_id),
         )
+
+
+async def ask_cancel(
+    query: CallbackQuery,
+    checkout: CheckoutService,
+    bot: Bot,
+    order_id: int,
+    message: Message | None,
+) -> None:
+    """A cancel tells the customer at once and cannot be taken back: the message's buttons
+    become "Yes, cancel the order" and "No, keep it" first (checked now, and again on Yes)."""
+    try:
+        await checkout.may_fulfil(order_id, Fulfilment.CANCELLED)
+    except FulfilmentError as exc:
+        await refused(query, checkout, bot, exc, order_id, message)
+        return
+    if message is None:  # too old to edit: the order's steps are on /order
+        await query.answer(
+            _("Open the order with /order {id}.").format(id=order_id), show_alert=True
+        )
+        return
+    await query.answer(
+        _("Cancel order #{id}? The customer is told at once.").format(id=order_id), show_alert=True
+    )
+    with contextlib.suppress(TelegramBadRequest):
+        await message.edit_reply_markup(
+            reply_markup=confirm_step_keyboard(order_id, Fulfilment.CANCELLED)
+        )
+
+
+async def keep_steps(
+    query: CallbackQuery, callback_data: StepsCb, checkout: CheckoutService, bot: Bot
+) -> None:
+    """No to a confirmation: the message shows the order's steps again."""
+    await query.answer()
+    order = await checkout.order(callback_data.order)
+    if order is not None and isinstance(query.message, Message):
+        await _show_steps(bot, checkout, query.message.chat.id, query.message.message_id, order)
 
 
 async def note_entered(
@@ -217,6 +260,7 @@ def create_router() -> Router:
     router.callback_query.filter(CanFulfil())
     router.callback_query.register(step_pressed, FulfilCb.filter())
     router.callback_query.register(no_note, NoTrackingCb.filter())
+    router.callback_query.register(keep_steps, StepsCb.filter())
     router.message.register(
         note_entered, StateFilter(Tracking.note), F.text, ~F.text.startswith("/")
     )

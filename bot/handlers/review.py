@@ -21,6 +21,7 @@ from bot.keyboards import (
     ReviewCb,
     ReviewPage,
     UnexpectedCb,
+    confirm_review_keyboard,
     review_keyboard,
     review_page_keyboard,
     unexpected_keyboard,
@@ -92,6 +93,9 @@ async def review_action(
         if callback_data.action is ReviewAction.REFUND:
             await offer_refund(query, checkout, callback_data.order, message)
             return
+        if callback_data.action is ReviewAction.BACK or not callback_data.sure:
+            await ask_first(query, checkout, callback_data, message)
+            return
         if callback_data.action is ReviewAction.ACCEPT:
             order = await checkout.accept_review(callback_data.order, actor=actor)
             done = _("Order #{id} accepted as paid; the customer is told.").format(id=order.id)
@@ -107,6 +111,31 @@ async def review_action(
     await _close(message)
     if message is not None:
         await message.answer(done)
+
+
+async def ask_first(
+    query: CallbackQuery, checkout: CheckoutService, data: ReviewCb, message: Message | None
+) -> None:
+    """Accept as paid and Mark failed tell the customer and cannot be taken back: the
+    review's buttons become "Yes, ..." and "No, go back" first; No brings the three back.
+    ReviewError when the order is no longer in review (a stale button)."""
+    case = await checkout.review_case(data.order)
+    if case is None or case.order.state is not OrderState.NEEDS_REVIEW:
+        raise ReviewError("not_in_review", case.order if case else None)
+    if data.action is ReviewAction.BACK:
+        markup = review_keyboard(data.order)
+        await query.answer()
+    else:
+        markup = confirm_review_keyboard(data.order, data.action)
+        await query.answer(
+            _("Order #{id}: press Yes to confirm; the customer is told at once.").format(
+                id=data.order
+            ),
+            show_alert=True,
+        )
+    if message is not None:
+        with contextlib.suppress(TelegramBadRequest):
+            await message.edit_reply_markup(reply_markup=markup)
 
 
 async def _close(message: Message | None) -> None:
