@@ -137,17 +137,20 @@ class FulfilCb(CallbackData, prefix="fu"):
 
 
 class StepsCb(CallbackData, prefix="fs"):
-    """ "No" to a step's confirmation: the message shows the order's steps again."""
+    """No to a step's confirmation, or Cancel of the tracking question (`question`, which
+    then ends): the message shows the order's steps again."""
 
     order: int
+    question: int = 0
 
 
 class NoTrackingCb(CallbackData, prefix="tn"):
-    """Shipped without a tracking note; `shown` is the message whose step buttons to update
-    (anyone in the merchant chat may press it, not only who pressed Shipped)."""
+    """Shipped without a tracking note; `shown` is the message whose step buttons to update,
+    `question` the tracking question it ends (anyone in the merchant chat may press it)."""
 
     order: int
     shown: int = 0
+    question: int = 0
 
 
 class ReviewAction(StrEnum):
@@ -421,9 +424,16 @@ def confirm_review_keyboard(order_id: int, action: ReviewAction) -> InlineKeyboa
     return kb.as_markup()
 
 
-def no_tracking_keyboard(order_id: int, shown: int) -> InlineKeyboardMarkup:
+def no_tracking_keyboard(order_id: int, shown: int, question: int) -> InlineKeyboardMarkup:
+    """The order's message while its tracking question is open: No note, or Cancel."""
     kb = InlineKeyboardBuilder()
-    kb.button(text=_("No note"), callback_data=NoTrackingCb(order=order_id, shown=shown))
+    kb.button(
+        text=_("No note"),
+        callback_data=NoTrackingCb(order=order_id, shown=shown, question=question),
+    )
+    kb.button(
+        text=_("Cancel: not shipped yet"), callback_data=StepsCb(order=order_id, question=question)
+    )
     return kb.as_markup()
 
 

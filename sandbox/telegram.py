@@ -1109,7 +1109,7 @@ def _markup(raw: object) -> Json | None:
                 raise ApiError(
                     400, "Bad Request: text buttons are unallowed in the inline keyboard"
                 )
-    kinds = ("inline_keyboard", "keyboard", "remove_keyboard")
+    kinds = ("inline_keyboard", "keyboard", "remove_keyboard", "force_reply")
     return markup if any(markup.get(kind) for kind in kinds) else None
 
 

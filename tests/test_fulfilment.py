@@ -88,8 +88,9 @@ async def test_shipped_with_a_note_then_delivered_told_in_russian(
     paid = await merchant.wait_message("Order #1 paid")
     assert labels(paid) == ["📦 Shipped", "✅ Delivered", "✖ Cancel the order"]
     await merchant.press(text="📦 Shipped", message_id=paid["message_id"])
-    await merchant.wait_message("reply with the tracking note")
-    await merchant.send("TRK-42 <Aras>")
+    question = await merchant.wait_message("reply to this message with the tracking note")
+    assert (MERCHANT_CHAT, question["message_id"]) in telegram.force_replies
+    await merchant.send("TRK-42 <Aras>", reply_to=question["message_id"])
     await merchant.wait_message("Order #1: shipped. Tracking: TRK-42 <Aras>")
     shipped = await user.wait_message("📦 Заказ №1 отправлен")
     assert "TRK-42 <Aras>" in shipped["text"]
@@ -261,3 +262,71 @@ async def test_try_again_leaves_out_what_is_no_longer_sold(app: Parts) -> None:
     )
     found = refill(order, load_catalog(DEMO_CATALOG))
     assert (found.cart, found.changed, found.gone) == ({"cezve": 1}, [], ["Samovar"])
+
+
+async def test_the_tracking_question_takes_only_a_reply_and_ends(
+    app: Parts,
+    user: BotUser,
+    merchant: BotUser,
+    payture: PaytureServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Plain text after Shipped is no note (a group with privacy mode would not even pass it
+    on); Cancel ends the question, whoever presses, and a late reply to it ships nothing;
+    No note pressed by another member ends the asker's question too."""
+    order = await paid_order(app, user, payture, http, "Tea", "Ivan-chai")
+    paid = await merchant.wait_message(f"Order #{order.id} paid")
+    await merchant.press(text="📦 Shipped", message_id=paid["message_id"])
+    first = await merchant.wait_message("reply to this message with the tracking note")
+    await merchant.send("the courier comes at five")  # talk in the chat, not a reply
+    other = BotUser(telegram.url, 4242, session=http, chat_id=MERCHANT_CHAT)  # another member
+    await other.press(text="Cancel: not shipped yet", message_id=paid["message_id"])
+    back = await merchant.wait_message(f"Order #{order.id} paid")
+    assert labels(back) == ["📦 Shipped", "✅ Delivered", "✖ Cancel the order"]
+    await merchant.send("TRK-LATE", reply_to=first["message_id"])  # the question has ended
+    await merchant.send("/today")
+    await merchant.wait_message("Today")
+    assert (await app.checkout.order(order.id)).fulfilment is Fulfilment.NEW  # type: ignore[union-attr]
+
+    await merchant.press(text="📦 Shipped", message_id=paid["message_id"])
+    second = await merchant.wait_message("reply to this message with the tracking note")
+    await other.press(text="No note", message_id=paid["message_id"])
+    await other.wait_message(f"Order #{order.id}: shipped.")
+    await merchant.send("TRK-2", reply_to=second["message_id"])  # ended by the No note
+    await merchant.send("/today")
+    await merchant.wait_message("Today")
+    shipped = await app.checkout.order(order.id)
+    assert shipped is not None
+    assert (shipped.fulfilment, shipped.tracking) == (Fulfilment.SHIPPED, "")
+    texts = [m.get("text") or "" for m in await user.messages()]
+    assert sum(f"Order #{order.id} has been shipped" in t for t in texts) <= 1
+
+
+async def test_an_admin_in_the_delivery_questions_keeps_them_when_shipping(
+    app: Parts,
+    user: BotUser,
+    payture: PaytureServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    """An admin who is also buying (halfway through the delivery questions, in private)
+    presses Shipped on another order: their next answer stays a delivery answer, and the
+    note is their reply to the tracking question."""
+    order = await paid_order(app, user, payture, http, "Tea", "Ivan-chai")
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    await admin.send(f"/order {order.id}")
+    shown = await admin.wait_message("Audit")
+    await admin.send("/start p_mortar")
+    await admin.wait_message("Brass grinder")
+    await admin.press(text="Buy now")
+    await admin.wait_message("the recipient's name")
+    await admin.press(text="📦 Shipped", message_id=shown["message_id"])
+    question = await admin.wait_message("reply to this message with the tracking note")
+    await admin.send("Ada Lovelace")  # the name the delivery question asked for
+    await admin.wait_message("phone number")
+    assert (await app.checkout.order(order.id)).fulfilment is Fulfilment.NEW  # type: ignore[union-attr]
+    await admin.send("TRK-7", reply_to=question["message_id"])
+    await admin.wait_message(f"Order #{order.id}: shipped. Tracking: TRK-7")
+    await admin.send("+90 532 123 45 67")
+    await admin.wait_message("delivery address")

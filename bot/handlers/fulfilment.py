@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import contextlib
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import StateFilter
-from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.fsm.storage.base import BaseStorage, StorageKey
+from aiogram.types import CallbackQuery, ForceReply, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
@@ -20,6 +18,7 @@ from bot.config import Settings
 from bot.core import CheckoutService, Fulfilment, FulfilmentError, Order, RefundError
 from bot.handlers.admin import refund_offer
 from bot.handlers.roles import CanFulfil, actor_of
+from bot.handlers.tracking import TrackingReply, end_question, open_question, question_key
 from bot.keyboards import (
     FulfilCb,
     NoTrackingCb,
@@ -28,10 +27,6 @@ from bot.keyboards import (
     fulfilment_keyboard,
     no_tracking_keyboard,
 )
-
-
-class Tracking(StatesGroup):
-    note = State()
 
 
 def refusal(exc: FulfilmentError, order_id: int) -> str:
@@ -55,7 +50,7 @@ async def step_pressed(
     callback_data: FulfilCb,
     checkout: CheckoutService,
     settings: Settings,
-    state: FSMContext,
+    fsm_storage: BaseStorage,
     bot: Bot,
 ) -> None:
     data = callback_data
@@ -71,19 +66,27 @@ async def step_pressed(
     except FulfilmentError as exc:
         await refused(query, checkout, bot, exc, data.order, message)
         return
-    await state.set_state(Tracking.note)
-    await state.update_data(
-        track_order=data.order, track_message=message.message_id if message else None
-    )
-    await query.answer()
-    if message is not None:
-        await message.answer(
-            _(
-                "Order #{id}: reply with the tracking note (a tracking number, the courier), "
-                "or press No note."
-            ).format(id=data.order),
-            reply_markup=no_tracking_keyboard(data.order, message.message_id),
+    if message is None:  # too old to edit: the order's steps are on /order
+        await query.answer(
+            _("Open the order with /order {id}.").format(id=data.order), show_alert=True
         )
+        return
+    await query.answer()
+    who = f'<a href="tg://user?id={query.from_user.id}">'
+    question = await message.answer(
+        _(
+            "{who}, order #{id}: reply to this message with the tracking note (a tracking "
+            "number, the courier), or press No note on the order."
+        ).format(who=who + texts.escape(query.from_user.first_name) + "</a>", id=data.order),
+        reply_markup=ForceReply(  # the presser's client opens the reply (mentioned: selective)
+            force_reply=True, selective=True, input_field_placeholder=_("Tracking note")
+        ),
+    )
+    key = question_key(bot.id, message.chat.id, question.message_id)
+    await open_question(fsm_storage, key, data.order, message.message_id)
+    markup = no_tracking_keyboard(data.order, message.message_id, question.message_id)
+    with contextlib.suppress(TelegramBadRequest):
+        await message.edit_reply_markup(reply_markup=markup)
 
 
 async def ask_cancel(
@@ -115,20 +118,34 @@ async def ask_cancel(
 
 
 async def keep_steps(
-    query: CallbackQuery, callback_data: StepsCb, checkout: CheckoutService, bot: Bot
+    query: CallbackQuery,
+    callback_data: StepsCb,
+    checkout: CheckoutService,
+    bot: Bot,
+    fsm_storage: BaseStorage,
 ) -> None:
-    """No to a confirmation: the message shows the order's steps again."""
+    """No to a confirmation, or Cancel of the tracking question (which ends, whoever
+    presses it): the message shows the order's steps again."""
     await query.answer()
+    if callback_data.question and isinstance(query.message, Message):
+        key = question_key(bot.id, query.message.chat.id, callback_data.question)
+        await end_question(fsm_storage, key)
     order = await checkout.order(callback_data.order)
     if order is not None and isinstance(query.message, Message):
         await _show_steps(bot, checkout, query.message.chat.id, query.message.message_id, order)
 
 
 async def note_entered(
-    message: Message, checkout: CheckoutService, settings: Settings, state: FSMContext, bot: Bot
+    message: Message,
+    checkout: CheckoutService,
+    settings: Settings,
+    bot: Bot,
+    fsm_storage: BaseStorage,
+    question: StorageKey,
 ) -> None:
-    order_id, shown = await _tracked(state)
-    if order_id is None:
+    """A reply to an open tracking question: the order ships with it as the note."""
+    order_id, shown = await end_question(fsm_storage, question)
+    if order_id is None:  # answered or cancelled meanwhile
         return
     try:
         order = await checkout.fulfil(
@@ -146,13 +163,15 @@ async def no_note(
     callback_data: NoTrackingCb,
     checkout: CheckoutService,
     settings: Settings,
-    state: FSMContext,
     bot: Bot,
+    fsm_storage: BaseStorage,
 ) -> None:
-    if (await state.get_data()).get("track_order") == callback_data.order:
-        await _tracked(state)  # the question this button answers ends (not one since)
     shown = callback_data.shown or None
     message = query.message if isinstance(query.message, Message) else None
+    if callback_data.question and message is not None:  # it ends, whoever pressed No note
+        await end_question(
+            fsm_storage, question_key(bot.id, message.chat.id, callback_data.question)
+        )
     if message is not None:
         with contextlib.suppress(TelegramBadRequest):
             await message.edit_reply_markup(reply_markup=None)
@@ -167,19 +186,6 @@ async def no_note(
     if message is not None:
         await _show_steps(bot, checkout, message.chat.id, shown, order)
         await message.answer(done(order))
-
-
-async def _tracked(state: FSMContext) -> tuple[int | None, int | None]:
-    """The order the tracking note is for and the message whose buttons to update; the
-    question ends here either way."""
-    data = await state.get_data()
-    await state.set_state(None)
-    await state.update_data(track_order=None, track_message=None)
-    order_id, shown = data.get("track_order"), data.get("track_message")
-    return (
-        order_id if isinstance(order_id, int) else None,
-        shown if isinstance(shown, int) else None,
-    )
 
 
 async def take_step(
@@ -261,7 +267,5 @@ def create_router() -> Router:
     router.callback_query.register(step_pressed, FulfilCb.filter())
     router.callback_query.register(no_note, NoTrackingCb.filter())
     router.callback_query.register(keep_steps, StepsCb.filter())
-    router.message.register(
-        note_entered, StateFilter(Tracking.note), F.text, ~F.text.startswith("/")
-    )
+    router.message.register(note_entered, TrackingReply())
     return router
