@@ -12,13 +12,13 @@ import aiohttp
 import pytest
 
 from bot.app import Parts
-from bot.keyboards import ReviewAction, ReviewCb, UnexpectedCb
+from bot.keyboards import FulfilCb, ReviewAction, ReviewCb, UnexpectedCb
 from money import Money
 from sandbox.botuser import BotUser, buttons
 from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
-from storage.base import NewOrder, OrderItem, OrderState
+from storage.base import Fulfilment, NewOrder, OrderItem, OrderState
 from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import browse, eventually, order_product, pay
 
@@ -273,6 +273,10 @@ async def test_an_order_whose_refund_is_in_flight_cannot_be_accepted(
         answer = await admin.press(press, message_id=shown["message_id"], force=True)
         assert answer is not None
         assert "no longer in review: it is refund in progress" in answer["text"]
+    ship = FulfilCb(order=order_id, step=Fulfilment.DELIVERED).pack()  # never accepted: no goods
+    answer = await admin.press(ship, message_id=shown["message_id"], force=True)
+    assert answer is not None
+    assert "only a paid order is shipped" in answer["text"]
 
     payture.getstate_status_override = None  # the bank is back: the sweep reads what is left
     (refund,) = await app.storage.refunds_for_order(order_id)

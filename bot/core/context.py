@@ -162,6 +162,18 @@ class CoreContext:
             self._on_outbox()
         return moved
 
+    async def _from_review(self, order: Order) -> bool:
+        """Whether the order's refund in flight began in review (the audit says so): it was
+        never accepted as paid, so nothing of it ships and it goes back to review if refused."""
+        if order.state is not OrderState.REFUND_PENDING:
+            return False
+        for entry in reversed(await self.storage.audit_trail(order.id)):
+            if entry.to_state is OrderState.REFUND_PENDING and (
+                entry.from_state is not OrderState.REFUND_PENDING
+            ):
+                return entry.from_state is OrderState.NEEDS_REVIEW
+        return False
+
     async def _review(
         self,
         order: Order,

@@ -44,6 +44,8 @@ class Fulfilling(CoreContext):
         if order is None:
             raise FulfilmentError("no_order")
         self._check(order, step)
+        if await self._from_review(order):  # its money goes back before anyone accepted it
+            raise FulfilmentError("not_paid", order)
         return order
 
     async def fulfil(

@@ -274,13 +274,6 @@ class Refunding(Confirming):
         self._on_outbox()
         return moved
 
-    async def _from_review(self, order: Order) -> bool:
-        """Whether the order's refund in flight began in review (the audit says so)."""
-        for entry in reversed(await self.storage.audit_trail(order.id)):
-            if entry.to_state is S.REFUND_PENDING and entry.from_state is not S.REFUND_PENDING:
-                return entry.from_state is S.NEEDS_REVIEW
-        return False
-
     async def _undo(self, order: Order, refund: Refund, code: str, detail: str) -> None:
         """Nothing was refunded: the row is rejected, the order back where it was (in review,
         for one whose refund began there)."""
