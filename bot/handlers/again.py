@@ -1,6 +1,7 @@
 """ "Try again" on a failed, cancelled or expired order: the same items go back into the cart
 at today's catalog prices, and the customer goes on as from the cart's Checkout button (so
-every step of a checkout runs), told which prices changed and which products are gone."""
+every step of a checkout runs, the delivery questions included), told which prices changed
+and which products are gone."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bot import cart as carts
 from bot import texts
 from bot.catalog import Catalog
 from bot.core import CheckoutService, Order
+from bot.handlers.delivery import begin
 from bot.handlers.shop import cart_checkout
 from bot.keyboards import AGAIN_STATES, OrderAction, OrderCb
 
@@ -60,7 +62,10 @@ async def order_again(
     await state.update_data(cart=refill.cart)
     if isinstance(query.message, Message):
         await query.message.answer(summary(order, refill))
-    await cart_checkout(query, catalog, state, checkout)
+    if carts.needs_delivery(carts.lines(refill.cart, catalog)):
+        await begin(query, "", state, checkout)  # the details asked (the last ones offered)
+    else:
+        await cart_checkout(query, catalog, state, checkout)
 
 
 def create_router() -> Router:

@@ -452,8 +452,8 @@ async def place(
     except CheckoutError as exc:
         await query.answer(checkout_error(exc.reason, exc.refused)[:200], show_alert=True)
         return
-    if not choice.product and state is not None:
-        await state.update_data(cart={})
+    if state is not None:  # each checkout confirms its own details: none left for the next
+        await state.update_data(delivery=None, **({} if choice.product else {"cart": {}}))
     await query.answer()
     if checkout.pays_in_chat(order):
         return  # the invoice the provider sent is the order's card and its Pay button
