@@ -34,7 +34,7 @@ from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
 from bot.catalog import Catalog, load_catalog
-from bot.check import catalog_lines, errors, photo_lines, redis_problem
+from bot.check import catalog_lines, errors, merchant_lines, photo_lines, redis_problem
 from bot.config import Settings
 from bot.core import CheckoutService, CheckSchedule
 from bot.core.cards import CardService
@@ -193,7 +193,11 @@ class BotApp:
         if not len(providers):
             raise StartupError(f"no payment provider is configured: set {setting_names()}")
         known = {*PROVIDERS, *providers.names()}
-        wrong = errors(catalog_lines(catalog, providers, known) + photo_lines(catalog))
+        wrong = errors(
+            catalog_lines(catalog, providers, known)
+            + photo_lines(catalog)
+            + merchant_lines(s, catalog)
+        )
         if wrong:  # a shop that cannot sell does not start (`python -m bot check` says the same)
             raise StartupError(*wrong)
 

@@ -10,6 +10,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from sandbox import registry
 from sandbox.base import FakeServer
 from sandbox.botuser import BotUser
 from sandbox.telegram import TelegramServer
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, MERCHANT_CHAT
 from tests.flows import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,7 @@ def check(servers: list[FakeServer], tmp_path: Path) -> Callable[..., Any]:
         lines = registry.env_of(servers) | {
             "CATALOG_PATH": str(DEMO_CATALOG),
             "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
+            "MERCHANT_CHAT_ID": str(MERCHANT_CHAT),  # the demo catalog ships things
         }
         for key, value in (env or {}).items():
             lines.pop(key, None) if value is None else lines.__setitem__(key, value)
@@ -124,6 +126,8 @@ def closed_port() -> tuple[socket.socket, int]:
         "database",
         "redis",
         "token",
+        "nobody_ships",
+        "report_to_nobody",
     ],
 )
 async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_path: Path) -> None:
@@ -173,6 +177,16 @@ async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_p
         held, port = closed_port()
         env = {"REDIS_URL": f"redis://shop:redis-secret@127.0.0.1:{port}/2"}
         expected = f"REDIS_URL: cannot reach Redis at 127.0.0.1:{port}/2"
+    elif case == "nobody_ships":
+        env = {"MERCHANT_CHAT_ID": None}
+        expected = "MERCHANT_CHAT_ID: unset, but 'mortar', 'sand', 'samovar' need delivery"
+    elif case == "report_to_nobody":
+        env = {
+            "CATALOG_PATH": catalog(tmp_path, product("rug", "Rug", "50")),  # nothing shipped
+            "MERCHANT_CHAT_ID": None,
+            "DAILY_REPORT_AT": "08:00",
+        }
+        expected = "DAILY_REPORT_AT: set, but MERCHANT_CHAT_ID is unset: no chat to send to"
     else:
         env = {"BOT_TOKEN": "999:not-the-token"}
         expected = "Telegram refused BOT_TOKEN (401 Unauthorized)"
@@ -191,6 +205,8 @@ async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_p
         assert "note   product 'c': photo https://example.com/c.png (a URL, not checked)" in text
     if case == "half_credential":
         assert not any("PAYTURE_KEY" in line for line in wrong)  # the one that is set is fine
+    if case == "report_to_nobody":
+        assert wrong == [expected]  # nothing is shipped: only the report has nowhere to go
 
 
 def test_image_sizes_from_their_headers() -> None:
@@ -245,6 +261,27 @@ async def test_run_refuses_a_catalog_that_cannot_sell(
         "product 'kilim' cannot be paid: 1500.00 TRY is above Redoya's cap of 1000.00 TRY "
         "per order",
         f"product 'lamp': photo {tmp_path}/photos/lamp.png: no such file",
+    ]
+
+
+async def test_run_refuses_a_shop_nobody_is_told_of(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    with pytest.raises(StartupError) as refused:
+        async with BotApp(make_settings(merchant_chat_id=None)):  # the demo catalog ships
+            pass
+    [problem] = refused.value.problems
+    assert problem.startswith(
+        "MERCHANT_CHAT_ID: unset, but 'mortar', 'sand', 'samovar' need delivery"
+    )
+    path = catalog(tmp_path, product("rug", "Rug", "50"))
+    with pytest.raises(StartupError) as refused:
+        async with BotApp(
+            make_settings(catalog_path=path, merchant_chat_id=None, daily_report_at=time(8))
+        ):
+            pass
+    assert refused.value.problems == [
+        "DAILY_REPORT_AT: set, but MERCHANT_CHAT_ID is unset: no chat to send to"
     ]
 
 
