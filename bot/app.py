@@ -229,7 +229,7 @@ class BotApp:
         notifier = Notifier(
             bot,
             storage,
-            OutboxRenderer(storage, i18n, checkout, s.default_locale, merchant_locale),
+            OutboxRenderer(storage, i18n, checkout, s.default_locale, merchant_locale, catalog),
             claim_for=timedelta(seconds=s.outbox_claim_seconds),
         )
         notifier_ref.append(notifier)

@@ -272,7 +272,7 @@ async def pay(
     await state.set_state(None)
     await state.update_data(delivery=details.to_dict(confirmed), delivery_editing=False)
     await edit(query, texts.delivery(confirmed))  # the buttons go; the details stay in view
-    await choose_provider(query, items, checkout, product_id=product_id, state=state)
+    await choose_provider(query, items, checkout, catalog, product_id=product_id, state=state)
 
 
 def create_router() -> Router:

@@ -89,7 +89,7 @@ def order_view(
     """The staff's view of an order; what only an admin may do is offered to admins only."""
     provider = texts.provider_name(checkout.display_name(order.provider))
     rows = [
-        texts.receipt(order, provider, zone) if order.paid_at else texts.order_card(order),
+        texts.receipt(order, provider, zone) if order.paid_at else texts.order_card(order, None),
     ]
     if order.delivery is not None and not order.paid_at:  # a receipt shows it already
         rows += ["", texts.delivery(order.delivery)]

@@ -200,7 +200,9 @@ async def buy_now(
     if product is None:
         await query.answer(_("That product is no longer in the catalog."), show_alert=True)
         return
-    await choose_provider(query, [(product, 1)], checkout, product_id=product.id, state=state)
+    await choose_provider(
+        query, [(product, 1)], checkout, catalog, product_id=product.id, state=state
+    )
 
 
 # --- cart ---------------------------------------------------------------------------------
@@ -293,7 +295,7 @@ async def cart_checkout(
     if not items:
         await query.answer(_("Your cart is empty."), show_alert=True)
         return
-    await choose_provider(query, items, checkout, state=state)
+    await choose_provider(query, items, checkout, catalog, state=state)
 
 
 async def cart_quantity(
@@ -347,6 +349,7 @@ async def choose_provider(
     query: CallbackQuery,
     items: list[tuple[Product, int]],
     checkout: CheckoutService,
+    catalog: Catalog,
     *,
     product_id: str = "",
     state: FSMContext | None = None,
@@ -388,7 +391,7 @@ async def choose_provider(
         for label, data, total in offered
     ]
     if len(choices) == 1:
-        await place(query, choices[0][1], items, checkout, state)
+        await place(query, choices[0][1], items, checkout, catalog, state)
         return
     await query.answer()
     payable = [t for t in totals if any(total == t for _label, _data, total in offered)]
@@ -414,7 +417,7 @@ async def pay_with(
             _("This choice is out of date. Please start again from the catalog."), show_alert=True
         )
         return
-    await place(query, callback_data, items, checkout, state)
+    await place(query, callback_data, items, checkout, catalog, state)
 
 
 async def place(
@@ -422,6 +425,7 @@ async def place(
     choice: PayWith,
     items: list[tuple[Product, int]],
     checkout: CheckoutService,
+    catalog: Catalog,
     state: FSMContext | None = None,
 ) -> None:
     """Create the order, in the currency the choice names, and show it with its Pay button; a
@@ -459,7 +463,7 @@ async def place(
         return  # the invoice the provider sent is the order's card and its Pay button
     if isinstance(query.message, Message):
         card = await query.message.answer(
-            texts.order_card(order, check_here=checkout.checked_by_hand(order)),
+            texts.order_card(order, catalog, check_here=checkout.checked_by_hand(order)),
             reply_markup=order_keyboard(order),
         )
         await checkout.remember_card(order.id, card.message_id)
