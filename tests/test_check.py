@@ -27,7 +27,7 @@ from sandbox import registry
 from sandbox.base import FakeServer
 from sandbox.botuser import BotUser
 from sandbox.telegram import TelegramServer
-from tests.conftest import ADMIN, MERCHANT_CHAT
+from tests.conftest import ADMIN
 from tests.flows import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,6 @@ def check(servers: list[FakeServer], tmp_path: Path) -> Callable[..., Any]:
         lines = registry.env_of(servers) | {
             "CATALOG_PATH": str(DEMO_CATALOG),
             "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
-            "MERCHANT_CHAT_ID": str(MERCHANT_CHAT),  # the demo catalog ships things
         }
         for key, value in (env or {}).items():
             lines.pop(key, None) if value is None else lines.__setitem__(key, value)
