@@ -205,9 +205,10 @@ def delivery(details: Delivery) -> str:
     return "\n".join(rows)
 
 
-def buyer(order: Order) -> str:
-    """Who placed the order: their Telegram name as a link to them, and @username when they
-    have one (an order from before names were kept shows the id only)."""
+def buyer_line(order: Order) -> str:
+    """Who placed the order, on a line of its own (the merchant's message, the staff's /order):
+    their Telegram name as a link to them, and @username when they have one (an order from
+    before names were kept shows the id only). A row of /orders uses `lookup.buyer_in_row`."""
     name = escape(order.buyer.name) or str(order.user_id)
     who = f'<a href="tg://user?id={order.user_id}">{name}</a>'
     if order.buyer.username:
@@ -276,7 +277,7 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
             provider=escape(provider),
             payment_id=escape(order.provider_payment_id or "-"),
         )
-        rows = [head, buyer(order), order_lines(order)]
+        rows = [head, buyer_line(order), order_lines(order)]
         if order.delivery is not None:
             rows += ["", delivery(order.delivery)]
         return "\n".join(rows)
