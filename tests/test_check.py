@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot import polling
 from bot.__main__ import serve
 from bot.app import BotApp, StartupError
 from bot.check import Level, report, run_check
@@ -319,6 +320,59 @@ async def test_the_emulator_answers_409_as_telegram_does(
         )
 
 
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 409 is tried again three times, as in production, only sooner."""
+    monkeypatch.setattr(polling, "RETRY_DELAYS", (0.05, 0.1, 0.15))
+
+
+def told_admin(telegram: TelegramServer, words: str) -> list[str]:
+    return [
+        p["text"]
+        for m, p in telegram.calls
+        if m == "sendmessage" and p["chat_id"] == str(ADMIN) and words in p["text"]
+    ]
+
+
+async def test_a_passing_409_is_polled_through(
+    make_settings: Callable[..., Settings],
+    telegram: TelegramServer,
+    user: BotUser,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    quick_retries: None,
+) -> None:
+    api = f"{telegram.url}/bot{telegram.token}"
+    app = BotApp(make_settings())
+    async with app:
+        await eventually(lambda: any(name == "getupdates" for name, _ in telegram.calls))
+        async with http.post(f"{api}/getUpdates", json={"timeout": 0}) as interloper:
+            assert interloper.status == 200  # `curl getUpdates` by hand: the bot's poll got 409
+        await eventually(lambda: any("polling again" in r.getMessage() for r in caplog.records))
+        await user.send("/start")
+        await user.wait_message("Catalog")  # still the one that answers
+        assert not app.failed.is_set()
+    assert told_admin(telegram, "stopped taking updates") == []
+
+
+async def test_a_webhook_set_elsewhere_stops_polling_and_is_named(
+    make_settings: Callable[..., Settings],
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+    quick_retries: None,
+) -> None:
+    api = f"{telegram.url}/bot{telegram.token}"
+    app = BotApp(make_settings())
+    async with app:
+        await eventually(lambda: any(name == "getupdates" for name, _ in telegram.calls))
+        await http.post(f"{api}/setWebhook", json={"url": "https://shop.example/hook"})
+        await asyncio.wait_for(app.failed.wait(), 10)
+        assert app.failure is not None
+        assert app.failure.startswith("a webhook is set for this BOT_TOKEN")
+        await eventually(lambda: told_admin(telegram, "a webhook is set for its token"))
+    assert told_admin(telegram, "another process uses the same bot token") == []
+
+
 async def test_a_second_poller_stops_the_first_which_says_so_once(
     make_settings: Callable[..., Settings],
     telegram: TelegramServer,
@@ -326,6 +380,7 @@ async def test_a_second_poller_stops_the_first_which_says_so_once(
     http: aiohttp.ClientSession,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    quick_retries: None,
 ) -> None:
     caplog.set_level(logging.INFO)
     stop = asyncio.Event()
@@ -348,6 +403,8 @@ async def test_a_second_poller_stops_the_first_which_says_so_once(
         assert second.bot_username == "checkout_demo_bot"
     said = [r for r in caplog.records if "another process polls" in r.getMessage()]
     assert [r.levelno for r in said] == [logging.ERROR]
+    retried = [r for r in caplog.records if "polling again" in r.getMessage()]
+    assert len(retried) >= 3  # the first tried three times before it gave up
     assert not [r for r in caplog.records if "Failed to fetch updates" in r.getMessage()]
 
 
