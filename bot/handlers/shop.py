@@ -400,6 +400,17 @@ async def choose_provider(
         await query.message.answer(text, reply_markup=provider_keyboard(choices))
 
 
+async def chosen_items(
+    product_id: str, catalog: Catalog, state: FSMContext
+) -> list[tuple[Product, int]]:
+    """What a choice pays for: the product of a "Buy now", else the cart; empty when that is
+    gone (the choice is out of date)."""
+    if product_id:
+        product = catalog.product(product_id)
+        return [(product, 1)] if product else []
+    return carts.lines(carts.read(await state.get_data()), catalog)
+
+
 async def pay_with(
     query: CallbackQuery,
     callback_data: PayWith,
@@ -407,11 +418,7 @@ async def pay_with(
     state: FSMContext,
     checkout: CheckoutService,
 ) -> None:
-    if callback_data.product:
-        product = catalog.product(callback_data.product)
-        items = [(product, 1)] if product else []
-    else:
-        items = carts.lines(carts.read(await state.get_data()), catalog)
+    items = await chosen_items(callback_data.product, catalog, state)
     if not items:
         await query.answer(
             _("This choice is out of date. Please start again from the catalog."), show_alert=True
