@@ -34,7 +34,7 @@ from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
 from bot.catalog import Catalog, load_catalog
-from bot.check import catalog_lines, errors, photo_lines, redis_problem
+from bot.check import catalog_lines, errors, merchant_lines, photo_lines, redis_problem
 from bot.config import Settings
 from bot.core import CheckoutService, CheckSchedule
 from bot.core.cards import CardService
@@ -42,7 +42,7 @@ from bot.handlers import get_routers
 from bot.handlers.fallback import on_error
 from bot.locale import SUPPORTED, LocaleMiddleware, build_i18n
 from bot.notify import Notifier, OutboxRenderer
-from bot.polling import PollConflict, tell_admins
+from bot.polling import PollConflict, conflict_reason, tell_admins
 from bot.reconcile import Reconciler
 from bot.telegram_payments import BotPayments
 from bot.web import WebServices, create_web_app
@@ -193,7 +193,11 @@ class BotApp:
         if not len(providers):
             raise StartupError(f"no payment provider is configured: set {setting_names()}")
         known = {*PROVIDERS, *providers.names()}
-        wrong = errors(catalog_lines(catalog, providers, known) + photo_lines(catalog))
+        wrong = errors(
+            catalog_lines(catalog, providers, known)
+            + photo_lines(catalog)
+            + merchant_lines(s, catalog)
+        )
         if wrong:  # a shop that cannot sell does not start (`python -m bot check` says the same)
             raise StartupError(*wrong)
 
@@ -225,7 +229,7 @@ class BotApp:
         notifier = Notifier(
             bot,
             storage,
-            OutboxRenderer(storage, i18n, checkout, s.default_locale, merchant_locale),
+            OutboxRenderer(storage, i18n, checkout, s.default_locale, merchant_locale, catalog),
             claim_for=timedelta(seconds=s.outbox_claim_seconds),
         )
         notifier_ref.append(notifier)
@@ -348,18 +352,20 @@ class BotApp:
             self._tasks.clear()
         await self._stack.aclose()
 
-    def _lost_polling(self, reason: str) -> None:
-        self._tasks.append(asyncio.create_task(self._stop_polling(reason), name="poll conflict"))
+    def _lost_polling(self, description: str) -> None:
+        self._tasks.append(
+            asyncio.create_task(self._stop_polling(description), name="poll conflict")
+        )
 
-    async def _stop_polling(self, reason: str) -> None:
-        """Another process takes this token's updates: stop polling (one bot answers), tell
-        the admins once, and let `run` exit."""
-        self.failure = reason
+    async def _stop_polling(self, description: str) -> None:
+        """Another process takes this token's updates (Telegram's `description` says how):
+        stop polling (one bot answers), tell the admins once, and let `run` exit."""
+        self.failure = conflict_reason(description)
         parts = self.parts
         if parts is not None:
             with contextlib.suppress(RuntimeError):
                 await parts.dp.stop_polling()
-            await tell_admins(parts.bot, parts.i18n, self.settings)
+            await tell_admins(parts.bot, parts.i18n, self.settings, description)
         self.failed.set()
 
     @staticmethod

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.catalog import Catalog, Product
-from bot.core import CartLine, Order
+from bot.core import CartLine, Order, OrderItem
 from money import Money
 
 MAX_QUANTITY = 99
@@ -134,8 +134,8 @@ class Refill:
     """An old order's items as a cart at today's catalog prices, and what changed since."""
 
     cart: Cart
-    changed: list[tuple[str, Money, Money]] = field(default_factory=list)  # name, old, new
-    gone: list[str] = field(default_factory=list)  # titles no longer sold (in its currency)
+    changed: list[tuple[Product, Money, Money]] = field(default_factory=list)  # old, new price
+    gone: list[OrderItem] = field(default_factory=list)  # no longer sold (in its currency)
 
 
 def refill(order: Order, catalog: Catalog) -> Refill:
@@ -147,13 +147,13 @@ def refill(order: Order, catalog: Catalog) -> Refill:
         product = catalog.product(item.sku)
         price = product.price_in(order.currency) if product else None
         if product is None or price is None:
-            found.gone.append(item.title)
+            found.gone.append(item)
             continue
         try:
             cart = set_quantity(cart, catalog, product.id, min(item.quantity, MAX_QUANTITY))
         except CartError:
-            found.gone.append(item.title)
+            found.gone.append(item)
             continue
         if price.amount != item.unit_amount:
-            found.changed.append((product.name, Money(item.unit_amount, order.currency), price))
+            found.changed.append((product, Money(item.unit_amount, order.currency), price))
     return Refill(cart, found.changed, found.gone)

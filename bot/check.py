@@ -247,6 +247,7 @@ async def run_check(env: Mapping[str, str] | None = None, **overrides: Any) -> l
     except CatalogError as exc:
         lines.append(error(str(exc)))
         catalog = None
+    lines += merchant_lines(settings, catalog)
     if catalog is not None:
         lines += await _catalog_checks(settings, catalog)
     lines.append(await database_line(settings.database_url))
@@ -262,9 +263,27 @@ def _who_is_told(settings: Settings) -> list[Line]:
     lines = [ok(f"telegram: {mode}")]
     if not settings.admin_ids:
         lines.append(note("ADMIN_IDS: empty, so nobody is told of reviews and provider problems"))
-    if settings.merchant_chat_id is None:
-        lines.append(note("MERCHANT_CHAT_ID: unset, so no chat hears of paid orders"))
     return lines
+
+
+def merchant_lines(settings: Settings, catalog: Catalog | None) -> list[Line]:
+    """MERCHANT_CHAT_ID may stay unset only while nothing needs it: a shipped product (nobody
+    would see what to ship, or where) or DAILY_REPORT_AT (the report has nowhere to go)."""
+    if settings.merchant_chat_id is not None:
+        return []
+    problems = []
+    shipped = [p.id for p in catalog.products if p.delivery] if catalog is not None else []
+    if shipped:
+        problems.append(
+            f"MERCHANT_CHAT_ID: unset, but {', '.join(repr(p) for p in shipped[:3])}"
+            f"{' and more' if len(shipped) > 3 else ''} need delivery: nobody would be told "
+            "what to ship, or where"
+        )
+    if settings.daily_report_at is not None:
+        problems.append("DAILY_REPORT_AT: set, but MERCHANT_CHAT_ID is unset: no chat to send to")
+    if problems:
+        return [error(problem) for problem in problems]
+    return [note("MERCHANT_CHAT_ID: unset, so no chat hears of paid orders")]
 
 
 async def _catalog_checks(settings: Settings, catalog: Catalog) -> list[Line]:

@@ -24,10 +24,10 @@ from bot.wiring import load_settings
 from sandbox import registry
 from sandbox.base import FakeServer
 from sandbox.botuser import BotUser, button_url, transcript
+from sandbox.telegram import MERCHANT_CHAT_ID
 
 DEMO_CATALOG = Path(__file__).parent / "demo_catalog.toml"
 CUSTOMER_ID = 1001
-MERCHANT_CHAT_ID = -1000001
 
 
 def sandbox_settings(

@@ -4,8 +4,10 @@ memory at a time, however many orders there are.
 One row per order. Amounts are decimal strings in major units with the currency in a column of
 its own; times are the merchant's (TIMEZONE), with their UTC offset. States and fulfilment stay
 the stored words (a spreadsheet filters on them), headers are English for the same reason.
-A cell that a spreadsheet would read as a formula (= + - @, a tab or a carriage return first)
-gets a leading quote, so an export never runs what a customer typed.
+A free-text cell (names, address, comment, tracking note, item titles) that a spreadsheet
+would read as a formula (= + - @, a tab or a carriage return first) gets a leading quote, so an
+export never runs what a customer typed. The phone is left as it is: it was checked to be '+'
+and digits when given, and a quote would spoil every one of them.
 """
 
 from __future__ import annotations
@@ -67,29 +69,28 @@ def items(order: Order) -> str:
 
 def row(order: Order, zone: ZoneInfo) -> list[str]:
     delivery = order.delivery
-    cells = [
+    return [
         str(order.id),
         when(order.created_at, zone),
         when(order.paid_at, zone),
         order.state.value,
         order.fulfilment.value,
-        order.tracking,
+        safe(order.tracking),
         order.provider,
         order.provider_payment_id or "",
         order.currency,
         amount(order.total),
         amount((order.paid or order.total) if order.paid_at else None),
         amount(order.refunded_so_far),
-        items(order),
+        safe(items(order)),
         str(order.user_id),
-        order.buyer.name,
-        order.buyer.username,
-        delivery.name if delivery else "",
-        delivery.phone if delivery else "",
-        delivery.address if delivery else "",
-        delivery.comment if delivery else "",
+        safe(order.buyer.name),
+        safe(order.buyer.username),
+        safe(delivery.name) if delivery else "",
+        delivery.phone if delivery else "",  # '+' and digits (bot/core/details.py)
+        safe(delivery.address) if delivery else "",
+        safe(delivery.comment) if delivery else "",
     ]
-    return [safe(cell) for cell in cells]
 
 
 async def write_csv(

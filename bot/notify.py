@@ -34,6 +34,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import report_texts, texts
+from bot.catalog import Catalog
 from bot.core import Audience, CheckoutService, Order, OutboxKind, OutboxMessage, ReceiptError
 from bot.keyboards import (
     AGAIN_STATES,
@@ -279,8 +280,10 @@ class OutboxRenderer:
         checkout: CheckoutService,
         default_locale: str,
         merchant_locale: str,
+        catalog: Catalog | None = None,
     ) -> None:
         self.storage = storage
+        self.catalog = catalog  # the customer's card names its items in their language
         self.i18n = i18n
         self.checkout = checkout
         self.default_locale = default_locale
@@ -338,7 +341,7 @@ class OutboxRenderer:
         """Paid: the order's card in the chat no longer invites to pay."""
         if kind is not OutboxKind.PAID or order.message_id is None:
             return None
-        return Edit(order.message_id, texts.order_card(order), order_keyboard(order))
+        return Edit(order.message_id, texts.order_card(order, self.catalog), order_keyboard(order))
 
     def _markup(
         self, kind: OutboxKind, order: Order, payload: dict[str, object]

@@ -14,7 +14,7 @@ from html import escape, unescape
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.catalog import Category, Product
+from bot.catalog import Catalog, Category, Product
 from bot.core import (
     FULFILLABLE,
     AmountLimit,
@@ -22,6 +22,7 @@ from bot.core import (
     Fulfilment,
     Money,
     Order,
+    OrderItem,
     OrderState,
     OutboxKind,
 )
@@ -152,10 +153,19 @@ def amount_limit(limit: AmountLimit, *, in_cart: bool = True) -> str:
     return _("{provider} takes at most {amount} per order.").format(**values)
 
 
-def order_lines(order: Order) -> str:
+def item_name(item: OrderItem, catalog: Catalog | None) -> str:
+    """An item as the customer reads it: its product's name in the current language while the
+    catalog has it, else the title kept with the order (the default name, which the merchant,
+    exports and providers see: they render without a catalog)."""
+    product = catalog.product(item.sku) if catalog is not None else None
+    return product.name_in(locale()) if product is not None else item.title
+
+
+def order_lines(order: Order, catalog: Catalog | None = None) -> str:
+    """`catalog`: for the customer, whose language names the items (see `item_name`)."""
     currency = order.currency
     lines = [
-        f"• {escape(item.title)} × {item.quantity} — "
+        f"• {escape(item_name(item, catalog))} × {item.quantity} — "
         f"{money(Money(item.unit_amount * item.quantity, currency))}"
         for item in order.items
     ]
@@ -163,11 +173,13 @@ def order_lines(order: Order) -> str:
     return "\n".join(lines)
 
 
-def order_card(order: Order, *, check_here: bool = False) -> str:
-    """`check_here`: the provider never tells us or sends the customer back (the Turkmen
-    ERP's banks), so the card says to press "Check payment" once paid."""
+def order_card(order: Order, catalog: Catalog | None, *, check_here: bool = False) -> str:
+    """An order's card: `catalog` for the customer's (items in their language), None for the
+    staff's. `check_here`: the provider never tells us or sends
+    the customer back (the Turkmen ERP's banks), so the card says to press "Check payment"
+    once paid."""
     head = _("Order #{id} — {state}").format(id=order.id, state=state_name(order.state))
-    text = f"<b>{head}</b>\n{order_lines(order)}"
+    text = f"<b>{head}</b>\n{order_lines(order, catalog)}"
     if order.state is S.AWAITING_PAYMENT and check_here:
         text += "\n\n" + _(
             "Press Pay to open the bank's page. The bank does not send you back here: when you"
@@ -193,9 +205,10 @@ def delivery(details: Delivery) -> str:
     return "\n".join(rows)
 
 
-def buyer(order: Order) -> str:
-    """Who placed the order: their Telegram name as a link to them, and @username when they
-    have one (an order from before names were kept shows the id only)."""
+def buyer_line(order: Order) -> str:
+    """Who placed the order, on a line of its own (the merchant's message, the staff's /order):
+    their Telegram name as a link to them, and @username when they have one (an order from
+    before names were kept shows the id only). A row of /orders uses `lookup.buyer_in_row`."""
     name = escape(order.buyer.name) or str(order.user_id)
     who = f'<a href="tg://user?id={order.user_id}">{name}</a>'
     if order.buyer.username:
@@ -203,12 +216,15 @@ def buyer(order: Order) -> str:
     return _("Buyer: {buyer} (id {user_id})").format(buyer=who, user_id=order.user_id)
 
 
-def receipt(order: Order, provider: str, zone: tzinfo | None = None) -> str:
+def receipt(
+    order: Order, provider: str, zone: tzinfo | None = None, catalog: Catalog | None = None
+) -> str:
     """`provider` is the adapter's display name; `zone` the merchant's (Settings.zone): the
-    paid-at time is shown on the shop's clock, the zone named."""
+    paid-at time is shown on the shop's clock, the zone named; `catalog` for the customer's
+    copy (the items in their language), none for the staff's."""
     rows = [
         "<b>" + _("Receipt for order #{id}").format(id=order.id) + "</b>",
-        order_lines(order),
+        order_lines(order, catalog),
         _("Paid with: {provider}").format(provider=escape(provider)),
         _("Payment id: {payment_id}").format(payment_id=escape(order.provider_payment_id or "-")),
         _("Paid at: {when}").format(when=format_when(order.paid_at, locale(), zone)),
@@ -261,7 +277,7 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
             provider=escape(provider),
             payment_id=escape(order.provider_payment_id or "-"),
         )
-        rows = [head, buyer(order), order_lines(order)]
+        rows = [head, buyer_line(order), order_lines(order)]
         if order.delivery is not None:
             rows += ["", delivery(order.delivery)]
         return "\n".join(rows)

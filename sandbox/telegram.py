@@ -56,6 +56,7 @@ class ApiError(Exception):
 
 # Telegram's length limits, counted on the text the user sees.
 TEXT_LIMIT = 4096
+MERCHANT_CHAT_ID = -1000001  # the merchant's group in `env()`: a chat like any other here
 CAPTION_LIMIT = 1024
 ANSWER_LIMIT = 200  # answerCallbackQuery's notification or alert
 
@@ -184,14 +185,21 @@ class TelegramServer(FakeServer):
         self.app.router.add_get("/sandbox/state", self._state)
 
     def env(self) -> dict[str, str]:
-        # the Bot API is the Stars provider: this emulator runs its payments too
-        return {"BOT_TOKEN": self.token, "TELEGRAM_API_URL": self.url, "STARS_ENABLED": "true"}
+        # the Bot API is the Stars provider: this emulator runs its payments too; a shop that
+        # ships things needs a merchant chat (bot check refuses without), a group kept here
+        return {
+            "BOT_TOKEN": self.token,
+            "TELEGRAM_API_URL": self.url,
+            "STARS_ENABLED": "true",
+            "MERCHANT_CHAT_ID": str(MERCHANT_CHAT_ID),
+        }
 
     def hints(self) -> list[str]:
         return [
             f"# act as a user:  curl -XPOST {self.url}/sandbox/users/1001/send "
             "-H 'content-type: application/json' -d '{\"text\": \"/start\"}'",
             f"# read the chat:  curl {self.url}/sandbox/chats/1001/messages",
+            f"# the merchant's: curl {self.url}/sandbox/chats/{MERCHANT_CHAT_ID}/messages",
             f"# press a button: curl -XPOST {self.url}/sandbox/users/1001/press "
             "-H 'content-type: application/json' "
             '-d \'{"message_id": <id>, "data": "<callback_data>"}\'',

@@ -1,6 +1,6 @@
 """Translated catalog fields: `name_<locale>`, `description_<locale>`, `title_<locale>`, checked
 like the default fields and shown in the customer's language, else the default; orders keep the
-default name."""
+default name, and the customer's copies of an order name the items in their language."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 
 from bot.app import BotApp
 from bot.catalog import CatalogError, load_catalog
-from sandbox.botuser import BotUser, buttons
+from sandbox.botuser import BotUser, button_url, buttons
 from sandbox.telegram import TelegramServer
+from tests.flows import browse
 
 CATALOG = """
 [[categories]]
@@ -132,3 +133,36 @@ async def test_a_customer_sees_their_language_and_the_default_elsewhere(
         await kazakh.press(text="Green tea")
         card = await kazakh.wait_message("Green tea")
         assert "From the hills." in card["text"]
+
+
+async def test_the_order_names_its_items_in_the_customers_language_to_the_customer_only(
+    make_settings, telegram: TelegramServer, redoya, merchant: BotUser, http, tmp_path: Path
+) -> None:
+    russian = BotUser(telegram.url, 2101, first_name="Оля", language_code="ru", session=http)
+    async with BotApp(make_settings(catalog_path=write(tmp_path, CATALOG))) as parts:
+        parts.notifier.per_chat_gap = parts.notifier.per_group_gap = 0.0
+
+        def ru(text: str) -> str:
+            return parts.i18n.gettext(text, locale="ru")
+
+        await russian.send("/start p_green")
+        await russian.wait_message("Зелёный чай")
+        await russian.press(text=ru("Buy now"))
+        card = await russian.wait_message(ru("Order #{id} — {state}").split("{")[0])
+        assert "• Зелёный чай × 1" in card["text"]
+        paying = {"url": button_url(card, ru("Pay")), "outcome": "paid"}
+        async with http.post(f"{redoya.url}/sandbox/pay", json=paying) as page:
+            await browse(http, (await page.json())["redirect"])
+        await russian.wait_message(
+            predicate=lambda m: any(b["text"] == ru("Receipt") for b in buttons(m))
+        )
+        await russian.press(text=ru("Receipt"))
+        receipt = await russian.wait_message(ru("Receipt for order #{id}").split("{")[0])
+        assert "• Зелёный чай × 1" in receipt["text"]
+        [edited] = [
+            m for m in await russian.bot_messages() if m["message_id"] == card["message_id"]
+        ]
+        assert ru("Pay") not in [b["text"] for b in buttons(edited)]  # the card, paid
+        assert "• Зелёный чай × 1" in edited["text"]
+        told = await merchant.wait_message("Order #1 paid")
+        assert "• Green tea × 1" in told["text"]  # the merchant reads the catalog's own name

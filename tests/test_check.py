@@ -10,12 +10,14 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from datetime import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from bot import polling
 from bot.__main__ import serve
 from bot.app import BotApp, StartupError
 from bot.check import Level, report, run_check
@@ -124,6 +126,8 @@ def closed_port() -> tuple[socket.socket, int]:
         "database",
         "redis",
         "token",
+        "nobody_ships",
+        "report_to_nobody",
     ],
 )
 async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_path: Path) -> None:
@@ -173,6 +177,16 @@ async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_p
         held, port = closed_port()
         env = {"REDIS_URL": f"redis://shop:redis-secret@127.0.0.1:{port}/2"}
         expected = f"REDIS_URL: cannot reach Redis at 127.0.0.1:{port}/2"
+    elif case == "nobody_ships":
+        env = {"MERCHANT_CHAT_ID": None}
+        expected = "MERCHANT_CHAT_ID: unset, but 'mortar', 'sand', 'samovar' need delivery"
+    elif case == "report_to_nobody":
+        env = {
+            "CATALOG_PATH": catalog(tmp_path, product("rug", "Rug", "50")),  # nothing shipped
+            "MERCHANT_CHAT_ID": None,
+            "DAILY_REPORT_AT": "08:00",
+        }
+        expected = "DAILY_REPORT_AT: set, but MERCHANT_CHAT_ID is unset: no chat to send to"
     else:
         env = {"BOT_TOKEN": "999:not-the-token"}
         expected = "Telegram refused BOT_TOKEN (401 Unauthorized)"
@@ -191,6 +205,8 @@ async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_p
         assert "note   product 'c': photo https://example.com/c.png (a URL, not checked)" in text
     if case == "half_credential":
         assert not any("PAYTURE_KEY" in line for line in wrong)  # the one that is set is fine
+    if case == "report_to_nobody":
+        assert wrong == [expected]  # nothing is shipped: only the report has nowhere to go
 
 
 def test_image_sizes_from_their_headers() -> None:
@@ -248,6 +264,27 @@ async def test_run_refuses_a_catalog_that_cannot_sell(
     ]
 
 
+async def test_run_refuses_a_shop_nobody_is_told_of(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    with pytest.raises(StartupError) as refused:
+        async with BotApp(make_settings(merchant_chat_id=None)):  # the demo catalog ships
+            pass
+    [problem] = refused.value.problems
+    assert problem.startswith(
+        "MERCHANT_CHAT_ID: unset, but 'mortar', 'sand', 'samovar' need delivery"
+    )
+    path = catalog(tmp_path, product("rug", "Rug", "50"))
+    with pytest.raises(StartupError) as refused:
+        async with BotApp(
+            make_settings(catalog_path=path, merchant_chat_id=None, daily_report_at=time(8))
+        ):
+            pass
+    assert refused.value.problems == [
+        "DAILY_REPORT_AT: set, but MERCHANT_CHAT_ID is unset: no chat to send to"
+    ]
+
+
 async def test_a_database_folder_that_does_not_exist_is_an_error(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
@@ -283,6 +320,59 @@ async def test_the_emulator_answers_409_as_telegram_does(
         )
 
 
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 409 is tried again three times, as in production, only sooner."""
+    monkeypatch.setattr(polling, "RETRY_DELAYS", (0.05, 0.1, 0.15))
+
+
+def told_admin(telegram: TelegramServer, words: str) -> list[str]:
+    return [
+        p["text"]
+        for m, p in telegram.calls
+        if m == "sendmessage" and p["chat_id"] == str(ADMIN) and words in p["text"]
+    ]
+
+
+async def test_a_passing_409_is_polled_through(
+    make_settings: Callable[..., Settings],
+    telegram: TelegramServer,
+    user: BotUser,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    quick_retries: None,
+) -> None:
+    api = f"{telegram.url}/bot{telegram.token}"
+    app = BotApp(make_settings())
+    async with app:
+        await eventually(lambda: any(name == "getupdates" for name, _ in telegram.calls))
+        async with http.post(f"{api}/getUpdates", json={"timeout": 0}) as interloper:
+            assert interloper.status == 200  # `curl getUpdates` by hand: the bot's poll got 409
+        await eventually(lambda: any("polling again" in r.getMessage() for r in caplog.records))
+        await user.send("/start")
+        await user.wait_message("Catalog")  # still the one that answers
+        assert not app.failed.is_set()
+    assert told_admin(telegram, "stopped taking updates") == []
+
+
+async def test_a_webhook_set_elsewhere_stops_polling_and_is_named(
+    make_settings: Callable[..., Settings],
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+    quick_retries: None,
+) -> None:
+    api = f"{telegram.url}/bot{telegram.token}"
+    app = BotApp(make_settings())
+    async with app:
+        await eventually(lambda: any(name == "getupdates" for name, _ in telegram.calls))
+        await http.post(f"{api}/setWebhook", json={"url": "https://shop.example/hook"})
+        await asyncio.wait_for(app.failed.wait(), 10)
+        assert app.failure is not None
+        assert app.failure.startswith("a webhook is set for this BOT_TOKEN")
+        await eventually(lambda: told_admin(telegram, "a webhook is set for its token"))
+    assert told_admin(telegram, "another process uses the same bot token") == []
+
+
 async def test_a_second_poller_stops_the_first_which_says_so_once(
     make_settings: Callable[..., Settings],
     telegram: TelegramServer,
@@ -290,6 +380,7 @@ async def test_a_second_poller_stops_the_first_which_says_so_once(
     http: aiohttp.ClientSession,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    quick_retries: None,
 ) -> None:
     caplog.set_level(logging.INFO)
     stop = asyncio.Event()
@@ -312,6 +403,8 @@ async def test_a_second_poller_stops_the_first_which_says_so_once(
         assert second.bot_username == "checkout_demo_bot"
     said = [r for r in caplog.records if "another process polls" in r.getMessage()]
     assert [r.levelno for r in said] == [logging.ERROR]
+    retried = [r for r in caplog.records if "polling again" in r.getMessage()]
+    assert len(retried) >= 3  # the first tried three times before it gave up
     assert not [r for r in caplog.records if "Failed to fetch updates" in r.getMessage()]
 
 

@@ -212,3 +212,36 @@ async def test_commands_leave_the_questions_and_no_order_goes_without_details(
         )
     assert refused.value.reason == "delivery_needed"
     assert await app.checkout.orders_of(CUSTOMER, limit=5) == []
+
+
+async def test_try_again_and_every_checkout_confirm_the_details(
+    app: Parts, user: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
+) -> None:
+    await buy_grinder(user)
+    await user.wait_message("the recipient's name")
+    for answer, next_question in [
+        ("Ada", "phone number"),
+        ("+905321234567", "delivery address"),
+        ("Moda Cd. 12, Istanbul", "comment for the courier"),
+    ]:
+        await user.send(answer)
+        await user.wait_message(next_question)
+    await user.press(text="Skip")
+    await user.wait_message("Is everything right?")
+    await user.press(text="Continue to payment")
+    card = await user.wait_message("Order #1")
+    # the payment button of that checkout, pressed again: the details are not taken unasked
+    answer = await user.press("w:redoya:mortar:0:TRY", message_id=card["message_id"], force=True)
+    assert answer is not None
+    assert "needs delivery details" in answer["text"]
+    await browse(http, await pay(http, redoya.url, card, "failed"))
+    failed = await user.wait_message("did not go through")
+    await user.press(text="Try again", message_id=failed["message_id"])
+    await user.wait_message("Order #1 again")
+    offer = await user.wait_message("same details as last time")  # asked, not reused silently
+    assert "Address: Moda Cd. 12, Istanbul" in offer["text"]
+    await user.press(text="Use these")
+    await user.wait_message("Order #2")
+    second = await app.checkout.order(2)
+    assert second is not None
+    assert second.delivery == Delivery("Ada", "+905321234567", "Moda Cd. 12, Istanbul")

@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from bot.app import BotApp, Parts
 from bot.core.serial import load_request
+from bot.handlers import numbers
+from bot.handlers.staff_filter import parse
+from bot.locale import build_i18n
 from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
@@ -16,6 +20,33 @@ from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import order_product, pay
 
 APOLOGY = "Something went wrong on our side"
+
+
+@pytest.mark.parametrize("word", ["", "²", "１２", "٥", "-3", "+3", "1.0", " 7", "1" * 19])
+def test_one_reading_of_the_staffs_numbers_refuses_odd_words(word: str) -> None:
+    assert numbers.number(word) is None
+    assert numbers.days(word) is None
+    assert numbers.order_id(word) is None or word.strip().isdigit()
+
+
+def test_the_staffs_numbers_are_read_the_same_by_every_command() -> None:
+    assert numbers.order_id("12 5.00") == 12  # /refund 12 5.00
+    assert numbers.order_id(None) is None
+    assert numbers.number("1" * 18) == int("1" * 18)
+    assert [numbers.days(w) for w in ("1", "36600", "36601", "0", "000001")] == [
+        1,
+        36600,
+        None,
+        None,
+        None,
+    ]
+    i18n = build_i18n()
+    with i18n.context(), i18n.use_locale("en"):
+        assert parse("7d 1001", {}).days == 7  # /orders reads days as /stats and /export do
+        assert parse("36600d", {}).days == numbers.MAX_DAYS
+        for odd in ("36601d", "0d", "０d", "0"):
+            with pytest.raises(ValueError, match=odd):
+                parse(odd, {})
 
 
 async def test_odd_numbers_in_chat_get_a_clear_answer(

@@ -26,23 +26,9 @@ from bot.core import (
     RefundError,
     RefundPlan,
 )
+from bot.handlers import numbers
 from bot.handlers.roles import IsAdmin, actor_of
 from bot.keyboards import RefundCb, UnexpectedCb, refund_keyboard
-
-ORDER_ID_DIGITS = 18  # beyond this it is no order id of ours (and would overflow SQLite)
-
-
-def _number(text: str, digits: int = ORDER_ID_DIGITS) -> int | None:
-    """A plain ASCII number of at most `digits` digits ('²' and '１' are not numbers here)."""
-    if not text or len(text) > digits or not text.isascii() or not text.isdigit():
-        return None
-    return int(text)
-
-
-def _order_id(command: CommandObject) -> int | None:
-    first = (command.args or "").split()[:1]
-    return _number(first[0]) if first else None
-
 
 AMOUNT = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
 
@@ -100,7 +86,7 @@ async def refund(message: Message, command: CommandObject, checkout: CheckoutSer
     """Asks first: the order, the customer, the amount and what is left, with one button that
     makes the refund (or, without a refund API, records the one made in the back office)."""
     parts = (command.args or "").split()
-    order_id = _order_id(command)
+    order_id = numbers.order_id(command.args)
     order = await checkout.order(order_id) if order_id else None
     if order is None:
         await message.answer(texts.escape(_("No such order. Usage: /refund <id> [amount]")))

@@ -1,6 +1,7 @@
 """ "Try again" on a failed, cancelled or expired order: the same items go back into the cart
 at today's catalog prices, and the customer goes on as from the cart's Checkout button (so
-every step of a checkout runs), told which prices changed and which products are gone."""
+every step of a checkout runs, the delivery questions included), told which prices changed
+and which products are gone."""
 
 from __future__ import annotations
 
@@ -13,20 +14,24 @@ from bot import cart as carts
 from bot import texts
 from bot.catalog import Catalog
 from bot.core import CheckoutService, Order
+from bot.handlers.delivery import begin
 from bot.handlers.shop import cart_checkout
 from bot.keyboards import AGAIN_STATES, OrderAction, OrderCb
 
 
-def summary(order: Order, refill: carts.Refill) -> str:
+def summary(order: Order, refill: carts.Refill, catalog: Catalog) -> str:
+    """What changed since the order, every product named in the customer's language."""
     rows = [_("Order #{id} again, at today's prices.").format(id=order.id)]
     rows += [
         _("{name}: the price changed, {old} → {new}").format(
-            name=texts.escape(name), old=texts.money(old), new=texts.money(new)
+            name=texts.escape(texts.product_name(product)),
+            old=texts.money(old),
+            new=texts.money(new),
         )
-        for name, old, new in refill.changed
+        for product, old, new in refill.changed
     ]
     if refill.gone:
-        names = ", ".join(texts.escape(t) for t in refill.gone)
+        names = ", ".join(texts.escape(texts.item_name(item, catalog)) for item in refill.gone)
         rows.append(_("No longer sold: {names}").format(names=names))
     return "\n".join(rows)
 
@@ -59,8 +64,11 @@ async def order_again(
         return
     await state.update_data(cart=refill.cart)
     if isinstance(query.message, Message):
-        await query.message.answer(summary(order, refill))
-    await cart_checkout(query, catalog, state, checkout)
+        await query.message.answer(summary(order, refill, catalog))
+    if carts.needs_delivery(carts.lines(refill.cart, catalog)):
+        await begin(query, "", state, checkout)  # the details asked (the last ones offered)
+    else:
+        await cart_checkout(query, catalog, state, checkout)
 
 
 def create_router() -> Router:

@@ -21,10 +21,10 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import cart as carts
 from bot import texts
-from bot.catalog import Catalog, Product
+from bot.catalog import Catalog
 from bot.core import CheckoutService, Delivery, details
 from bot.handlers.common import edit
-from bot.handlers.shop import choose_provider
+from bot.handlers.shop import choose_provider, chosen_items
 from bot.keyboards import (
     CartAction,
     CartCb,
@@ -258,12 +258,7 @@ async def pay(
     checkout: CheckoutService,
 ) -> None:
     """The details are right: keep them for this checkout and go on to the payment choice."""
-    items: list[tuple[Product, int]]
-    if product_id:
-        product = catalog.product(product_id)
-        items = [(product, 1)] if product else []
-    else:
-        items = carts.lines(carts.read(await state.get_data()), catalog)
+    items = await chosen_items(product_id, catalog, state)
     if not items:
         await query.answer(
             _("This choice is out of date. Please start again from the catalog."), show_alert=True
@@ -272,7 +267,7 @@ async def pay(
     await state.set_state(None)
     await state.update_data(delivery=details.to_dict(confirmed), delivery_editing=False)
     await edit(query, texts.delivery(confirmed))  # the buttons go; the details stay in view
-    await choose_provider(query, items, checkout, product_id=product_id, state=state)
+    await choose_provider(query, items, checkout, catalog, product_id=product_id, state=state)
 
 
 def create_router() -> Router:

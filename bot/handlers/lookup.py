@@ -17,6 +17,7 @@ from bot import texts
 from bot.config import Settings
 from bot.core import AuditEntry, CheckoutService, Order, OrderQuery, OrderState
 from bot.formatting import format_when, in_zone, zone_name
+from bot.handlers import numbers
 from bot.handlers.common import edit
 from bot.handlers.roles import IsStaff
 from bot.handlers.staff_filter import FilterError, OrdersFilter, filter_usage, parse
@@ -36,7 +37,6 @@ FIND_SHORTEST = 2  # characters; a bare number (an order id) may be shorter
 FIND_LONGEST = 64
 PHONE_CHARACTERS = frozenset("+0123456789 -()")
 PHONE_DIGITS = 7  # fewer digits with spaces ("12 13") are no phone: searched as typed
-ORDER_ID_DIGITS = 18  # beyond this it is no order id of ours (and would overflow SQLite)
 ADMIN_ONLY = ("refund", "reconcile")  # support is told so instead of getting silence
 REFUNDABLE = (OrderState.PAID, OrderState.PARTIALLY_REFUNDED)
 
@@ -67,8 +67,9 @@ async def admin_help(message: Message, settings: Settings) -> None:
 # --- one order ------------------------------------------------------------------------------
 
 
-def buyer(order: Order) -> str:
-    """'Ada @ada (1001)': what Telegram called them, and the id /orders takes."""
+def buyer_in_row(order: Order) -> str:
+    """'Ada @ada (1001)' in a row of /orders: plain and short (no link, no label), with the id
+    /orders takes; an order on its own names the buyer with `texts.buyer_line`."""
     named = " ".join(
         p for p in (order.buyer.name, order.buyer.username and "@" + order.buyer.username) if p
     )
@@ -89,13 +90,13 @@ def order_view(
     """The staff's view of an order; what only an admin may do is offered to admins only."""
     provider = texts.provider_name(checkout.display_name(order.provider))
     rows = [
-        texts.receipt(order, provider, zone) if order.paid_at else texts.order_card(order),
+        texts.receipt(order, provider, zone) if order.paid_at else texts.order_card(order, None),
     ]
     if order.delivery is not None and not order.paid_at:  # a receipt shows it already
         rows += ["", texts.delivery(order.delivery)]
     rows += [
         "",
-        texts.buyer(order),
+        texts.buyer_line(order),
         _("state: {state} · fulfilment: {fulfilment} · provider: {provider}").format(
             state=texts.state_name(order.state),
             fulfilment=texts.fulfilment_name(order.fulfilment),
@@ -110,18 +111,10 @@ def order_view(
     return "\n".join(rows)
 
 
-def _order_id(text: str) -> int | None:
-    """A plain ASCII number of at most 18 digits ('²' and '１' are no order ids)."""
-    if not text or len(text) > ORDER_ID_DIGITS or not text.isascii() or not text.isdigit():
-        return None
-    return int(text)
-
-
 async def order_lookup(
     message: Message, command: CommandObject, checkout: CheckoutService, settings: Settings
 ) -> None:
-    first = (command.args or "").split()[:1]
-    order_id = _order_id(first[0]) if first else None
+    order_id = numbers.order_id(command.args)
     order = await checkout.order(order_id) if order_id else None
     if order is None:
         await message.answer(texts.escape(_("No such order. Usage: /order <id>")))
@@ -159,7 +152,7 @@ def order_row(order: Order, checkout: CheckoutService, zone: tzinfo) -> str:
     when = format_when(order.created_at, texts.locale(), zone, named=False)
     provider = texts.escape(texts.provider_name(checkout.display_name(order.provider)))
     return (
-        f"#{order.id} · {when} · {buyer(order)} · {texts.money(order.total)} · "
+        f"#{order.id} · {when} · {buyer_in_row(order)} · {texts.money(order.total)} · "
         f"{texts.state_name(order.state)} · {texts.fulfilment_name(order.fulfilment)} · {provider}"
     )
 

@@ -9,6 +9,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
+from bot.catalog import Catalog
 from bot.config import Settings
 from bot.core import PAYABLE, CheckoutError, CheckoutService, Order, OrderState
 from bot.core.cards import CardError, CardService
@@ -74,7 +75,11 @@ async def own_order(query: CallbackQuery, order_id: int, checkout: CheckoutServi
 
 
 async def order_show(
-    query: CallbackQuery, callback_data: OrderCb, checkout: CheckoutService, settings: Settings
+    query: CallbackQuery,
+    callback_data: OrderCb,
+    checkout: CheckoutService,
+    settings: Settings,
+    catalog: Catalog,
 ) -> None:
     order = await own_order(query, callback_data.id, checkout)
     if order is None:
@@ -87,9 +92,9 @@ async def order_show(
     provider = texts.provider_name(checkout.display_name(order.provider))
     check_here = checkout.checked_by_hand(order)
     text = (
-        texts.receipt(order, provider, settings.zone)
+        texts.receipt(order, provider, settings.zone, catalog)
         if paid
-        else texts.order_card(order, check_here=check_here)
+        else texts.order_card(order, catalog, check_here=check_here)
     )
     if isinstance(query.message, Message):
         card = await query.message.answer(text, reply_markup=order_keyboard(order))
@@ -115,7 +120,7 @@ async def order_pay(
 
 
 async def order_check(
-    query: CallbackQuery, callback_data: OrderCb, checkout: CheckoutService
+    query: CallbackQuery, callback_data: OrderCb, checkout: CheckoutService, catalog: Catalog
 ) -> None:
     order = await own_order(query, callback_data.id, checkout)
     if order is None:
@@ -141,11 +146,13 @@ async def order_check(
     else:
         await query.answer(texts.state_name(order.state), show_alert=True)
     check_here = checkout.checked_by_hand(order)
-    await edit(query, texts.order_card(order, check_here=check_here), order_keyboard(order))
+    await edit(
+        query, texts.order_card(order, catalog, check_here=check_here), order_keyboard(order)
+    )
 
 
 async def order_cancel(
-    query: CallbackQuery, callback_data: OrderCb, checkout: CheckoutService
+    query: CallbackQuery, callback_data: OrderCb, checkout: CheckoutService, catalog: Catalog
 ) -> None:
     order = await own_order(query, callback_data.id, checkout)
     if order is None:
@@ -161,7 +168,7 @@ async def order_cancel(
     cancelled = await checkout.cancel(order.id, query.from_user.id)
     current = cancelled or await checkout.order_of(query.from_user.id, order.id) or order
     await query.answer(_("Order cancelled.") if cancelled else texts.state_name(current.state))
-    await edit(query, texts.order_card(current), order_keyboard(current))
+    await edit(query, texts.order_card(current, catalog), order_keyboard(current))
 
 
 async def order_save_card(

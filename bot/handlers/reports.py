@@ -18,20 +18,12 @@ from bot.chart import chart_png
 from bot.config import Settings
 from bot.core import CheckoutService
 from bot.export import write_csv
+from bot.handlers import numbers
 from bot.handlers.roles import IsStaff
 from bot.keyboards import StatsCb, stats_keyboard
 
 DEFAULT_DAYS = 30
-MAX_DAYS = 36_600  # a hundred years: more is no shop's history
 CHART_MAX_DAYS = 366  # a bar per day stays readable up to a year
-
-
-def days_arg(word: str) -> int | None:
-    """A plain ASCII number of days within 1..MAX_DAYS ('²', '１', '0', '-3' are not)."""
-    if not word.isascii() or not word.isdigit() or len(word) > 5:
-        return None
-    days = int(word)
-    return days if 1 <= days <= MAX_DAYS else None
 
 
 def stats_args(args: str | None) -> tuple[int, bool] | None:
@@ -43,7 +35,7 @@ def stats_args(args: str | None) -> tuple[int, bool] | None:
         words.pop()
     if not words:
         return DEFAULT_DAYS, chart
-    days = days_arg(words[0]) if len(words) == 1 else None
+    days = numbers.days(words[0]) if len(words) == 1 else None
     if days is None or (chart and days > CHART_MAX_DAYS):
         return None
     return days, chart
@@ -58,7 +50,7 @@ async def stats(
             _(
                 "Usage: /stats [days] [chart], days from 1 to {max}; a chart covers at most "
                 "{chart_max} days. For example: /stats 7 or /stats 30 chart"
-            ).format(max=MAX_DAYS, chart_max=CHART_MAX_DAYS)
+            ).format(max=numbers.MAX_DAYS, chart_max=CHART_MAX_DAYS)
         )
         return
     days, chart = parsed
@@ -120,11 +112,11 @@ async def export(
     when it is sent, or when anything fails); a progress message is edited while it is
     written."""
     word = (command.args or "").strip()
-    days = days_arg(word) if word else DEFAULT_DAYS
+    days = numbers.days(word) if word else DEFAULT_DAYS
     if days is None:
         await message.answer(
             _("Usage: /export [days], days from 1 to {max}. For example: /export 7").format(
-                max=MAX_DAYS
+                max=numbers.MAX_DAYS
             )
         )
         return

@@ -200,7 +200,9 @@ async def buy_now(
     if product is None:
         await query.answer(_("That product is no longer in the catalog."), show_alert=True)
         return
-    await choose_provider(query, [(product, 1)], checkout, product_id=product.id, state=state)
+    await choose_provider(
+        query, [(product, 1)], checkout, catalog, product_id=product.id, state=state
+    )
 
 
 # --- cart ---------------------------------------------------------------------------------
@@ -293,7 +295,7 @@ async def cart_checkout(
     if not items:
         await query.answer(_("Your cart is empty."), show_alert=True)
         return
-    await choose_provider(query, items, checkout, state=state)
+    await choose_provider(query, items, checkout, catalog, state=state)
 
 
 async def cart_quantity(
@@ -347,6 +349,7 @@ async def choose_provider(
     query: CallbackQuery,
     items: list[tuple[Product, int]],
     checkout: CheckoutService,
+    catalog: Catalog,
     *,
     product_id: str = "",
     state: FSMContext | None = None,
@@ -388,13 +391,24 @@ async def choose_provider(
         for label, data, total in offered
     ]
     if len(choices) == 1:
-        await place(query, choices[0][1], items, checkout, state)
+        await place(query, choices[0][1], items, checkout, catalog, state)
         return
     await query.answer()
     payable = [t for t in totals if any(total == t for _label, _data, total in offered)]
     text = texts.total(payable) + "\n" + _("How would you like to pay?")
     if isinstance(query.message, Message):
         await query.message.answer(text, reply_markup=provider_keyboard(choices))
+
+
+async def chosen_items(
+    product_id: str, catalog: Catalog, state: FSMContext
+) -> list[tuple[Product, int]]:
+    """What a choice pays for: the product of a "Buy now", else the cart; empty when that is
+    gone (the choice is out of date)."""
+    if product_id:
+        product = catalog.product(product_id)
+        return [(product, 1)] if product else []
+    return carts.lines(carts.read(await state.get_data()), catalog)
 
 
 async def pay_with(
@@ -404,17 +418,13 @@ async def pay_with(
     state: FSMContext,
     checkout: CheckoutService,
 ) -> None:
-    if callback_data.product:
-        product = catalog.product(callback_data.product)
-        items = [(product, 1)] if product else []
-    else:
-        items = carts.lines(carts.read(await state.get_data()), catalog)
+    items = await chosen_items(callback_data.product, catalog, state)
     if not items:
         await query.answer(
             _("This choice is out of date. Please start again from the catalog."), show_alert=True
         )
         return
-    await place(query, callback_data, items, checkout, state)
+    await place(query, callback_data, items, checkout, catalog, state)
 
 
 async def place(
@@ -422,6 +432,7 @@ async def place(
     choice: PayWith,
     items: list[tuple[Product, int]],
     checkout: CheckoutService,
+    catalog: Catalog,
     state: FSMContext | None = None,
 ) -> None:
     """Create the order, in the currency the choice names, and show it with its Pay button; a
@@ -452,14 +463,14 @@ async def place(
     except CheckoutError as exc:
         await query.answer(checkout_error(exc.reason, exc.refused)[:200], show_alert=True)
         return
-    if not choice.product and state is not None:
-        await state.update_data(cart={})
+    if state is not None:  # each checkout confirms its own details: none left for the next
+        await state.update_data(delivery=None, **({} if choice.product else {"cart": {}}))
     await query.answer()
     if checkout.pays_in_chat(order):
         return  # the invoice the provider sent is the order's card and its Pay button
     if isinstance(query.message, Message):
         card = await query.message.answer(
-            texts.order_card(order, check_here=checkout.checked_by_hand(order)),
+            texts.order_card(order, catalog, check_here=checkout.checked_by_hand(order)),
             reply_markup=order_keyboard(order),
         )
         await checkout.remember_card(order.id, card.message_id)

@@ -18,12 +18,11 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.core import OrderQuery, OrderState
+from bot.handlers import numbers
 from bot.keyboards import StaffOrdersCb
 
 STATES = list(OrderState)
 CODES = (string.digits + string.ascii_letters)[: len(STATES)]  # a state in a button: "2" = paid
-MAX_DAYS = 36_600
-USER_ID_DIGITS = 18
 LONGEST_NAME = 5  # words: "being checked by the shop"
 
 
@@ -58,7 +57,9 @@ class OrdersFilter:
     def from_page(cls, data: StaffOrdersCb) -> OrdersFilter:
         """A button's filter; a code nobody wrote (an edited payload) is dropped."""
         states = tuple(STATES[CODES.index(c)] for c in dict.fromkeys(data.states) if c in CODES)
-        return cls(states, data.provider, max(data.user, 0), min(max(data.days, 0), MAX_DAYS))
+        return cls(
+            states, data.provider, max(data.user, 0), min(max(data.days, 0), numbers.MAX_DAYS)
+        )
 
 
 def _norm(text: str) -> str:
@@ -120,13 +121,12 @@ def parse(args: str, providers: dict[str, str]) -> OrdersFilter:
 
 
 def _number(word: str) -> tuple[str, str]:
-    """'7d' -> days, '1001' -> a customer id; ASCII digits only ('７' is no number here)."""
-    digits, days = (word[:-1], True) if word[-1:] in ("d", "D") else (word, False)
-    if not digits.isascii() or not digits.isdigit() or len(digits) > USER_ID_DIGITS:
-        return "", ""
-    if days:
-        return ("days", digits) if 0 < int(digits) <= MAX_DAYS else ("", "")
-    return ("user", digits) if int(digits) > 0 else ("", "")
+    """'7d' -> days, '1001' -> a customer id (bot/handlers/numbers.py reads both numbers)."""
+    if word[-1:] in ("d", "D"):
+        days = numbers.days(word[:-1])
+        return ("days", str(days)) if days else ("", "")
+    user = numbers.number(word)
+    return ("user", str(user)) if user else ("", "")
 
 
 def filter_usage(providers: list[str]) -> str:
