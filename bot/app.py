@@ -263,7 +263,11 @@ class BotApp:
             TelegramWebhook(dp, bot, secret_token=secret).register(
                 app, path=f"/telegram/{_path_secret(secret)}"
             )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
+        # lingering_time=0: the unread rest of a refused body is not drained (aiohttp's drain
+        # logs a traceback on a body that cannot be decoded, a false gzip claim); we hang up
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=2, lingering_time=0
+        )
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         await web.SockSite(runner, sock).start()

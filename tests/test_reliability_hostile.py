@@ -65,3 +65,18 @@ async def test_a_webhook_body_that_is_no_update_is_a_400(webhook_app: Parts, no_
     ):
         assert await status_of(webhook_app, post(path, body, secret, kind)) == 400, body[:20]
     assert await status_of(webhook_app, post(path, b'{"update_id": 5}', secret, kind)) == 200
+
+
+async def test_a_body_with_a_false_content_encoding_is_a_400(app: Parts, no_tracebacks) -> None:
+    """Was a 500 with aiohttp's traceback (the body read raised), and the drain of the rest
+    logged another."""
+    claim, garbage = "Content-Encoding: deflate", b"\x1f\x8b\x08\x00garbage"
+    form = b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n"
+    for method, path, body in (
+        ("POST", "/pay/stars/" + "a" * 300, garbage),
+        ("GET", "/return/erp/" + "a" * 300, form),
+        ("POST", "/healthz", garbage * 10),
+    ):
+        status = await status_of(app, post(path, body, claim, method=method))
+        assert status in (200, 400, 404, 405), (path, status)
+    assert await status_of(app, post("/callbacks/payture", b"\x00garbage", claim)) == 400
