@@ -80,3 +80,9 @@ async def test_a_body_with_a_false_content_encoding_is_a_400(app: Parts, no_trac
         status = await status_of(app, post(path, body, claim, method=method))
         assert status in (200, 400, 404, 405), (path, status)
     assert await status_of(app, post("/callbacks/payture", b"\x00garbage", claim)) == 400
+
+
+async def test_a_callback_body_past_the_limit_is_a_413(app: Parts, no_tracebacks) -> None:
+    """Was a 503 (the provider's "try again", so it would send it again) with a traceback."""
+    big = b"Notification=EnginePaySuccess&x=" + b"9" * fuzz.TOO_BIG
+    assert await status_of(app, post("/callbacks/payture", big)) == 413
