@@ -86,3 +86,15 @@ async def test_a_callback_body_past_the_limit_is_a_413(app: Parts, no_tracebacks
     """Was a 503 (the provider's "try again", so it would send it again) with a traceback."""
     big = b"Notification=EnginePaySuccess&x=" + b"9" * fuzz.TOO_BIG
     assert await status_of(app, post("/callbacks/payture", big)) == 413
+
+
+async def test_a_request_aiohttp_cannot_parse_logs_one_line(
+    app: Parts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was an ERROR with a traceback for each (a header too long, two Content-Types)."""
+    caplog.set_level(logging.INFO)
+    for extra in ("X-Huge: " + "h" * 9000, "Content-Type: a/b\r\nContent-Type: c/d"):
+        assert await status_of(app, post("/callbacks/payture", b"", extra)) == 400
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == 2
+    assert all(r.levelno == logging.WARNING and not r.exc_info for r in records)
