@@ -8,10 +8,14 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
-from bench.reliability import fuzz
+from bench.reliability import chat_fuzz, fuzz
+from bench.reliability import secrets as secrets_scan
 from bot.app import BotApp, Parts
+from sandbox.telegram import TelegramServer
+from tests.conftest import ADMIN, MERCHANT_CHAT
 
 SECRET = "hook-secret-hostile-0123456789"
 
@@ -29,6 +33,7 @@ async def webhook_app(make_settings) -> AsyncIterator[Parts]:
         web_port=port,
         webhook_url=f"http://127.0.0.1:{port}",
         webhook_secret=SECRET,
+        support_ids=frozenset({chat_fuzz.SUPPORT}),
     )
     async with BotApp(settings) as parts:
         yield parts
@@ -98,3 +103,37 @@ async def test_a_request_aiohttp_cannot_parse_logs_one_line(
     records = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert len(records) == 2
     assert all(r.levelno == logging.WARNING and not r.exc_info for r in records)
+
+
+async def test_every_route_fuzzed_answers_no_5xx(webhook_app: Parts) -> None:
+    async with fuzz.capture_logs() as log:
+        report = await fuzz.fuzz(*address(webhook_app), 400, seed=7, log=log)
+    assert report.held, report.as_dict()
+    assert set(report.by_route) == {name for name, _ in fuzz.routes("")}
+    assert not [s for s in report.statuses if s >= 500]
+
+
+async def test_every_chat_handler_answers_random_input(
+    webhook_app: Parts, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    assert (ADMIN, MERCHANT_CHAT) == (chat_fuzz.ADMIN, chat_fuzz.MERCHANT_CHAT)
+    async with fuzz.capture_logs() as log:
+        report = await chat_fuzz.fuzz_chats(telegram.url, 15, seed=3, session=http)
+    report.bad_logs = list(log.bad)
+    assert report.held, report.as_dict()
+    assert sum(report.actions.values()) == 60
+
+
+async def test_no_secret_in_logs_rows_or_chats_with_credentials_refused() -> None:
+    scan = await secrets_scan.run(modes=("echo500",), quick=True)
+    assert scan.secrets >= 20
+    assert sum(scan.places.values()) > 100
+    assert not scan.found, scan.found
+
+
+def test_the_scan_finds_a_secret_where_there_is_one() -> None:
+    scan = secrets_scan.Scan()
+    scan.look(
+        "log", ["GET /x?password=p%40ss%2Fw", 'body {"k": "a\\"b"}'], {"A": "p@ss/w", "B": 'a"b'}
+    )
+    assert len(scan.found) == 2
