@@ -4,6 +4,7 @@ and the failures the fuzzer found, each pinned."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -70,6 +71,18 @@ async def test_a_webhook_body_that_is_no_update_is_a_400(webhook_app: Parts, no_
     ):
         assert await status_of(webhook_app, post(path, body, secret, kind)) == 400, body[:20]
     assert await status_of(webhook_app, post(path, b'{"update_id": 5}', secret, kind)) == 200
+
+
+async def test_a_webhook_update_with_an_id_past_64_bits_is_a_400(
+    webhook_app: Parts, no_tracebacks
+) -> None:
+    """Was a 200, then an OverflowError in a background task (the id cannot be stored)."""
+    user = {"id": 2**65, "is_bot": False, "first_name": "F"}
+    message = {"message_id": 1, "date": 0, "chat": {"id": 7, "type": "private"}, "from": user}
+    body = json.dumps({"update_id": 9, "message": {**message, "text": "/start"}}).encode()
+    secret = f"X-Telegram-Bot-Api-Secret-Token: {SECRET}"
+    answer = post(fuzz.webhook_path(SECRET), body, secret, "Content-Type: application/json")
+    assert await status_of(webhook_app, answer) == 400
 
 
 async def test_a_body_with_a_false_content_encoding_is_a_400(app: Parts, no_tracebacks) -> None:

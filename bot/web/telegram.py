@@ -19,10 +19,30 @@ from aiohttp import web
 log = logging.getLogger("bot.web")
 
 
+INT64 = range(-(2**63), 2**63)
+
+
+def fits_int64(value: object) -> bool:
+    """Every integer in a parsed JSON value is a signed 64-bit one (walked without recursion:
+    the value may be nested as deep as the parser allows)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and item not in INT64:
+            return False
+    return True
+
+
 class TelegramWebhook(SimpleRequestHandler):
     async def _handle_request_background(self, bot: Bot, request: web.Request) -> web.Response:
         try:
             raw = bot.session.json_loads(await request.read())
+            if not fits_int64(raw):  # Telegram's ids fit; a bigger one cannot be stored
+                raise ValueError("a number past 64 bits")
             update = Update.model_validate(raw, context={"bot": bot})
         except (ValueError, TypeError, RecursionError, web.RequestPayloadError) as exc:
             # pydantic's ValidationError and json's errors are ValueErrors
