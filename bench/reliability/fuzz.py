@@ -52,6 +52,8 @@ class Report:
     rss_kib: tuple[int, int] = (0, 0)
     traced_kib: tuple[int, int] = (0, 0)
     seconds: float = 0.0
+    grew: list[str] = field(default_factory=list)  # where traced memory grew most
+    log_records: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -65,6 +67,8 @@ class Report:
             "rss_kib_before_after": list(self.rss_kib),
             "traced_kib_before_after": list(self.traced_kib),
             "seconds": round(self.seconds, 1),
+            "grew_most": self.grew,
+            "log_records": self.log_records,
         }
 
     @property
@@ -254,16 +258,22 @@ async def send_raw(
 
 
 class Collector(logging.Handler):
-    """Every log record of every logger; the failing ones (a traceback, ERROR and above)."""
+    """Every log record of every logger (kept, unless `keep` is False: a long run counts
+    them, so the fuzzer's memory figure is the bot's); the failing ones (a traceback, ERROR
+    and above)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: bool = True) -> None:
         super().__init__(logging.DEBUG)
+        self.keep = keep
+        self.count = 0
         self.lines: list[str] = []
         self.bad: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         text = self.format(record)
-        self.lines.append(text)
+        self.count += 1
+        if self.keep:
+            self.lines.append(text)
         # aiohttp logs a request it cannot parse at DEBUG on purpose (the internet's noise);
         # the bot's log runs at INFO, so a traceback counts from INFO up
         if (record.exc_info and record.levelno >= logging.INFO) or record.levelno >= logging.ERROR:
@@ -272,8 +282,8 @@ class Collector(logging.Handler):
 
 
 @asynccontextmanager
-async def capture_logs() -> AsyncIterator[Collector]:
-    collector = Collector()
+async def capture_logs(*, keep: bool = True) -> AsyncIterator[Collector]:
+    collector = Collector(keep=keep)
     collector.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     level = root.level
@@ -358,6 +368,7 @@ async def fuzz(
     if await send_raw(host, port, health) != 200:
         report.health_failures += 1
     report.bad_logs = list(log.bad)
+    report.log_records = log.count
     return report
 
 
@@ -365,7 +376,7 @@ async def run(n: int, seed: int, database_url: str, port: int) -> Report:
     """A BotApp in webhook mode on the emulators, fuzzed; memory read before and after."""
     async with (
         emulators() as servers,
-        capture_logs() as log,
+        capture_logs(keep=False) as log,
         BotApp(webhook_settings(servers, database_url, port)) as parts,  # type: ignore[arg-type]
     ):
         host, bound = parts.web_url.removeprefix("http://").rsplit(":", 1)
@@ -374,12 +385,15 @@ async def run(n: int, seed: int, database_url: str, port: int) -> Report:
         await fuzz(host, int(bound), warm, seed + 1, log=log)  # caches, pools, first imports
         gc.collect()
         rss, traced = rss_kib(), tracemalloc.get_traced_memory()[0]
+        before = tracemalloc.take_snapshot()
         started = time.monotonic()
         report = await fuzz(host, int(bound), n, seed, log=log)
         report.seconds = time.monotonic() - started
         gc.collect()
         report.rss_kib = (rss, rss_kib())
         report.traced_kib = (traced // 1024, tracemalloc.get_traced_memory()[0] // 1024)
+        growth = tracemalloc.take_snapshot().compare_to(before, "lineno")
+        report.grew = [str(stat) for stat in growth[:5]]
         tracemalloc.stop()
     return report
 
