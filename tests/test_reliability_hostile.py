@@ -15,6 +15,7 @@ import pytest
 from bench.reliability import chat_fuzz, fuzz
 from bench.reliability import secrets as secrets_scan
 from bot.app import BotApp, Parts
+from sandbox.botuser import BotUser
 from sandbox.telegram import TelegramServer
 from tests.conftest import ADMIN, MERCHANT_CHAT
 
@@ -116,6 +117,18 @@ async def test_a_request_aiohttp_cannot_parse_logs_one_line(
     records = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert len(records) == 2
     assert all(r.levelno == logging.WARNING and not r.exc_info for r in records)
+
+
+async def test_a_forged_fulfilment_button_past_64_bits_gets_a_clear_answer(
+    app: Parts, telegram: TelegramServer, http: aiohttp.ClientSession, no_tracebacks
+) -> None:
+    """Was the generic apology and an OverflowError traceback (found by the chat fuzzer)."""
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    await admin.send("/help")
+    shown = await admin.wait_message()
+    for data in ("tn:99999999999999999999:1", "fu:99999999999999999999:shipped", "tn:-5:0"):
+        answer = await admin.press(data, message_id=shown["message_id"], force=True)
+        assert chat_fuzz.APOLOGY not in str(answer), (data, answer)
 
 
 async def test_every_route_fuzzed_answers_no_5xx(webhook_app: Parts) -> None:
