@@ -29,7 +29,6 @@ from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.types import BotCommand, User
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
@@ -46,6 +45,7 @@ from bot.polling import PollConflict, conflict_reason, tell_admins
 from bot.reconcile import Reconciler
 from bot.telegram_payments import BotPayments
 from bot.web import WebServices, create_web_app
+from bot.web.telegram import TelegramWebhook
 from bot.wiring import PROVIDERS, build_providers, setting_names
 from providers.base import Capability, Provider
 from providers.http import logging_hooks
@@ -264,10 +264,14 @@ class BotApp:
         if s.webhook_url:
             assert s.webhook_secret is not None
             secret = s.webhook_secret.get_secret_value()
-            SimpleRequestHandler(dp, bot, secret_token=secret).register(
+            TelegramWebhook(dp, bot, secret_token=secret).register(
                 app, path=f"/telegram/{_path_secret(secret)}"
             )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
+        # lingering_time=0: the unread rest of a refused body is not drained (aiohttp's drain
+        # logs a traceback on a body that cannot be decoded, a false gzip claim); we hang up
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=2, lingering_time=0
+        )
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         await web.SockSite(runner, sock).start()

@@ -40,6 +40,8 @@ class Fulfilling(CoreContext):
     async def may_fulfil(self, order_id: int, step: Fulfilment) -> Order:
         """The order, when the step may be taken now (asked before the tracking note is);
         FulfilmentError as `fulfil` would raise it."""
+        if not 0 < order_id < 2**63:  # a forged button: no order of ours, nor storable
+            raise FulfilmentError("no_order")
         order = await self.storage.get_order(order_id)
         if order is None:
             raise FulfilmentError("no_order")

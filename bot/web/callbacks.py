@@ -19,10 +19,9 @@ routes = web.RouteTableDef()
 async def provider_callback(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     provider = request.match_info["provider"]
+    inbound = await to_inbound(request)  # a body too big or unreadable is the sender's 4xx
     try:
-        ack, follow_up = await services.checkout.accept_callback(
-            provider, await to_inbound(request)
-        )
+        ack, follow_up = await services.checkout.accept_callback(provider, inbound)
     except BadCallback as exc:
         log.warning("callback refused: %s", exc)
         status = exc.http_status if exc.http_status and 400 <= exc.http_status < 500 else 400

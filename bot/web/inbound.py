@@ -8,7 +8,10 @@ from bot.core import Ack, InboundRequest
 
 
 async def to_inbound(request: web.Request) -> InboundRequest:
-    body = await request.read() if request.can_read_body else b""
+    try:
+        body = await request.read() if request.can_read_body else b""
+    except web.RequestPayloadError:  # a body that cannot be decoded (a false gzip claim)
+        raise web.HTTPBadRequest(text="unreadable body") from None
     return InboundRequest(
         method=request.method,
         path=request.path,
