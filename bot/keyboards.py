@@ -5,15 +5,21 @@ edited by a client fails to unpack and lands in the stale-button handler."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from pydantic import Field
 
 from bot import texts
 from bot.catalog import Catalog, Product
 from bot.core import PAYABLE, Fulfilment, Order, OrderState
+
+# Every number in a payload: an id, an amount or a page, as a database column holds it (a
+# client's edit past 64 bits would overflow SQLite and PostgreSQL: it unpacks to nothing).
+Num = Annotated[int, Field(ge=0, lt=2**63)]
 
 PAGE_SIZE = 6
 LANGUAGES = {
@@ -28,7 +34,7 @@ LANGUAGES = {
 
 class CatalogCb(CallbackData, prefix="c"):
     category: str  # "" = all products
-    page: int = 0
+    page: Num = 0
 
 
 class ProductAction(StrEnum):
@@ -64,7 +70,7 @@ class PayWith(CallbackData, prefix="w"):
 
     provider: str
     product: str = ""  # set for 'buy now'; empty for the cart
-    card: int = 0  # our saved-card id; 0 = a new card / the provider's own page
+    card: Num = 0  # our saved-card id; 0 = a new card / the provider's own page
     currency: str = ""  # the order's currency; "" (a button from before it): the first one
 
     @classmethod
@@ -100,22 +106,22 @@ class OrderAction(StrEnum):
 
 class OrderCb(CallbackData, prefix="o"):
     action: OrderAction
-    id: int
+    id: Num
 
 
 class CardCb(CallbackData, prefix="cd"):
     """Forget a saved card (our saved-card id)."""
 
-    id: int
+    id: Num
 
 
 class RefundCb(CallbackData, prefix="rf"):
     """An admin's confirmation of one refund: the amount and what was left when it was asked
     (a stale question is refused), and a nonce that makes one press one request."""
 
-    order: int
-    amount: int  # minor units
-    left: int
+    order: Num
+    amount: Num  # minor units
+    left: Num
     nonce: str
     manual: bool = False
 
@@ -123,7 +129,7 @@ class RefundCb(CallbackData, prefix="rf"):
 class UnexpectedCb(CallbackData, prefix="ux"):
     """An admin's one tap on a payment we did not expect (our row id)."""
 
-    id: int
+    id: Num
     manual: bool = False
 
 
@@ -131,7 +137,7 @@ class FulfilCb(CallbackData, prefix="fu"):
     """A merchant's fulfilment step on an order (the merchant chat, an admin's /order);
     `sure`: the second press of a step that asks first (Cancel)."""
 
-    order: int
+    order: Num
     step: Fulfilment
     sure: bool = False
 
@@ -140,17 +146,17 @@ class StepsCb(CallbackData, prefix="fs"):
     """No to a step's confirmation, or Cancel of the tracking question (`question`, which
     then ends): the message shows the order's steps again."""
 
-    order: int
-    question: int = 0
+    order: Num
+    question: Num = 0
 
 
 class NoTrackingCb(CallbackData, prefix="tn"):
     """Shipped without a tracking note; `shown` is the message whose step buttons to update,
     `question` the tracking question it ends (anyone in the merchant chat may press it)."""
 
-    order: int
-    shown: int = 0
-    question: int = 0
+    order: Num
+    shown: Num = 0
+    question: Num = 0
 
 
 class ReviewAction(StrEnum):
@@ -164,16 +170,16 @@ class ReviewCb(CallbackData, prefix="rv"):
     """A review action; `sure`: the second press of Accept or Mark failed (they ask first)."""
 
     action: ReviewAction
-    order: int
+    order: Num
     sure: bool = False
 
 
 class ReviewPage(CallbackData, prefix="rp"):
-    page: int
+    page: Num
 
 
 class OrdersPage(CallbackData, prefix="op"):
-    page: int
+    page: Num
 
 
 class LanguageCb(CallbackData, prefix="l"):
@@ -187,22 +193,22 @@ class StaffOrdersCb(CallbackData, prefix="so"):
 
     states: str = ""
     provider: str = ""
-    user: int = 0
-    days: int = 0
-    page: int = 0
+    user: Num = 0
+    days: Num = 0
+    page: Num = 0
 
 
 class StaffFindCb(CallbackData, prefix="sf"):
     """A page of /find: the searched text rides along when it fits (see `fits`)."""
 
     text: str
-    page: int = 0
+    page: Num = 0
 
 
 class StaffOrderCb(CallbackData, prefix="sv"):
     """Open an order's staff view (/order <id>)."""
 
-    id: int
+    id: Num
 
 
 def fits(data: CallbackData) -> bool:
@@ -531,7 +537,7 @@ def unexpected_keyboard(data: UnexpectedCb) -> InlineKeyboardMarkup:
 class StatsCb(CallbackData, prefix="sc"):
     """The chart of /stats: paid per day over its days."""
 
-    days: int
+    days: Num
 
 
 def stats_keyboard(days: int) -> InlineKeyboardMarkup:
