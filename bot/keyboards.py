@@ -19,7 +19,7 @@ from bot.core import PAYABLE, Fulfilment, Order, OrderState
 
 # Every number in a payload: an id, an amount or a page, as a database column holds it (a
 # client's edit past 64 bits would overflow SQLite and PostgreSQL: it unpacks to nothing).
-Num = Annotated[int, Field(ge=0, lt=2**63)]
+Num = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 
 PAGE_SIZE = 6
 LANGUAGES = {
