@@ -599,13 +599,16 @@ class PostgresStorage:
             "UPDATE outbox SET sent_at = $1 WHERE id = $2", datetime.now(UTC), message_id
         )
 
-    async def defer(self, message_id: int, until: datetime, error: str) -> None:
+    async def defer(
+        self, message_id: int, until: datetime, error: str, *, attempt: bool = True
+    ) -> None:
         await self._db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 "
+            "UPDATE outbox SET attempts = attempts + $4, next_attempt_at = $1, last_error = $2 "
             "WHERE id = $3",
             aware(until),
             error[:500],
             message_id,
+            int(attempt),
         )
 
     async def mark_failed(self, message_id: int, error: str) -> None:

@@ -3,12 +3,17 @@ provider outages, Telegram's 429 storms and outages, database faults."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from bench.reliability import faults
+from bot.app import BotApp
+from bot.notify import Notifier
+from sandbox.telegram import TelegramServer
+from storage.base import NewOutbox
+from tests.conftest import both_databases
 
 
 @pytest.fixture
@@ -49,3 +54,19 @@ async def test_telegram_429_storm_and_outage_lose_nothing_and_send_nothing_twice
     row = await faults.telegram_storm(servers, database_url, orders=3, storm=2.0, outage=1.0)
     assert (row.lost, row.doubled) == (0, 0), row
     assert row.note.startswith("0 calls"), row
+
+
+@both_databases
+async def test_a_429_is_no_attempt_so_a_long_storm_cannot_use_the_attempts_up(
+    make_settings: Any, telegram: TelegramServer
+) -> None:
+    """Telegram said when to come back: a 429 is no failed send. Counted as one, a storm of
+    MAX_ATTEMPTS refusals followed by a single 5xx gave the message up (lost)."""
+    async with BotApp(make_settings(), background=False) as app:
+        await app.storage.enqueue(None, NewOutbox("card_saved", 7101, {"card": "x"}))
+        telegram.fail_next("sendMessage", retry_after=1)
+        notifier = Notifier(app.bot, app.storage, app.notifier.render, per_chat_gap=0)
+        assert await notifier.flush() is False
+        (row,) = await app.storage.due_outbox(datetime.now(UTC) + timedelta(seconds=2))
+        assert row.attempts == 0
+        assert row.next_attempt_at >= datetime.now(UTC) + timedelta(seconds=0.5)
