@@ -3,7 +3,10 @@ provider outages, Telegram's 429 storms and outages, database faults."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +73,33 @@ async def test_a_429_is_no_attempt_so_a_long_storm_cannot_use_the_attempts_up(
         (row,) = await app.storage.due_outbox(datetime.now(UTC) + timedelta(seconds=2))
         assert row.attempts == 0
         assert row.next_attempt_at >= datetime.now(UTC) + timedelta(seconds=0.5)
+
+
+async def test_sqlite_locked_by_another_process_refuses_callbacks_and_loses_nothing(
+    servers: dict[str, Any], tmp_path: Path
+) -> None:
+    servers["ktwidget"].retry_scale = 0.01
+    row = await faults.sqlite_fault(servers, str(tmp_path), fault="locked", orders=1)
+    assert (row.lost, row.doubled) == (0, 0), row
+    assert "0 answered not ok" not in row.fault, row
+
+
+async def test_sqlite_disk_full_refuses_callbacks_and_writes_nothing_half(
+    servers: dict[str, Any], small_disk: Path
+) -> None:
+    servers["ktwidget"].retry_scale = 0.01
+    row = await faults.sqlite_fault(servers, str(small_disk), fault="full", orders=2)
+    assert (row.lost, row.doubled) == (0, 0), row
+    assert "0 answered not ok" not in row.fault, row
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs (the suite runs as root here), unmounted after."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

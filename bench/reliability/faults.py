@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sqlite3
 import tempfile
 import time
@@ -28,6 +29,7 @@ from bot.demo import sandbox_settings
 from money import Money
 from sandbox import registry
 from sandbox.base import FakeServer
+from sandbox.ktwidget import KtwidgetServer
 from sandbox.telegram import TelegramServer
 
 # provider -> a product it sells (demo catalog prices) for orders placed in the core
@@ -174,11 +176,10 @@ async def ktwidget_outage(
     ktwidget = servers["ktwidget"]
     port = free_port()
     s = settings(servers, database_url, web_port=port, sweep_every=3600)
-    line = CartLine("kazakh-tea", "Kazakh black tea", 1, Money(250000, "KZT"))
     async with BotApp(s, background=False) as app:
         placed = [
             await app.checkout.place_order(
-                user_id=71_000 + n, chat_id=71_000 + n, lines=[line], provider_name="ktwidget"
+                user_id=71_000 + n, chat_id=71_000 + n, lines=[KZT_TEA], provider_name="ktwidget"
             )
             for n in range(orders)
         ]
@@ -204,6 +205,90 @@ async def ktwidget_outage(
         lost,
         0,
     )
+
+
+KZT_TEA = CartLine("kazakh-tea", "Kazakh black tea", 1, Money(250000, "KZT"))
+
+
+async def sqlite_fault(
+    servers: Mapping[str, FakeServer], directory: str, *, fault: str, orders: int = 2
+) -> Row:
+    """KTWidget (the callback is the truth) posts its callbacks while the SQLite file is
+    locked by another process's BEGIN EXCLUSIVE (`fault="locked"`) or its file system is full
+    (`fault="full"`, `directory` a small tmpfs): no callback is answered ok, KTWidget retries,
+    and once the fault is gone every order ends paid with nothing half-written."""
+    ktwidget = servers["ktwidget"]
+    assert isinstance(ktwidget, KtwidgetServer)
+    path = f"{directory}/bot.db"
+    async with BotApp(settings(servers, f"sqlite:///{path}"), background=False) as app:
+        placed = [
+            await app.checkout.place_order(
+                user_id=73_000 + n, chat_id=73_000 + n, lines=[KZT_TEA], provider_name="ktwidget"
+            )
+            for n in range(orders)
+        ]
+        lock = sqlite3.connect(path, isolation_level=None, timeout=0)
+        filler = f"{directory}/filler"
+        if fault == "locked":
+            lock.execute("BEGIN EXCLUSIVE")
+        else:
+            fill(filler)
+        try:
+            async with aiohttp.ClientSession() as http:
+                for order in placed:
+                    async with http.post(
+                        f"{ktwidget.url}/sandbox/pay",
+                        json={"url": order.pay_url, "outcome": "completed"},
+                    ) as answer:
+                        assert answer.status == 200, await answer.text()
+            keys = [o.provider_payment_id or "" for o in placed]
+            await until(
+                lambda: all(
+                    any(d.http_status for d in ktwidget.deliveries.get(k, [])) for k in keys
+                )
+            )
+            refused = [d for k in keys for d in ktwidget.deliveries[k] if not d.accepted]
+            during = [await app.checkout.order(o.id) for o in placed]
+        finally:
+            if fault == "locked":
+                lock.execute("ROLLBACK")
+            else:
+                os.remove(filler)
+            lock.close()
+        await ktwidget.settle()
+        await app.reconciler.run_once()
+        states = [await app.checkout.order(o.id) for o in placed]
+        lost = sum(o is None or o.state is not OrderState.PAID for o in states)
+        accepted = sum(d.accepted for k in keys for d in ktwidget.deliveries[k])
+    wrong = consistent(path)
+    return Row(
+        f"sqlite {fault}",
+        f"{orders} KTWidget callbacks",
+        f"{'BEGIN EXCLUSIVE held' if fault == 'locked' else 'tmpfs full'}: "
+        f"{len(refused)} answered not ok",
+        lost + len(wrong),
+        max(0, accepted - orders),
+        "; ".join(wrong)
+        or f"states during the fault: {sorted({o.state.value for o in during if o})}",
+    )
+
+
+def fill(path: str) -> None:
+    """Take every free byte of the file system `path` is on."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+async def until(check: Any, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "the condition did not come true"
+        await asyncio.sleep(0.02)
 
 
 def free_port() -> int:
