@@ -70,7 +70,15 @@ EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 
 # What a broken connection or server raises; `ping` answers False on these.
-CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: a pooled connection the server closed under a query in flight
+# ("cannot switch to state ..."), as a restart of PostgreSQL does
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 def aware(moment: datetime | None) -> datetime | None:

@@ -3,12 +3,15 @@ provider outages, Telegram's 429 storms and outages, database faults."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bench.reliability import faults
@@ -16,7 +19,8 @@ from bot.app import BotApp
 from bot.notify import Notifier
 from sandbox.telegram import TelegramServer
 from storage.base import NewOutbox
-from tests.conftest import both_databases
+from storage.postgres import PostgresStorage
+from tests.conftest import TEST_POSTGRES_URL, both_databases
 
 
 @pytest.fixture
@@ -103,3 +107,69 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_postgres_restarted_mid_run_readyz_503_then_reconnects_and_loses_nothing(
+    servers: dict[str, Any], restarted_schema: str
+) -> None:
+    """Restarts the machine's cluster (the other tests' too: it takes about a second)."""
+    servers["ktwidget"].retry_scale = 0.01
+    row = await faults.postgres_restart(servers, restarted_schema, orders=2)
+    assert (row.lost, row.doubled) == (0, 0), row
+    assert "answers [200, 503] in" in row.note, row  # never a 500 with a traceback
+
+
+@pytest.fixture
+async def restarted_schema() -> AsyncIterator[str]:
+    """A fresh schema, dropped after over a new connection (the restart closed the old one)."""
+    schema = f"t_{secrets.token_hex(6)}"
+    server = await asyncpg.connect(TEST_POSTGRES_URL)
+    await server.execute(f"CREATE SCHEMA {schema}")
+    await server.close()
+    try:
+        yield f"{TEST_POSTGRES_URL}{'&' if '?' in TEST_POSTGRES_URL else '?'}search_path={schema}"
+    finally:
+        server = await asyncpg.connect(TEST_POSTGRES_URL)
+        await server.execute(f"DROP SCHEMA {schema} CASCADE")
+        await server.close()
+
+
+async def test_readyz_ping_says_not_ready_when_postgres_drops_the_connections(
+    postgres_url: str,
+) -> None:
+    """Seen in the restart: a ping on a connection the server just closed raised asyncpg's
+    InternalClientError ("cannot switch to state ..."), and /readyz answered 500 with a
+    traceback instead of 503. Here the server ends our backends (pg_terminate_backend) while
+    pings run: each ping answers True or False, never raises."""
+    storage = PostgresStorage(postgres_url)
+    await storage.open()
+    admin = await asyncpg.connect(TEST_POSTGRES_URL)
+    raised: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def pinger() -> None:
+        while not stop.is_set():
+            try:
+                await storage.ping()
+            except Exception as exc:
+                raised.append(exc)
+            await asyncio.sleep(0.005)
+
+    pingers = [asyncio.create_task(pinger()) for _ in range(8)]
+    try:
+        for _ in range(30):
+            for pid in own_backends(storage):  # only ours: other tests share the server
+                await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            await asyncio.sleep(0.03)
+    finally:
+        stop.set()
+        await asyncio.gather(*pingers)
+        await admin.close()
+        await storage.close()
+    assert raised == [], {type(e).__name__ for e in raised}
+
+
+def own_backends(storage: PostgresStorage) -> list[int]:
+    """The server pids of the storage's pooled connections (asyncpg's pool holds them)."""
+    holders = storage._pool._holders  # type: ignore[union-attr]  # noqa: SLF001
+    return [h._con.get_server_pid() for h in holders if h._con is not None]  # noqa: SLF001
