@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -270,6 +271,71 @@ async def sqlite_fault(
         max(0, accepted - orders),
         "; ".join(wrong)
         or f"states during the fault: {sorted({o.state.value for o in during if o})}",
+    )
+
+
+RESTART = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart"
+
+
+async def postgres_restart(
+    servers: Mapping[str, FakeServer], database_url: str, *, orders: int = 2
+) -> Row:
+    """The machine's PostgreSQL restarted while KTWidget callbacks come in: /readyz answers 503
+    meanwhile, the callbacks are answered not ok and retried, the bot reconnects by itself, and
+    every order (one paid before the restart too) ends paid."""
+    ktwidget = servers["ktwidget"]
+    assert isinstance(ktwidget, KtwidgetServer)
+    async with BotApp(settings(servers, database_url), background=False) as app:
+        placed = [
+            await app.checkout.place_order(
+                user_id=74_000 + n, chat_id=74_000 + n, lines=[KZT_TEA], provider_name="ktwidget"
+            )
+            for n in range(orders + 1)
+        ]
+        ready: list[int] = []
+        async with aiohttp.ClientSession() as http:
+
+            async def kt_pay(order: Order) -> None:
+                url = f"{ktwidget.url}/sandbox/pay"
+                body = {"url": order.pay_url, "outcome": "completed"}
+                async with http.post(url, json=body) as answer:
+                    assert answer.status == 200, await answer.text()
+
+            await kt_pay(placed[0])  # paid before the restart
+            await ktwidget.settle()
+
+            async def poll() -> None:
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(f"{app.web_url}/readyz") as answer:
+                            ready.append(answer.status)
+                    await asyncio.sleep(0.05)
+
+            poller = asyncio.create_task(poll())
+            restart = await asyncio.create_subprocess_shell(
+                RESTART, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            )
+            await until(lambda: 503 in ready, within=20)
+            for order in placed[1:]:
+                await kt_pay(order)
+            _, err = await restart.communicate()
+            assert restart.returncode == 0, err.decode()
+            await until(lambda: ready[-1] == 200, within=30)
+            poller.cancel()
+            await ktwidget.settle()
+        await app.reconciler.run_once()
+        states = [await app.checkout.order(o.id) for o in placed]
+        lost = sum(o is None or o.state is not OrderState.PAID for o in states)
+        keys = [o.provider_payment_id or "" for o in placed]
+        refused = sum(not d.accepted for k in keys for d in ktwidget.deliveries[k])
+        accepted = sum(d.accepted for k in keys for d in ktwidget.deliveries[k])
+    return Row(
+        "postgres restart",
+        f"{orders + 1} KTWidget orders (1 paid before)",
+        f"cluster restarted: /readyz 503 x{ready.count(503)}, {refused} callbacks not ok",
+        lost,
+        max(0, accepted - len(placed)),
+        f"/readyz answers {sorted(set(ready))} in {len(ready)} probes, 200 again after",
     )
 
 
