@@ -14,15 +14,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
+import shutil
 import sqlite3
+import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from bot.app import BotApp, Parts
 from bot.core import CartLine, CheckSchedule, Order, OrderState
@@ -54,7 +58,8 @@ class Row:
     note: str = ""
 
     def line(self) -> str:
-        return f"| {self.scenario} | {self.held} | {self.fault} | {self.lost} | {self.doubled} | {self.note} |"
+        cells = (self.scenario, self.held, self.fault, self.lost, self.doubled, self.note)
+        return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def checks_within(schedule: CheckSchedule, window: timedelta) -> int:
@@ -106,7 +111,7 @@ async def provider_outage(
     while its customers pay; then it is back. Each order must end paid within one check
     interval (schedule.longest) after, and the calls made meanwhile stay within the schedule."""
     step = 5.0  # SWEEP_EVERY
-    extra = {"sweep_every": 3600, "http_timeout": 0.5} if timeout else {"sweep_every": 3600}
+    extra = {"sweep_every": 3600, "http_timeout": 0.2} if timeout else {"sweep_every": 3600}
     async with BotApp(settings(servers, database_url, **extra), background=False) as app:
         schedule = app.checkout.schedule
         orders: dict[str, list[Order]] = {p: [] for p in PRODUCTS}
@@ -119,15 +124,19 @@ async def provider_outage(
         for emulator in emulators.values():
             emulator.down_calls = 0
             if timeout:
-                emulator.down_delay = 1.0
+                emulator.down_delay = 0.4  # past our HTTP timeout
             else:
                 emulator.down_status = 503
         start = datetime.now(UTC)
         now = start
 
-        async def sweep_until(end: datetime) -> None:
+        async def all_paid() -> bool:
+            found = [await app.checkout.order(o.id) for p in orders.values() for o in p]
+            return all(o is not None and o.state is OrderState.PAID for o in found)
+
+        async def sweep_until(end: datetime, *, until_paid: bool = False) -> None:
             nonlocal now
-            while now < end:
+            while now < end and not (until_paid and await all_paid()):
                 if real_time:
                     await asyncio.sleep(step)
                     now = datetime.now(UTC)
@@ -146,7 +155,8 @@ async def provider_outage(
                 for emulator in emulators.values():
                     emulator.down_status, emulator.down_delay = None, 0.0
             back = now
-            await sweep_until(back + schedule.longest)
+            await sweep_until(back + schedule.longest, until_paid=True)
+            recovered = now - back
         rows = []
         bound = checks_within(schedule, outage) * per_provider
         for provider, placed in orders.items():
@@ -163,7 +173,7 @@ async def provider_outage(
                     lost,
                     0,
                     f"{calls[provider]} calls (bound {allowed}{'' if held else ' EXCEEDED'});"
-                    f" paid within {schedule.longest} after",
+                    f" all paid {recovered} after it was back",
                 )
             )
         return rows
@@ -339,6 +349,19 @@ async def postgres_restart(
     )
 
 
+@contextlib.contextmanager
+def small_disk(path: str, size: str = "4m") -> Iterator[str]:
+    """A small tmpfs mounted at `path` (needs root), unmounted after: a disk that fills."""
+    os.makedirs(path, exist_ok=True)
+    mount = [shutil.which("mount") or "/bin/mount", "-t", "tmpfs", "-o", f"size={size}"]
+    subprocess.run([*mount, "tmpfs", path], check=True)  # noqa: S603 - fixed arguments
+    try:
+        yield path
+    finally:
+        umount = shutil.which("umount") or "/bin/umount"
+        subprocess.run([umount, "-l", path], check=False)  # noqa: S603 - fixed arguments
+
+
 def fill(path: str) -> None:
     """Take every free byte of the file system `path` is on."""
     with open(path, "wb") as f:
@@ -391,7 +414,7 @@ async def telegram_storm(
         await asyncio.sleep(outage)
         telegram.refuse("sendMessage", 0)
         expected = 2 * orders  # the customer's paid message and the merchant's
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30 + 4 * orders  # the merchant chat: 1 per 3 s
         while time.monotonic() < deadline:
             sent = [t for t in telegram.timeline if t[1] == "sendmessage" and not t[3]]
             if len(sent) >= expected:
@@ -455,3 +478,95 @@ def consistent(path: str) -> list[str]:
         return wrong
     finally:
         db.close()
+
+
+HEADER = "| measurement | held | fault | lost | doubled | note |\n|---|---|---|---|---|---|"
+
+
+async def fresh_schema(url: str) -> str:
+    schema = f"bench_{secrets.token_hex(4)}"
+    server = await asyncpg.connect(url)
+    await server.execute(f"CREATE SCHEMA {schema}")
+    await server.close()
+    return schema
+
+
+async def run(full: bool, postgres: str | None) -> list[Row]:
+    """Every scenario once: the suite's sizes on a compressed clock, or (`full`) the real
+    sizes with the provider outage held 10 minutes of real time."""
+    servers = await registry.start_all()
+    telegram, ktwidget = servers["telegram"], servers["ktwidget"]
+    assert isinstance(telegram, TelegramServer)
+    assert isinstance(ktwidget, KtwidgetServer)
+    ktwidget.retry_scale = 0.01  # KTWidget's 15 s .. 60 min retries, a hundred times faster
+    n = 20 if full else 2
+    rows: list[Row] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += await provider_outage(
+                servers, f"sqlite:///{tmp}/a.db", per_provider=n, real_time=full
+            )
+            rows += await provider_outage(
+                servers, f"sqlite:///{tmp}/b.db", per_provider=n, timeout=True
+            )
+            rows.append(
+                await ktwidget_outage(
+                    servers, f"sqlite:///{tmp}/c.db", orders=n, down=5.0 if full else 0.5
+                )
+            )
+            rows.append(
+                await telegram_storm(
+                    servers,
+                    f"sqlite:///{tmp}/d.db",
+                    orders=50 if full else 2,
+                    storm=10.0 if full else 2.0,
+                    outage=5.0 if full else 1.0,
+                )
+            )
+            os.mkdir(f"{tmp}/locked")
+            rows.append(
+                await sqlite_fault(
+                    servers, f"{tmp}/locked", fault="locked", orders=3 if full else 1
+                )
+            )
+            with small_disk(f"{tmp}/disk") as disk:
+                rows.append(await sqlite_fault(servers, disk, fault="full", orders=n))
+        if postgres:  # None: the cluster is shared and not to be restarted now
+            schema = await fresh_schema(postgres)
+            try:
+                joiner = "&" if "?" in postgres else "?"
+                url = f"{postgres}{joiner}search_path={schema}"
+                rows.append(await postgres_restart(servers, url, orders=n))
+            finally:
+                server = await asyncpg.connect(postgres)
+                await server.execute(f"DROP SCHEMA {schema} CASCADE")
+                await server.close()
+    finally:
+        await registry.stop_all(servers)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="real sizes, a real 10 min outage")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="the machine's PostgreSQL (its cluster is restarted once)",
+    )
+    parser.add_argument("--no-restart", action="store_true", help="leave PostgreSQL alone")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.CRITICAL)  # the faults log their errors by design
+    started = datetime.now(UTC)
+    rows = asyncio.run(run(args.full, None if args.no_restart else args.postgres))
+    print(
+        f"faults ({'full' if args.full else 'small'}), {started:%Y-%m-%d %H:%M} UTC, "
+        f"{(datetime.now(UTC) - started).total_seconds():.0f} s"
+    )
+    print(HEADER)
+    for row in rows:
+        print(row.line())
+
+
+if __name__ == "__main__":
+    main()
