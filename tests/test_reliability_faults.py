@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bench.reliability import faults
+from bench.reliability import faults, faults_db
 from bot.app import BotApp
 from bot.notify import Notifier
 from sandbox.telegram import TelegramServer
@@ -86,7 +86,7 @@ async def test_sqlite_locked_by_another_process_refuses_callbacks_and_loses_noth
     servers: dict[str, Any], tmp_path: Path
 ) -> None:
     servers["ktwidget"].retry_scale = 0.01
-    row = await faults.sqlite_fault(servers, str(tmp_path), fault="locked", orders=1)
+    row = await faults_db.sqlite_fault(servers, str(tmp_path), fault="locked", orders=1)
     assert (row.lost, row.doubled) == (0, 0), row
     assert "0 answered not ok" not in row.fault, row
 
@@ -95,7 +95,7 @@ async def test_sqlite_disk_full_refuses_callbacks_and_writes_nothing_half(
     servers: dict[str, Any], small_disk: Path
 ) -> None:
     servers["ktwidget"].retry_scale = 0.01
-    row = await faults.sqlite_fault(servers, str(small_disk), fault="full", orders=2)
+    row = await faults_db.sqlite_fault(servers, str(small_disk), fault="full", orders=2)
     assert (row.lost, row.doubled) == (0, 0), row
     assert "0 answered not ok" not in row.fault, row
 
@@ -103,7 +103,7 @@ async def test_sqlite_disk_full_refuses_callbacks_and_writes_nothing_half(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MB tmpfs (the suite runs as root here), unmounted after."""
-    with faults.small_disk(str(tmp_path / "disk")) as path:
+    with faults_db.small_disk(str(tmp_path / "disk")) as path:
         yield Path(path)
 
 
@@ -112,7 +112,7 @@ async def test_postgres_restarted_mid_run_readyz_503_then_reconnects_and_loses_n
 ) -> None:
     """Restarts the machine's cluster (the other tests' too: it takes about a second)."""
     servers["ktwidget"].retry_scale = 0.01
-    row = await faults.postgres_restart(servers, restarted_schema, orders=2)
+    row = await faults_db.postgres_restart(servers, restarted_schema, orders=2)
     assert (row.lost, row.doubled) == (0, 0), row
     assert "answers [200, 503] in" in row.note, row  # never a 500 with a traceback
 
