@@ -221,7 +221,7 @@ class Notifier:
                 )
         except TelegramRetryAfter as exc:
             self._paused_until = time.monotonic() + exc.retry_after
-            await self._defer(message, exc.retry_after, "429 retry after")
+            await self._defer(message, exc.retry_after, "429 retry after", attempt=False)
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
             # the user blocked the bot or the chat is gone: retrying will not help
             log.warning("outbox %s to chat %s failed: %s", message.id, message.chat_id, exc)
@@ -264,9 +264,11 @@ class Notifier:
         except (TelegramBadRequest, TelegramForbiddenError, TelegramNetworkError) as exc:
             log.info("editing message %s in chat %s: %s", edit.message_id, chat_id, exc)
 
-    async def _defer(self, message: OutboxMessage, seconds: float, why: str) -> None:
+    async def _defer(
+        self, message: OutboxMessage, seconds: float, why: str, *, attempt: bool = True
+    ) -> None:
         until = datetime.now(UTC) + timedelta(seconds=seconds)
-        await self.storage.defer(message.id, until, why)
+        await self.storage.defer(message.id, until, why, attempt=attempt)
 
 
 class OutboxRenderer:

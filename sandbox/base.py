@@ -8,7 +8,9 @@ session starts each emulator once. `sandbox/registry.py` lists them."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -22,12 +24,31 @@ class FakeServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port
-        self.app = web.Application(client_max_size=4 * 1024 * 1024)
+        self.app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[self._outage])
+        # an outage of the whole API (never /sandbox/*): every request answers `down_status`,
+        # or hangs `down_delay` seconds first; `down_calls` counts what arrived meanwhile
+        self.down_status: int | None = None
+        self.down_delay = 0.0
+        self.down_calls = 0
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.app.router.add_post("/sandbox/reset", self._reset)
         if self.knobs:
             self.app.router.add_post("/sandbox/scenario", self._scenario)
+
+    @web.middleware
+    async def _outage(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        down = self.down_status is not None or self.down_delay > 0
+        if not down or request.path.startswith("/sandbox/"):
+            return await handler(request)
+        self.down_calls += 1
+        if self.down_delay:
+            await asyncio.sleep(self.down_delay)
+        if self.down_status is not None:
+            return web.Response(status=self.down_status, text="Service Unavailable")
+        return await handler(request)
 
     def env(self) -> dict[str, str]:
         """The `.env` lines (names as in .env.example) that point a bot at this running server."""

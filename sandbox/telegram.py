@@ -233,6 +233,9 @@ class TelegramServer(FakeServer):
         self.answers: dict[int, list[Json]] = {}
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._failures: dict[str, list[ApiError]] = {}
+        self._refusing: dict[str, ApiError] = {}
+        # every Bot API call: (time.monotonic(), method, chat_id, error code or 0, retry_after)
+        self.timeline: list[tuple[float, str, object, int, int | None]] = []
         self._changed = asyncio.Event()
         self.calls.clear()
         self._hang_on: str | None = None
@@ -274,6 +277,17 @@ class TelegramServer(FakeServer):
         error = ApiError(error_code, description, retry_after if error_code == 429 else None)
         self._failures[method.lower()] = [error] * times
 
+    def refuse(self, method: str, error_code: int = 429, *, retry_after: int | None = 1) -> None:
+        """Every call of `method` fails until `refuse(method, 0)`: an outage (5xx) or a
+        429 storm, each refusal with its `retry_after` noted in `timeline`."""
+        if not error_code:
+            self._refusing.pop(method.lower(), None)
+            return
+        description = "Too Many Requests" if error_code == 429 else "Internal Server Error"
+        self._refusing[method.lower()] = ApiError(
+            error_code, description, retry_after if error_code == 429 else None
+        )
+
     # --- the Bot API --------------------------------------------------------------------
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -284,8 +298,13 @@ class TelegramServer(FakeServer):
             params = await _params(request)
             self.calls.append((method, params))
             failures = self._failures.get(method)
-            if failures:
-                raise failures.pop()
+            refusal = failures.pop() if failures else self._refusing.get(method)
+            code, retry_after = (refusal.code, refusal.retry_after) if refusal else (0, None)
+            self.timeline.append(
+                (time.monotonic(), method, params.get("chat_id"), code, retry_after)
+            )
+            if refusal:
+                raise refusal
             handler = self._methods().get(method)
             if handler is None:
                 raise ApiError(404, "Not Found")

@@ -513,7 +513,11 @@ class Storage(Protocol):
 
     async def mark_sent(self, message_id: int) -> None: ...
 
-    async def defer(self, message_id: int, until: datetime, error: str) -> None: ...
+    async def defer(
+        self, message_id: int, until: datetime, error: str, *, attempt: bool = True
+    ) -> None:
+        """Try again at `until`; `attempt=False` when the send did not fail (a 429 said when
+        to come back), so the row's attempts stay for real failures."""
 
     async def mark_failed(self, message_id: int, error: str) -> None:
         """Telegram will never take this message (bot blocked, chat gone, retries spent): keep

@@ -70,7 +70,15 @@ EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 
 # What a broken connection or server raises; `ping` answers False on these.
-CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: a pooled connection the server closed under a query in flight
+# ("cannot switch to state ..."), as a restart of PostgreSQL does
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 def aware(moment: datetime | None) -> datetime | None:
@@ -601,13 +609,16 @@ class PostgresStorage:
             "UPDATE outbox SET sent_at = $1 WHERE id = $2", datetime.now(UTC), message_id
         )
 
-    async def defer(self, message_id: int, until: datetime, error: str) -> None:
+    async def defer(
+        self, message_id: int, until: datetime, error: str, *, attempt: bool = True
+    ) -> None:
         await self._db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 "
+            "UPDATE outbox SET attempts = attempts + $4, next_attempt_at = $1, last_error = $2 "
             "WHERE id = $3",
             aware(until),
             error[:500],
             message_id,
+            int(attempt),
         )
 
     async def mark_failed(self, message_id: int, error: str) -> None:

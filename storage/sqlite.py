@@ -633,12 +633,14 @@ class SQLiteStorage:
         async with self._tx(urgent=True) as db:
             await db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (now_ts(), message_id))
 
-    async def defer(self, message_id: int, until: datetime, error: str) -> None:
+    async def defer(
+        self, message_id: int, until: datetime, error: str, *, attempt: bool = True
+    ) -> None:
         async with self._tx() as db:
             await db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+                "UPDATE outbox SET attempts = attempts + ?, next_attempt_at = ?, last_error = ? "
                 "WHERE id = ?",
-                (ts(until), error[:500], message_id),
+                (int(attempt), ts(until), error[:500], message_id),
             )
 
     async def mark_failed(self, message_id: int, error: str) -> None:
