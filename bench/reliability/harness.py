@@ -321,6 +321,7 @@ class Count:
     unsent_outbox: int = 0
     stuck: int = 0  # orders left in created or refund_pending
     states: Counter[str] = field(default_factory=Counter)
+    wrong: dict[int, list[tuple]] = field(default_factory=dict)  # audit trails of the misses
 
     def lost(self, shop: Shop) -> int:
         return sum(
@@ -340,27 +341,40 @@ async def rows(database_url: str, sql: str) -> list[tuple]:
         with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as db:
             return db.execute(sql).fetchall()
     base, _, schema = database_url.partition("?search_path=")
-    conn = await asyncpg.connect(base, server_settings={"search_path": schema} if schema else {})
-    try:
-        return [tuple(r) for r in await conn.fetch(sql)]
-    finally:
-        await conn.close()
+    for attempt in range(60):  # the machine's PostgreSQL may be restarting (another bench's)
+        try:
+            conn = await asyncpg.connect(base, server_settings={"search_path": schema})
+            try:
+                return [tuple(r) for r in await conn.fetch(sql)]
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError):
+            if attempt == 59:
+                raise
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 async def count(shop: Shop) -> Count:
     url = shop.database_url
     c = Count()
     states = dict(await rows(url, "SELECT id, state FROM orders"))
-    to_paid = Counter(
-        r[0] for r in await rows(url, "SELECT order_id FROM audit WHERE to_state = 'paid'")
-    )
+    trails: dict[int, list[tuple]] = {}
+    audit = "SELECT order_id, from_state, to_state, actor, detail FROM audit ORDER BY id"
+    for order_id, *step in await rows(url, audit):
+        trails.setdefault(order_id, []).append(tuple(step))
     for order in shop.orders:
         c.states[states[order.id]] += 1
+        to_paid = sum(1 for was, now, *_ in trails[order.id] if now == "paid" and was != "paid")
         if order.paid:
             c.paid_orders += 1
-            c.paid_once += states[order.id] == "paid" and to_paid[order.id] == 1
-        elif to_paid[order.id]:
-            c.forged_paid += 1
+            once = states[order.id] == "paid" and to_paid == 1
+            c.paid_once += once
+        else:
+            once = not to_paid
+            c.forged_paid += not once
+        if not once:
+            c.wrong[order.id] = trails[order.id]
     c.stuck = sum(1 for s in states.values() if s in ("created", "refund_pending"))
     ((c.events, c.unprocessed_events),) = await rows(
         url, "SELECT count(*), count(*) - count(processed_at) FROM inbound_events"

@@ -42,6 +42,7 @@ from bench.reliability.harness import (
     place,
     postgres_schema,
 )
+from sandbox.telegram import TelegramServer
 
 SENDERS = 50
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -288,6 +289,16 @@ async def stars(shop: Shop, shot: Shot, http: aiohttp.ClientSession) -> bool:
     or a successful_payment for another amount (forged): True when Telegram took it."""
     telegram, order = shop.telegram, shot.stars
     assert order is not None
+    async with PAYING.setdefault(order.id, asyncio.Lock()):  # one customer pays one invoice once
+        return await _stars(telegram, order, shot, http)
+
+
+PAYING: dict[int, asyncio.Lock] = {}
+
+
+async def _stars(
+    telegram: TelegramServer, order: Placed, shot: Shot, http: aiohttp.ClientSession
+) -> bool:
     charge = next((c for c in telegram.charges.values() if c["user_id"] == order.user_id), None)
     if shot.kind == "forged":
         invoice = next(i for (chat, _), i in telegram.invoices.items() if chat == order.user_id)
@@ -327,6 +338,7 @@ class Result:
     lost: int = 0
     doubled: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # seconds each step took
+    webhook_taken: list[int] = field(default_factory=list)  # updates each replica took
 
     def holds(self) -> bool:
         c = self.count
@@ -362,6 +374,8 @@ async def run(
     replicas: int = 1,
     workdir: Path | None = None,
 ) -> Result:
+    if replicas > 1:
+        database = "postgres"  # replicas share one PostgreSQL
     result = Result(orders, database, kill, replicas)
     with contextlib.ExitStack() as stack:
         if workdir is None:
@@ -379,9 +393,9 @@ async def run(
             await pay(shop, http)
             result.phases["place+pay"] = time.monotonic() - clock
             clock = time.monotonic()
-            bots = await start_bots(shop, http, kill, replicas)
+            bots = every = await start_bots(shop, http, kill, replicas)
             result.phases["start"] = time.monotonic() - clock
-            astack.push_async_callback(lambda: asyncio.gather(*(b.stop() for b in bots)))
+            astack.push_async_callback(lambda: asyncio.gather(*(b.stop() for b in every)))
             stream = shots_for(shop, 10 * orders)
             result.requests = len(stream)
             halfway = asyncio.Event()
@@ -404,7 +418,8 @@ async def run(
             result.count = await settled(shop, within=60 + orders / 10)
             result.seconds = time.monotonic() - began
             result.lost, result.doubled = result.count.lost(shop), result.count.doubled(shop)
-            result.tracebacks = sum(b.tracebacks() for b in bots)
+            result.tracebacks = sum(b.tracebacks() for b in every)
+            result.webhook_taken = sorted(shop.telegram.webhook_taken.values())
     return result
 
 
@@ -416,6 +431,7 @@ async def start_bots(
         "FIRST_CHECK_AFTER": "1",
         "OUTBOX_CLAIM_SECONDS": "2",
         "NOTIFY_GROUP_GAP": "0.02",
+        "NOTIFY_CHAT_GAP": "0.05",
     }  # the sandbox takes what Telegram would not
     if replicas == 1:
         bots = [Bot(shop, **sweep)]
@@ -426,8 +442,7 @@ async def start_bots(
         for bot in bots:
             bot.env["WEBHOOK_URL"] = bot.url
         shop.telegram.webhook_spread = [b.url for b in bots]
-    for bot in bots:
-        await bot.start(http)
+    await asyncio.gather(*(bot.start(http) for bot in bots))
     return bots
 
 
@@ -468,7 +483,8 @@ def main() -> int:
         f"requests by kind {dict(result.tally.kinds)}; statuses {dict(result.tally.statuses)}; "
         f"unreachable attempts {result.tally.unreachable}; states {dict(result.count.states)}; "
         f"events stored before the kill {result.stored_before_kill}; "
-        f"seconds { ({k: round(v, 1) for k, v in result.phases.items()}) }"
+        f"seconds { ({k: round(v, 1) for k, v in result.phases.items()}) }; "
+        f"webhook updates taken per replica {result.webhook_taken}"
     )
     for line in result.tally.five_xx[:10]:
         print("5xx:", line)
