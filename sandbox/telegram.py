@@ -224,6 +224,7 @@ class TelegramServer(FakeServer):
         # several replicas behind one webhook (a load balancer): each update goes to the next
         # of these base URLs (scheme://host:port) in turn, the next one again when it fails
         self.webhook_spread: list[str] = []
+        self.webhook_taken: dict[str, int] = {}  # updates each webhook URL answered 2xx to
         self._spread_turn = itertools.count()
         self.files: dict[str, bytes] = {}
         self.queries: dict[str, Json] = {}
@@ -787,11 +788,11 @@ class TelegramServer(FakeServer):
                 if self.webhook.get("secret_token"):
                     headers["X-Telegram-Bot-Api-Secret-Token"] = str(self.webhook["secret_token"])
                 for attempt in range(5):
+                    target = self._webhook_target()
                     try:
-                        async with session.post(
-                            self._webhook_target(), json=update, headers=headers
-                        ) as r:
+                        async with session.post(target, json=update, headers=headers) as r:
                             if r.status < 300:
+                                self.webhook_taken[target] = self.webhook_taken.get(target, 0) + 1
                                 break
                     except aiohttp.ClientError:
                         pass

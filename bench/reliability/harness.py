@@ -342,17 +342,14 @@ async def rows(database_url: str, sql: str) -> list[tuple]:
             return db.execute(sql).fetchall()
     base, _, schema = database_url.partition("?search_path=")
     for attempt in range(60):  # the machine's PostgreSQL may be restarting (another bench's)
-        try:
+        with contextlib.suppress(OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError):
             conn = await asyncpg.connect(base, server_settings={"search_path": schema})
             try:
                 return [tuple(r) for r in await conn.fetch(sql)]
             finally:
                 await conn.close()
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError):
-            if attempt == 59:
-                raise
-            await asyncio.sleep(0.5)
-    raise AssertionError("unreachable")
+        await asyncio.sleep(0.5 if attempt < 59 else 0)
+    raise RuntimeError(f"PostgreSQL did not answer for 30 s ({base.rpartition('@')[2]})")
 
 
 async def count(shop: Shop) -> Count:
