@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -186,36 +186,23 @@ def garbage(rnd: random.Random) -> Shot:
 
 
 def shots_for(shop: Shop, total: int, seed: int = 25) -> list[Shot]:
-    """`total` requests: every genuine delivery once, then the mix; a duplicate goes right beside
-    its original so that the two race."""
+    """`total` requests: 50% genuine (every first delivery, then providers' retries), 30%
+    duplicates (each right beside its original, so that the two race), 10% forged, 10%
+    garbage."""
     rnd = random.Random(seed)
     first = [shot for order in shop.orders for shot in genuine(shop, order)]
     unpaid = [o for o in shop.orders if not o.paid]
     rnd.shuffle(first)
+    retries = [rnd.choice(first) for _ in range(max(total // 2 - len(first), 0))]
     stream: list[Shot] = []
-    pending = list(first)
-    while len(stream) < total:
-        r = rnd.random()
-        if r < 0.1 and unpaid:
-            stream.append(forged(shop, rnd.choice(unpaid), rnd))
-        elif r < 0.2:
-            stream.append(garbage(rnd))
-        else:
-            original = pending.pop() if pending else rnd.choice(first)
-            stream.append(original)
-            if rnd.random() < 0.3 / 0.8:
-                stream.append(
-                    Shot(
-                        "duplicate",
-                        original.method,
-                        original.path,
-                        original.body,
-                        original.ctype,
-                        original.chat,
-                        original.stars,
-                    )
-                )
-    stream.extend(pending)  # every genuine delivery goes out, however small the storm
+    for original in first + retries:
+        stream.append(original)
+        if rnd.random() < 0.6:  # 0.3 of the total for 0.5 genuine
+            stream.append(replace(original, kind="duplicate"))
+    for _ in range(total // 10):
+        stream.insert(rnd.randrange(len(stream) + 1), garbage(rnd))
+        if unpaid:
+            stream.insert(rnd.randrange(len(stream) + 1), forged(shop, rnd.choice(unpaid), rnd))
     return stream
 
 
