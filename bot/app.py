@@ -231,6 +231,8 @@ class BotApp:
             storage,
             OutboxRenderer(storage, i18n, checkout, s.default_locale, merchant_locale, catalog),
             claim_for=timedelta(seconds=s.outbox_claim_seconds),
+            per_chat_gap=s.notify_chat_gap,
+            per_group_gap=s.notify_group_gap,
         )
         notifier_ref.append(notifier)
         reconciler = Reconciler(

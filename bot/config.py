@@ -138,6 +138,10 @@ class Settings(_Sources):
     # how long a sender holds an outbox row while it sends; a process killed meanwhile leaves
     # the row to be sent again (by any replica) once this runs out
     outbox_claim_seconds: float = Field(60.0, gt=0)
+    # the gaps between two messages to one chat and to one group (Telegram's flood limits:
+    # ~1/s per chat, 20/min per group); a local Bot API server or the sandbox may allow less
+    notify_chat_gap: float = Field(1.0, ge=0)
+    notify_group_gap: float = Field(3.0, ge=0)
     # how often, and how far back, an in-chat provider's own ledger (Stars) is compared with
     # what we stored
     ledger_every: float = Field(600.0, gt=0)

@@ -113,6 +113,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_to_chat: dict[int, float] = {}
+        self._busy_for = idle_poll  # the soonest a row put back for its busy chat is due
         self._window: list[float] = []
         self._paused_until = 0.0
 
@@ -139,8 +140,8 @@ class Notifier:
             if not more:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
                 # that lands as the event fires, and the loop would never stop
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.idle_poll):
+                with contextlib.suppress(TimeoutError):  # or until a put-back chat is free
+                    async with asyncio.timeout(min(self.idle_poll, self._busy_for)):
                         await self._wake.wait()
             else:
                 await asyncio.sleep(0.05)
@@ -153,6 +154,7 @@ class Notifier:
         now = time.monotonic()
         if now < self._paused_until:
             return True
+        self._busy_for = self.idle_poll
         for message in await self.storage.due_outbox(datetime.now(UTC)):
             now = time.monotonic()
             self._window = [t for t in self._window if now - t < 1.0]
@@ -163,6 +165,7 @@ class Notifier:
             if free_in > 0:  # put it back until the chat is free: a claim nobody sends under
                 until = datetime.now(UTC) + timedelta(seconds=free_in)
                 await self.storage.claim_outbox(message.id, datetime.now(UTC), until)
+                self._busy_for = min(self._busy_for, free_in)
                 continue
             if await self._deliver(message):
                 self._last_to_chat[message.chat_id] = time.monotonic()

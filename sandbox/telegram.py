@@ -29,6 +29,7 @@ import json
 import re
 import secrets
 import time
+import urllib.parse
 from html.parser import HTMLParser
 from typing import Any
 
@@ -228,6 +229,11 @@ class TelegramServer(FakeServer):
         self._newest_poll = 0  # the number of the latest getUpdates: an older one still open loses
         self.commands: dict[str, list[Json]] = {}
         self.webhook: Json | None = None
+        # several replicas behind one webhook (a load balancer): each update goes to the next
+        # of these base URLs (scheme://host:port) in turn, the next one again when it fails
+        self.webhook_spread: list[str] = []
+        self.webhook_taken: dict[str, int] = {}  # updates each webhook URL answered 2xx to
+        self._spread_turn = itertools.count()
         self.files: dict[str, bytes] = {}
         self.queries: dict[str, Json] = {}
         self.answers: dict[int, list[Json]] = {}
@@ -812,17 +818,27 @@ class TelegramServer(FakeServer):
                 if self.webhook.get("secret_token"):
                     headers["X-Telegram-Bot-Api-Secret-Token"] = str(self.webhook["secret_token"])
                 for attempt in range(5):
+                    target = self._webhook_target()
                     try:
-                        async with session.post(
-                            self.webhook["url"], json=update, headers=headers
-                        ) as r:
+                        async with session.post(target, json=update, headers=headers) as r:
                             if r.status < 300:
+                                self.webhook_taken[target] = self.webhook_taken.get(target, 0) + 1
                                 break
                     except aiohttp.ClientError:
                         pass
                     await asyncio.sleep(0.2 * (attempt + 1))
                 if self.updates and self.updates[0] is update:
                     self.updates.pop(0)
+
+    def _webhook_target(self) -> str:
+        """The webhook URL, on the next replica's base when `webhook_spread` names several."""
+        assert self.webhook is not None
+        url = str(self.webhook["url"])
+        if not self.webhook_spread:
+            return url
+        base = self.webhook_spread[next(self._spread_turn) % len(self.webhook_spread)]
+        path = urllib.parse.urlsplit(url)
+        return base.rstrip("/") + path.path + (f"?{path.query}" if path.query else "")
 
     async def stop(self) -> None:
         self._released.set()
