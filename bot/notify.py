@@ -54,6 +54,7 @@ log = logging.getLogger("bot.notify")
 TRY_AGAIN = frozenset({OutboxKind.FAILED, OutboxKind.EXPIRED, OutboxKind.REVIEW_FAILED})
 
 MAX_ATTEMPTS = 12
+OUTAGE_LIMIT = timedelta(days=1)  # Telegram down (5xx, no answer): a message waits this long
 RECEIPT_WITHIN = 5.0  # seconds a receipt fetch may hold up the outbox pass
 MAX_RENDER_ATTEMPTS = 3  # a row that cannot be rendered will not render better later
 CLAIM_FOR = timedelta(seconds=60)
@@ -230,7 +231,7 @@ class Notifier:
             log.warning("outbox %s to chat %s failed: %s", message.id, message.chat_id, exc)
             await self.storage.mark_failed(message.id, f"{type(exc).__name__}: {exc.message}")
         except (TelegramNetworkError, TelegramServerError, TimeoutError) as exc:
-            await self._retry_later(message, type(exc).__name__, f"{MAX_ATTEMPTS} attempts")
+            await self._wait_out_outage(message, type(exc).__name__)
         else:
             await self.storage.mark_sent(message.id)
             if rendered.edit is not None:
@@ -254,6 +255,16 @@ class Notifier:
             await self.storage.mark_failed(message.id, given_up)
             return
         await self._defer(message, min(2**attempts, 300), why)
+
+    async def _wait_out_outage(self, message: OutboxMessage, why: str) -> None:
+        """Telegram (or the way to it) is down: nothing is wrong with the message, so it waits
+        as long as the outage lasts, every few minutes at most, and is given up only once it
+        is a day old (a message that late helps nobody)."""
+        if datetime.now(UTC) - message.created_at > OUTAGE_LIMIT:
+            log.error("outbox %s given up: Telegram failed it for a day (%s)", message.id, why)
+            await self.storage.mark_failed(message.id, f"Telegram down for a day: {why}")
+            return
+        await self._defer(message, min(2 ** min(message.attempts + 1, 9), 300), why)
 
     async def _edit(self, chat_id: int, edit: Edit) -> None:
         """Best effort: the message may be gone or show this already; the row is sent."""

@@ -167,3 +167,25 @@ async def test_the_sender_stops_when_a_cancelled_send_comes_back_as_another_erro
     sender.stop()
     running.cancel()
     await asyncio.wait_for(running, 1)
+
+
+async def test_a_long_telegram_outage_loses_no_message(
+    make_settings, telegram: TelegramServer, tmp_path
+) -> None:
+    """Telegram answering 5xx past the twelve attempts a broken message gets: the message keeps
+    waiting (was: given up, lost) and goes out once Telegram is back; only a day-old one is
+    given up."""
+    async with BotApp(make_settings(), background=False) as app:
+        await app.storage.enqueue(None, NewOutbox("card_saved", 5101, {"card": "4111…1111"}))
+        notifier = notifier_for(app, app.storage, per_chat_gap=0)
+        telegram.refuse("sendMessage", 500)
+        for _ in range(20):  # far past MAX_ATTEMPTS
+            await notifier.flush()
+            for row in await app.storage.due_outbox(datetime.now(UTC) + timedelta(hours=1)):
+                await app.storage.defer(row.id, datetime.now(UTC), "test", attempt=False)
+        telegram.refuse("sendMessage", 0)
+        tried = len(sent_to(telegram))
+        await notifier.flush()
+        assert sent_to(telegram).count(5101) == tried + 1  # sent once, now that Telegram is up
+        assert await app.storage.due_outbox(datetime.now(UTC) + timedelta(hours=1)) == []
+        assert (await app.checkout.figures(1)).undelivered_messages == 0
