@@ -26,8 +26,14 @@ from pydantic_settings import (
 
 # The languages the bot speaks (bot/locales); kept here so settings load without aiogram.
 LOCALES = ("en", "ru", "tr", "mn", "kk", "tk")
+# An empty value (`MERCHANT_CHAT_ID=` as `.env.example` has it) means unset, in the environment,
+# in `.env` and in the sandbox's lines alike.
 ENV = SettingsConfigDict(
-    env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    env_ignore_empty=True,
 )
 _GIVEN_ONLY: ContextVar[bool] = ContextVar("settings_from_given_values_only", default=False)
 
@@ -85,7 +91,9 @@ class ProviderSettings(_Sources):
         """From environment-style lines (the sandbox's) only, never the process environment."""
         prefix = cls.prefix()
         values = {
-            k[len(prefix) :].lower(): v for k, v in env.items() if k.upper().startswith(prefix)
+            k[len(prefix) :].lower(): v
+            for k, v in env.items()
+            if k.upper().startswith(prefix) and v.strip()
         }
         with given_values_only():
             return cls(**values)
