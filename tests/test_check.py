@@ -470,3 +470,26 @@ async def test_env_example_as_is_says_nothing_about_its_empty_lines(
     assert any("BOT_TOKEN: field required" in line for line in wrong), found
     assert not any("integer" in line or "MERCHANT_ID" in line for line in wrong), found
 
+
+async def test_a_bad_setting_does_not_stop_the_other_checks(check: Callable[..., Any]) -> None:
+    lines = await check({"TIMEZONE": "Europe/Istambul", "DAILY_REPORT_AT": "9am"})
+    wrong = errors_of(lines)
+    assert any(line.startswith("TIMEZONE: 'Europe/Istambul' is not a time zone") for line in wrong)
+    assert "DAILY_REPORT_AT: must be a time of day as HH:MM, e.g. 09:00" in wrong, wrong
+    assert not any("Value error" in line for line in lines), lines
+    for said in (
+        "catalog: 15 products, each payable",
+        "photos: 1 local, each a readable image",
+        "database: sqlite opens",
+        "telegram: BOT_TOKEN accepted",
+    ):
+        assert any(said in line for line in lines), (said, lines)
+
+
+async def test_a_missing_token_still_checks_the_rest(check: Callable[..., Any]) -> None:
+    lines = await check({"BOT_TOKEN": None, "WEB_PORT": "80000"})
+    wrong = errors_of(lines)
+    assert "BOT_TOKEN: field required" in wrong, wrong
+    assert any(line.startswith("WEB_PORT: input should be less than") for line in wrong), wrong
+    assert any("database: sqlite opens" in line for line in lines), lines
+    assert not any(line.startswith("ok     telegram: BOT_TOKEN") for line in lines), lines
