@@ -11,6 +11,7 @@ from bot.app import Parts
 from bot.catalog import CatalogError, load_catalog, parse_catalog
 from bot.core import Buyer, CartLine, CheckoutError, Delivery, Money, details
 from bot.demo import DEMO_CATALOG
+from bot.keyboards import ProductAction, ProductCb
 from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
@@ -53,6 +54,39 @@ def test_phones_are_normalised_or_refused(typed: str, kept: str | None) -> None:
             details.clean_phone(typed)
     else:
         assert details.clean_phone(typed) == kept
+
+
+@pytest.mark.parametrize(
+    "typed", ["8 (916) 123-45-67", "0532 123 45 67", "89161234567", "05321234567"]
+)
+def test_a_typed_national_number_is_refused(typed: str) -> None:
+    with pytest.raises(details.DetailsError) as refused:
+        details.clean_phone(typed, typed=True)
+    assert refused.value.reason == "national"
+    assert details.clean_phone("+7 916 123-45-67", typed=True) == "+79161234567"
+    assert details.clean_phone("0090 532 123 45 67", typed=True) == "+905321234567"
+    assert details.clean_phone("79161234567") == "+79161234567"  # a contact: international
+
+
+@pytest.mark.parametrize(
+    ("language", "example"),
+    [("ru", "+7 912 345 67 89"), ("tk", "+993 65 12 34 56"), ("en", "+44 7700 900123")],
+)
+async def test_the_phone_hint_follows_the_customers_language(
+    app: Parts, telegram: TelegramServer, http: aiohttp.ClientSession, language: str, example: str
+) -> None:
+    user = BotUser(telegram.url, CUSTOMER, language_code=language, session=http)
+    await user.send("/start p_mortar")
+    await user.wait_message("480")
+    await user.press(ProductCb(action=ProductAction.BUY, id="mortar").pack())
+    await user.wait_message()
+    await user.send("Ada Lovelace")
+    asked = await user.wait_message(example)
+    assert "+90" not in asked["text"]
+    await user.send("8 (916) 123-45-67")
+    refused = await user.wait_message(example)
+    assert " 0 " in refused["text"] and " 8" in refused["text"]
+    assert (await user.reply_keyboard())[0]["request_contact"] is True  # still asked
 
 
 def test_answers_are_squeezed_to_one_line_within_limits() -> None:

@@ -17,6 +17,7 @@ from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 
 from bot import cart as carts
@@ -59,13 +60,28 @@ ASKED = {state.state: field for field, state in QUESTIONS.items()}  # "DeliveryF
 ASKING = StateFilter(*QUESTIONS.values())
 
 
+# A phone written the way the customer's country writes it, for the hints.
+PHONE_EXAMPLES = {
+    "tr": "+90 532 123 45 67",
+    "ru": "+7 912 345 67 89",
+    "kk": "+7 701 234 56 78",
+    "tk": "+993 65 12 34 56",
+    "mn": "+976 8812 3456",
+}
+NEUTRAL_PHONE = "+44 7700 900123"  # en: a number of the range kept for fiction
+
+
+def phone_example() -> str:
+    return PHONE_EXAMPLES.get(get_i18n().current_locale, NEUTRAL_PHONE)
+
+
 def question(field: str) -> str:
     questions = {
         "name": _("Where should we deliver? First, the recipient's name:"),
         "phone": _(
             "The recipient's phone number: press the button below to share yours, or type it "
-            "with the country code (for example +90 532 123 45 67)."
-        ),
+            "with the country code (for example {example})."
+        ).format(example=phone_example()),
         "address": _("The delivery address (city, street, house, flat):"),
         "comment": _("A comment for the courier (a time, a door code), or press Skip:"),
     }
@@ -77,8 +93,13 @@ def refusal(exc: details.DetailsError) -> str:
     if exc.reason == "bad_phone":
         return _(
             "That does not look like a phone number: send 7 to 15 digits with the country "
-            "code, for example +90 532 123 45 67."
-        )
+            "code, for example {example}."
+        ).format(example=phone_example())
+    if exc.reason == "national":
+        return _(
+            "That number has no country code: write it with + and the country code instead of "
+            "the leading 0 or 8, for example {example}."
+        ).format(example=phone_example())
     if exc.reason == "too_long":
         return _("That is too long: at most {max} characters, please.").format(max=high)
     return _("That is too short: at least {min} characters, please.").format(min=low)
@@ -174,7 +195,10 @@ async def answered(message: Message, state: FSMContext) -> None:
         return
     text = message.text or ""
     try:
-        value = details.clean_phone(text) if field == "phone" else details.clean_text(field, text)
+        if field == "phone":
+            value = details.clean_phone(text, typed=True)
+        else:
+            value = details.clean_text(field, text)
     except details.DetailsError as exc:
         await message.answer(refusal(exc))
         return
