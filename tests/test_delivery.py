@@ -279,3 +279,22 @@ async def test_try_again_and_every_checkout_confirm_the_details(
     second = await app.checkout.order(2)
     assert second is not None
     assert second.delivery == Delivery("Ada", "+905321234567", "Moda Cd. 12, Istanbul")
+
+
+async def test_a_cart_beyond_every_cap_is_refused_before_any_question(
+    app: Parts, user: BotUser
+) -> None:
+    await user.send("/start p_mortar")
+    card = await user.wait_message("Brass grinder")
+    await user.press(text="Add to cart", message_id=card["message_id"])
+    await user.press(text="Add one more", message_id=card["message_id"])
+    await user.press(text="Add one more", message_id=card["message_id"])
+    await user.send("/cart")
+    cart = await user.wait_message("Your cart")
+    said = "Redoya takes at most TRY1,000.00 per order; remove something from the cart."
+    assert said in cart["text"]
+    answer = await user.press(text="Checkout", message_id=cart["message_id"])
+    assert answer is not None
+    assert answer["text"] == said
+    assert not [m for m in await user.bot_messages() if "recipient's name" in m["text"]]
+    assert await app.checkout.orders_of(CUSTOMER, limit=5) == []

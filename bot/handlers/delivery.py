@@ -25,7 +25,7 @@ from bot import texts
 from bot.catalog import Catalog
 from bot.core import CheckoutService, Delivery, details
 from bot.handlers.common import edit
-from bot.handlers.shop import choose_provider, chosen_items
+from bot.handlers.shop import beyond_limits, choose_provider, chosen_items
 from bot.keyboards import (
     CartAction,
     CartCb,
@@ -128,9 +128,18 @@ async def product_needs_delivery(
 
 
 async def begin(
-    query: CallbackQuery, product_id: str, state: FSMContext, checkout: CheckoutService
+    query: CallbackQuery,
+    product_id: str,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
 ) -> None:
-    """Offer the last details, or ask from the name on."""
+    """Offer the last details, or ask from the name on; a cart no provider can take is refused
+    first, with the cart's own words, so no question is asked for nothing."""
+    refused = beyond_limits(await chosen_items(product_id, catalog, state), checkout)
+    if refused:
+        await query.answer(refused[:200], show_alert=True)
+        return
     await query.answer()
     last = await checkout.last_delivery(query.from_user.id)
     await state.update_data(
