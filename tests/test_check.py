@@ -454,7 +454,8 @@ async def test_env_example_as_is_says_nothing_about_its_empty_lines(
     from bot.wiring import load_settings, provider_states
 
     example = example_lines()
-    assert example["MERCHANT_CHAT_ID"] == "" and example["ERP_PM_ID"] == ""
+    assert example["MERCHANT_CHAT_ID"] == ""
+    assert example["ERP_PM_ID"] == ""
     # the sandbox's path (given lines) and the .env path read the empty lines alike: unset
     assert all(not s.problems for s in provider_states(example)), provider_states(example)
     assert load_settings(example).merchant_chat_id is None
