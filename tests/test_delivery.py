@@ -85,7 +85,8 @@ async def test_the_phone_hint_follows_the_customers_language(
     assert "+90" not in asked["text"]
     await user.send("8 (916) 123-45-67")
     refused = await user.wait_message(example)
-    assert " 0 " in refused["text"] and " 8" in refused["text"]
+    assert " 0 " in refused["text"]
+    assert " 8" in refused["text"]
     assert (await user.reply_keyboard())[0]["request_contact"] is True  # still asked
 
 
@@ -298,3 +299,43 @@ async def test_a_cart_beyond_every_cap_is_refused_before_any_question(
     assert answer["text"] == said
     assert not [m for m in await user.bot_messages() if "recipient's name" in m["text"]]
     assert await app.checkout.orders_of(CUSTOMER, limit=5) == []
+
+
+async def test_only_the_newest_question_or_summary_keeps_its_buttons(
+    app: Parts, user: BotUser
+) -> None:
+    def buttons(message: dict) -> list[str]:
+        rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
+        return [button["text"] for row in rows for button in row]
+
+    async def now(message: dict) -> dict:
+        [found] = [m for m in await user.bot_messages() if m["message_id"] == message["message_id"]]
+        return found
+
+    await buy_grinder(user)
+    for answer, next_question in [
+        ("Ada", "the recipient's name"),
+        ("+905321234567", "phone number"),
+        ("Moda Cd. 12, Istanbul", "delivery address"),
+    ]:
+        await user.wait_message(next_question)
+        await user.send(answer)
+    comment = await user.wait_message("comment for the courier")
+    assert buttons(comment) == ["Skip"]
+    await user.send("Ring twice")
+    first = await user.wait_message("Is everything right?")
+    assert buttons(await now(comment)) == []  # typed: Skip is gone
+    await user.press(text="✏️ Address", message_id=first["message_id"])
+    await user.wait_message("delivery address")
+    await user.send("Bahariye Cd. 5, Istanbul")
+    second = await user.wait_message("Bahariye")
+    assert buttons(await now(first)) == []  # the summary before the correction is dead
+    assert "Continue to payment" in buttons(second)
+    answer = await user.press(text="✏️ Comment", message_id=second["message_id"])
+    assert answer is not None
+    again = await user.wait_message("comment for the courier")
+    await user.press(text="Skip", message_id=again["message_id"])
+    third = await user.wait_message("Is everything right?")
+    assert buttons(await now(second)) == []
+    assert buttons(await now(again)) == []
+    assert "Continue to payment" in buttons(third)

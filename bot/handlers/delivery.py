@@ -13,6 +13,7 @@ from typing import Any
 
 from aiogram import F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -24,7 +25,7 @@ from bot import cart as carts
 from bot import texts
 from bot.catalog import Catalog
 from bot.core import CheckoutService, Delivery, details
-from bot.handlers.common import edit
+from bot.handlers.common import edit, log
 from bot.handlers.shop import beyond_limits, choose_provider, chosen_items
 from bot.keyboards import (
     CartAction,
@@ -165,7 +166,26 @@ async def ask(message: Message, state: FSMContext, field: str) -> None:
         markup = contact_keyboard()
     elif field == "comment":
         markup = skip_keyboard()
-    await message.answer(question(field), reply_markup=markup)
+    await drop_buttons(message, state)  # a summary being corrected
+    sent = await message.answer(question(field), reply_markup=markup)
+    if field == "comment":  # its Skip button goes once the comment is typed
+        await state.update_data(delivery_buttons=sent.message_id)
+
+
+async def drop_buttons(message: Message, state: FSMContext) -> None:
+    """Take the inline buttons off the last question or summary we showed, so only the newest
+    one is live; a message already gone or unchanged is fine."""
+    message_id = (await state.get_data()).get("delivery_buttons")
+    if not isinstance(message_id, int) or message.bot is None:
+        return
+    await state.update_data(delivery_buttons=None)
+    try:
+        await message.bot.edit_message_reply_markup(
+            chat_id=message.chat.id, message_id=message_id, reply_markup=None
+        )
+    except TelegramBadRequest as exc:
+        if "not modified" not in str(exc):
+            log.info("old delivery buttons stay: %s", exc)
 
 
 async def summary(message: Message, state: FSMContext) -> None:
@@ -175,9 +195,10 @@ async def summary(message: Message, state: FSMContext) -> None:
         await ask(message, state, "name")
         return
     await state.set_state(DeliveryForm.summary)
-    await state.update_data(delivery_editing=True)
+    await drop_buttons(message, state)  # a summary shown before this correction
     text = _("Is everything right? Press a field to correct it.") + "\n\n" + texts.delivery(draft)
-    await message.answer(text, reply_markup=delivery_keyboard())
+    sent = await message.answer(text, reply_markup=delivery_keyboard())
+    await state.update_data(delivery_editing=True, delivery_buttons=sent.message_id)
 
 
 # --- the answers ------------------------------------------------------------------------
@@ -274,6 +295,7 @@ async def button(
     await query.answer()
     if action is DeliveryAction.SKIP:
         await edit(query, question("comment"))  # its Skip button has done its work
+        await state.update_data(delivery_buttons=None)
         await keep(message, state, "comment", "")
     elif action is DeliveryAction.CHANGE:
         await summary(message, state)
