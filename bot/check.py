@@ -237,11 +237,16 @@ def provider_lines(env: Mapping[str, str] | None) -> tuple[dict[str, Any], list[
 async def run_check(env: Mapping[str, str] | None = None, **overrides: Any) -> list[Line]:
     """Every check, from the environment and .env, or only from `env` and `overrides`."""
     enabled, lines = provider_lines(env)
+    given = {"providers": enabled} | overrides
     try:
-        settings = load_settings(env, **({"providers": enabled} | overrides))
+        settings = load_settings(env, **given)
     except ConfigError as exc:
-        return [*[error(problem) for problem in exc.problems], *lines]
-    lines[:0] = [ok("settings: valid"), *_who_is_told(settings)]
+        lines[:0] = [error(problem) for problem in exc.problems]
+        settings = _despite(env, given, exc)
+        if settings is None:
+            return lines
+    else:
+        lines[:0] = [ok("settings: valid"), *_who_is_told(settings)]
     try:
         catalog = load_catalog(settings.catalog_path)
     except CatalogError as exc:
@@ -253,8 +258,32 @@ async def run_check(env: Mapping[str, str] | None = None, **overrides: Any) -> l
     lines.append(await database_line(settings.database_url))
     if settings.redis_url:
         lines.append(await redis_line(settings.redis_url))
-    lines.append(await telegram_line(settings))
+    if settings.bot_token.get_secret_value() != _NO_TOKEN:
+        lines.append(await telegram_line(settings))
     return lines
+
+
+_NO_TOKEN = "-"  # noqa: S105 - stands for a BOT_TOKEN that failed, so the other checks still run
+
+
+def _despite(
+    env: Mapping[str, str] | None, given: dict[str, Any], exc: ConfigError
+) -> Settings | None:
+    """The settings with every failed value replaced by its default, so that the checks which do
+    not need it still run and every problem is told in one go; None if that cannot be had."""
+    fields = Settings.model_fields
+    stand_ins: dict[str, Any] = {}
+    for name in exc.fields:
+        if name == "bot_token":
+            stand_ins[name] = _NO_TOKEN
+        elif name in fields and not fields[name].is_required():
+            stand_ins[name] = fields[name].get_default(call_default_factory=True)
+        elif not name:  # a rule between settings: WEBHOOK_URL without its secret
+            stand_ins["webhook_url"] = None
+    try:
+        return load_settings(env, **(given | stand_ins))
+    except ConfigError:
+        return None
 
 
 def _who_is_told(settings: Settings) -> list[Line]:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -26,8 +26,14 @@ from pydantic_settings import (
 
 # The languages the bot speaks (bot/locales); kept here so settings load without aiogram.
 LOCALES = ("en", "ru", "tr", "mn", "kk", "tk")
+# An empty value (`MERCHANT_CHAT_ID=` as `.env.example` has it) means unset, in the environment,
+# in `.env` and in the sandbox's lines alike.
 ENV = SettingsConfigDict(
-    env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    env_ignore_empty=True,
 )
 _GIVEN_ONLY: ContextVar[bool] = ContextVar("settings_from_given_values_only", default=False)
 
@@ -85,7 +91,9 @@ class ProviderSettings(_Sources):
         """From environment-style lines (the sandbox's) only, never the process environment."""
         prefix = cls.prefix()
         values = {
-            k[len(prefix) :].lower(): v for k, v in env.items() if k.upper().startswith(prefix)
+            k[len(prefix) :].lower(): v
+            for k, v in env.items()
+            if k.upper().startswith(prefix) and v.strip()
         }
         with given_values_only():
             return cls(**values)
@@ -129,6 +137,9 @@ class Settings(_Sources):
     catalog_path: Path = Path("catalog.toml")
     default_locale: str = "en"
     merchant_locale: str | None = None  # the merchant chat's language; DEFAULT_LOCALE when unset
+    # /export's CSV: comma (',' and 1234.50) or semicolon (';' and 1234,50, what Excel reads in
+    # Turkish, Russian...); unset: comma for an English merchant, semicolon for the others
+    export_csv_dialect: Literal["comma", "semicolon"] | None = None
 
     # timing (seconds)
     http_timeout: float = Field(10.0, gt=0)
@@ -210,9 +221,22 @@ class Settings(_Sources):
                 raise ValueError("must be a time of day as HH:MM, e.g. 09:00") from None
         return value
 
+    @field_validator("export_csv_dialect", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def csv_semicolons(self) -> bool:
+        """/export writes ';' and decimal commas: said, or the merchant's language not English
+        (a spreadsheet in those languages reads ',' as the decimal mark)."""
+        if self.export_csv_dialect is not None:
+            return self.export_csv_dialect == "semicolon"
+        return (self.merchant_locale or self.default_locale) != "en"
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:

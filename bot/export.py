@@ -8,6 +8,9 @@ A free-text cell (names, address, comment, tracking note, item titles) that a sp
 would read as a formula (= + - @, a tab or a carriage return first) gets a leading quote, so an
 export never runs what a customer typed. The phone is left as it is: it was checked to be '+'
 and digits when given, and a quote would spoil every one of them.
+
+`semicolons`: ';' between cells and a decimal comma in amounts, as Excel reads a CSV where
+the comma is the decimal mark (Turkish, Russian, Kazakh, Mongolian, Turkmen settings).
 """
 
 from __future__ import annotations
@@ -51,23 +54,25 @@ def safe(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
-def amount(money: Money | None) -> str:
-    return "" if money is None else str(money.to_decimal())
+def amount(money: Money | None, comma: bool = False) -> str:
+    text = "" if money is None else str(money.to_decimal())
+    return text.replace(".", ",") if comma else text
 
 
 def when(moment: datetime | None, zone: ZoneInfo) -> str:
     return "" if moment is None else moment.astimezone(zone).isoformat(sep=" ", timespec="seconds")
 
 
-def items(order: Order) -> str:
+def items(order: Order, comma: bool = False) -> str:
     """'Turkish coffee x1 @ 150.00; Cezve x2 @ 85.00' in the order's currency."""
     return "; ".join(
-        f"{i.title} x{i.quantity} @ {amount(Money(i.unit_amount, order.currency))}"
+        f"{i.title} x{i.quantity} @ {amount(Money(i.unit_amount, order.currency), comma)}"
         for i in order.items
     )
 
 
-def row(order: Order, zone: ZoneInfo) -> list[str]:
+def row(order: Order, zone: ZoneInfo, comma: bool = False) -> list[str]:
+    """One order's cells; `comma`: amounts with a decimal comma."""
     delivery = order.delivery
     return [
         str(order.id),
@@ -79,10 +84,10 @@ def row(order: Order, zone: ZoneInfo) -> list[str]:
         order.provider,
         order.provider_payment_id or "",
         order.currency,
-        amount(order.total),
-        amount((order.paid or order.total) if order.paid_at else None),
-        amount(order.refunded_so_far),
-        safe(items(order)),
+        amount(order.total, comma),
+        amount((order.paid or order.total) if order.paid_at else None, comma),
+        amount(order.refunded_so_far, comma),
+        safe(items(order, comma)),
         str(order.user_id),
         safe(order.buyer.name),
         safe(order.buyer.username),
@@ -98,14 +103,16 @@ async def write_csv(
     out: TextIO,
     zone: ZoneInfo,
     progress: Callable[[int], Awaitable[None]] | None = None,
+    *,
+    semicolons: bool = False,
 ) -> int:
     """Write the header and every order of `batches`; `progress` hears the count every
     PROGRESS_EVERY rows. Returns how many orders were written."""
-    writer = csv.writer(out)
+    writer = csv.writer(out, delimiter=";" if semicolons else ",")
     writer.writerow(COLUMNS)
     written = 0
     async for batch in batches:
-        writer.writerows(row(order, zone) for order in batch)
+        writer.writerows(row(order, zone, semicolons) for order in batch)
         before, written = written, written + len(batch)
         if progress is not None and written // PROGRESS_EVERY > before // PROGRESS_EVERY:
             await progress(written)

@@ -266,18 +266,30 @@ PROVIDERS: Mapping[str, Entry] = {
 
 
 class ConfigError(ValueError):
-    """Settings that do not validate; `problems` name each variable and what is wrong."""
+    """Settings that do not validate; `problems` name each variable and what is wrong, `fields`
+    the settings that failed ('' for a rule between settings)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], fields: tuple[str, ...] = ()) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.fields = fields
+
+
+def _message(error: Any) -> str:
+    """pydantic's message in our style: no 'Value error,' prefix, lower case like ours."""
+    text = str(error["msg"]).removeprefix("Value error, ")
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
     return [
-        f"{prefix}{'.'.join(str(p) for p in error['loc']).upper() or 'settings'}: {error['msg']}"
+        f"{prefix}{'.'.join(str(p) for p in error['loc']).upper() or 'settings'}: {_message(error)}"
         for error in exc.errors()
     ]
+
+
+def _fields(exc: ValidationError) -> tuple[str, ...]:
+    return tuple(str(error["loc"][0]) if error["loc"] else "" for error in exc.errors())
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,11 +342,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             settings = Settings(**overrides)
         else:
             names = Settings.model_fields
-            values = {k.lower(): v for k, v in env.items() if k.lower() in names}
+            values = {k.lower(): v for k, v in env.items() if k.lower() in names and v.strip()}
             with given_values_only():
                 settings = Settings(**(values | overrides))
     except ValidationError as exc:
-        raise ConfigError(_problems(exc)) from None
+        raise ConfigError(_problems(exc), _fields(exc)) from None
     if "providers" in overrides:
         return settings
     return settings.model_copy(update={"providers": configured(env)})

@@ -118,7 +118,9 @@ class PaytureServer(FakeServer):
         return [
             f"# pay (payture):  curl -XPOST {self.url}/sandbox/pay "
             "-H 'content-type: application/json' "
-            '-d \'{"url": "<Pay URL>", "outcome": "paid"}\''
+            '-d \'{"url": "<Pay URL>", "outcome": "paid"}\'',
+            '#   then open the "redirect" URL it answers (payture): the customer coming back '
+            "to the bot, which then checks the payment and says so in the chat",
         ]
 
     def reset(self) -> None:

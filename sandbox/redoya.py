@@ -90,7 +90,9 @@ class RedoyaServer(FakeServer):
         return [
             f"# pay (redoya):   curl -XPOST {self.url}/sandbox/pay "
             "-H 'content-type: application/json' "
-            '-d \'{"url": "<Pay URL>", "outcome": "paid"}\''
+            '-d \'{"url": "<Pay URL>", "outcome": "paid"}\'',
+            '#   then open the "redirect" URL it answers (redoya): the customer coming back '
+            "to the bot, which then checks the payment and says so in the chat",
         ]
 
     def reset(self) -> None:

@@ -204,6 +204,9 @@ class TelegramServer(FakeServer):
             f"# press a button: curl -XPOST {self.url}/sandbox/users/1001/press "
             "-H 'content-type: application/json' "
             '-d \'{"message_id": <id>, "data": "<callback_data>"}\'',
+            f"# share a phone:  curl -XPOST {self.url}/sandbox/users/1001/send_contact "
+            "-H 'content-type: application/json' -d '{\"phone_number\": \"905321234567\"}' "
+            "(the contact button of the delivery questions)",
             f"# pay the newest Stars invoice: "
             f"curl -XPOST {self.url}/sandbox/users/1001/pay_invoice",
         ]

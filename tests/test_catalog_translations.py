@@ -166,3 +166,14 @@ async def test_the_order_names_its_items_in_the_customers_language_to_the_custom
         assert "• Зелёный чай × 1" in edited["text"]
         told = await merchant.wait_message("Order #1 paid")
         assert "• Green tea × 1" in told["text"]  # the merchant reads the catalog's own name
+
+
+@pytest.mark.parametrize("path", ["catalog.toml", "bot/demo_catalog.toml"])
+def test_the_sample_catalogs_speak_turkmen_and_russian(path: str) -> None:
+    shipped = load_catalog(Path(__file__).resolve().parent.parent / path)
+    for category in shipped.categories:
+        assert {"tk", "ru"} <= set(category.titles), category.id
+    for product in shipped.products:
+        assert {"tk", "ru"} <= set(product.names), product.id
+        if product.description:
+            assert "tk" in product.descriptions, product.id

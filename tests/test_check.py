@@ -139,7 +139,7 @@ async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_p
         expected = "payture: PAYTURE_PASSWORD: required with the others"
     elif case == "settings":
         env = {"WEB_PORT": "99999"}
-        expected = "WEB_PORT: Input should be less than or equal to 65535"
+        expected = "WEB_PORT: input should be less than or equal to 65535"
     elif case == "provider_typo":
         env = {
             "CATALOG_PATH": catalog(tmp_path, product("rug", "Rug", "50", providers='["redoay"]'))
@@ -436,3 +436,61 @@ async def test_the_cap_is_said_in_the_card_and_the_cart_before_checkout(
         assert answer is not None
         assert answer["text"] == said
         assert await app.storage.orders_for_user(user.user_id, limit=5) == []
+
+
+# --- empty lines and every problem in one go ------------------------------------------------
+
+
+def example_lines() -> dict[str, str]:
+    """`.env.example` as a new merchant copies it: every `NAME=value` line, empty ones too."""
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and line[:1] != "#")
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+async def test_env_example_as_is_says_nothing_about_its_empty_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.wiring import load_settings, provider_states
+
+    example = example_lines()
+    assert example["MERCHANT_CHAT_ID"] == ""
+    assert example["ERP_PM_ID"] == ""
+    # the sandbox's path (given lines) and the .env path read the empty lines alike: unset
+    assert all(not s.problems for s in provider_states(example)), provider_states(example)
+    assert load_settings(example).merchant_chat_id is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text(encoding="utf-8"))
+    for name in example:
+        monkeypatch.delenv(name, raising=False)
+    assert all(not s.problems for s in provider_states()), provider_states()
+    assert Settings().merchant_chat_id is None
+    (tmp_path / ".env").write_text("BOT_TOKEN=\nMERCHANT_CHAT_ID=\nKTWIDGET_MERCHANT_ID=\n")
+    found = [str(line) for line in await run_check()]
+    wrong = [line for line in found if line.startswith("error")]
+    assert any("BOT_TOKEN: field required" in line for line in wrong), found
+    assert not any("integer" in line or "MERCHANT_ID" in line for line in wrong), found
+
+
+async def test_a_bad_setting_does_not_stop_the_other_checks(check: Callable[..., Any]) -> None:
+    lines = await check({"TIMEZONE": "Europe/Istambul", "DAILY_REPORT_AT": "9am"})
+    wrong = errors_of(lines)
+    assert any(line.startswith("TIMEZONE: 'Europe/Istambul' is not a time zone") for line in wrong)
+    assert "DAILY_REPORT_AT: must be a time of day as HH:MM, e.g. 09:00" in wrong, wrong
+    assert not any("Value error" in line for line in lines), lines
+    for said in (
+        "catalog: 15 products, each payable",
+        "photos: 1 local, each a readable image",
+        "database: sqlite opens",
+        "telegram: BOT_TOKEN accepted",
+    ):
+        assert any(said in line for line in lines), (said, lines)
+
+
+async def test_a_missing_token_still_checks_the_rest(check: Callable[..., Any]) -> None:
+    lines = await check({"BOT_TOKEN": None, "WEB_PORT": "80000"})
+    wrong = errors_of(lines)
+    assert "BOT_TOKEN: field required" in wrong, wrong
+    assert any(line.startswith("WEB_PORT: input should be less than") for line in wrong), wrong
+    assert any("database: sqlite opens" in line for line in lines), lines
+    assert not any(line.startswith("ok     telegram: BOT_TOKEN") for line in lines), lines

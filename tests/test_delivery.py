@@ -11,6 +11,7 @@ from bot.app import Parts
 from bot.catalog import CatalogError, load_catalog, parse_catalog
 from bot.core import Buyer, CartLine, CheckoutError, Delivery, Money, details
 from bot.demo import DEMO_CATALOG
+from bot.keyboards import ProductAction, ProductCb
 from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
@@ -53,6 +54,40 @@ def test_phones_are_normalised_or_refused(typed: str, kept: str | None) -> None:
             details.clean_phone(typed)
     else:
         assert details.clean_phone(typed) == kept
+
+
+@pytest.mark.parametrize(
+    "typed", ["8 (916) 123-45-67", "0532 123 45 67", "89161234567", "05321234567"]
+)
+def test_a_typed_national_number_is_refused(typed: str) -> None:
+    with pytest.raises(details.DetailsError) as refused:
+        details.clean_phone(typed, typed=True)
+    assert refused.value.reason == "national"
+    assert details.clean_phone("+7 916 123-45-67", typed=True) == "+79161234567"
+    assert details.clean_phone("0090 532 123 45 67", typed=True) == "+905321234567"
+    assert details.clean_phone("79161234567") == "+79161234567"  # a contact: international
+
+
+@pytest.mark.parametrize(
+    ("language", "example"),
+    [("ru", "+7 912 345 67 89"), ("tk", "+993 65 12 34 56"), ("en", "+44 7700 900123")],
+)
+async def test_the_phone_hint_follows_the_customers_language(
+    app: Parts, telegram: TelegramServer, http: aiohttp.ClientSession, language: str, example: str
+) -> None:
+    user = BotUser(telegram.url, CUSTOMER, language_code=language, session=http)
+    await user.send("/start p_mortar")
+    await user.wait_message("480")
+    await user.press(ProductCb(action=ProductAction.BUY, id="mortar").pack())
+    await user.wait_message()
+    await user.send("Ada Lovelace")
+    asked = await user.wait_message(example)
+    assert "+90" not in asked["text"]
+    await user.send("8 (916) 123-45-67")
+    refused = await user.wait_message(example)
+    assert " 0 " in refused["text"]
+    assert " 8" in refused["text"]
+    assert (await user.reply_keyboard())[0]["request_contact"] is True  # still asked
 
 
 def test_answers_are_squeezed_to_one_line_within_limits() -> None:
@@ -245,3 +280,62 @@ async def test_try_again_and_every_checkout_confirm_the_details(
     second = await app.checkout.order(2)
     assert second is not None
     assert second.delivery == Delivery("Ada", "+905321234567", "Moda Cd. 12, Istanbul")
+
+
+async def test_a_cart_beyond_every_cap_is_refused_before_any_question(
+    app: Parts, user: BotUser
+) -> None:
+    await user.send("/start p_mortar")
+    card = await user.wait_message("Brass grinder")
+    await user.press(text="Add to cart", message_id=card["message_id"])
+    await user.press(text="Add one more", message_id=card["message_id"])
+    await user.press(text="Add one more", message_id=card["message_id"])
+    await user.send("/cart")
+    cart = await user.wait_message("Your cart")
+    said = "Redoya takes at most TRY1,000.00 per order; remove something from the cart."
+    assert said in cart["text"]
+    answer = await user.press(text="Checkout", message_id=cart["message_id"])
+    assert answer is not None
+    assert answer["text"] == said
+    assert not [m for m in await user.bot_messages() if "recipient's name" in m["text"]]
+    assert await app.checkout.orders_of(CUSTOMER, limit=5) == []
+
+
+async def test_only_the_newest_question_or_summary_keeps_its_buttons(
+    app: Parts, user: BotUser
+) -> None:
+    def buttons(message: dict) -> list[str]:
+        rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
+        return [button["text"] for row in rows for button in row]
+
+    async def now(message: dict) -> dict:
+        [found] = [m for m in await user.bot_messages() if m["message_id"] == message["message_id"]]
+        return found
+
+    await buy_grinder(user)
+    for answer, next_question in [
+        ("Ada", "the recipient's name"),
+        ("+905321234567", "phone number"),
+        ("Moda Cd. 12, Istanbul", "delivery address"),
+    ]:
+        await user.wait_message(next_question)
+        await user.send(answer)
+    comment = await user.wait_message("comment for the courier")
+    assert buttons(comment) == ["Skip"]
+    await user.send("Ring twice")
+    first = await user.wait_message("Is everything right?")
+    assert buttons(await now(comment)) == []  # typed: Skip is gone
+    await user.press(text="✏️ Address", message_id=first["message_id"])
+    await user.wait_message("delivery address")
+    await user.send("Bahariye Cd. 5, Istanbul")
+    second = await user.wait_message("Bahariye")
+    assert buttons(await now(first)) == []  # the summary before the correction is dead
+    assert "Continue to payment" in buttons(second)
+    answer = await user.press(text="✏️ Comment", message_id=second["message_id"])
+    assert answer is not None
+    again = await user.wait_message("comment for the courier")
+    await user.press(text="Skip", message_id=again["message_id"])
+    third = await user.wait_message("Is everything right?")
+    assert buttons(await now(second)) == []
+    assert buttons(await now(again)) == []
+    assert "Continue to payment" in buttons(third)

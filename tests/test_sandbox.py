@@ -251,3 +251,15 @@ async def receiver(handler) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+def test_the_printed_lines_say_every_step_a_tester_takes(
+    telegram: TelegramServer, redoya: RedoyaServer, payture: PaytureServer
+) -> None:
+    for server in (redoya, payture):
+        hints = "\n".join(server.hints())
+        assert 'open the "redirect" URL' in hints, hints
+    assert f"{telegram.url}/sandbox/users/1001/send_contact" in "\n".join(telegram.hints())
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for said in ("send_contact", '{"redirect": ...}', "bot/demo_catalog.toml"):
+        assert said in readme, said

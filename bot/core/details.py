@@ -40,8 +40,11 @@ def clean_text(field: str, value: str) -> str:
     return text
 
 
-def clean_phone(value: str) -> str:
-    """'+90 (532) 123-45-67' -> '+905321234567'; a contact's '905321234567' gets its '+'."""
+def clean_phone(value: str, *, typed: bool = False) -> str:
+    """'+90 (532) 123-45-67' -> '+905321234567'; a contact's '905321234567' gets its '+'.
+    A `typed` number without '+' (or 00) that starts with 0 or 8 is a national one ('0532...',
+    Russia's '8 916...'): no country code starts so, and guessing one would save a wrong number,
+    so it is refused ('national')."""
     text = _PHONE_JUNK.sub("", value.strip())
     if text.startswith("00"):  # the international call prefix
         text = "+" + text[2:]
@@ -49,6 +52,8 @@ def clean_phone(value: str) -> str:
     low, high = PHONE_DIGITS
     if not (digits.isascii() and digits.isdigit() and low <= len(digits) <= high):
         raise DetailsError("phone", "bad_phone")
+    if typed and not text.startswith("+") and digits[0] in "08":
+        raise DetailsError("phone", "national")
     return "+" + digits
 
 

@@ -66,7 +66,9 @@ async def order_again(
     if isinstance(query.message, Message):
         await query.message.answer(summary(order, refill, catalog))
     if carts.needs_delivery(carts.lines(refill.cart, catalog)):
-        await begin(query, "", state, checkout)  # the details asked (the last ones offered)
+        await begin(
+            query, "", catalog, state, checkout
+        )  # the details asked (the last ones offered)
     else:
         await cart_checkout(query, catalog, state, checkout)
 

@@ -13,18 +13,20 @@ from typing import Any
 
 from aiogram import F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 
 from bot import cart as carts
 from bot import texts
 from bot.catalog import Catalog
 from bot.core import CheckoutService, Delivery, details
-from bot.handlers.common import edit
-from bot.handlers.shop import choose_provider, chosen_items
+from bot.handlers.common import edit, log
+from bot.handlers.shop import beyond_limits, choose_provider, chosen_items
 from bot.keyboards import (
     CartAction,
     CartCb,
@@ -59,13 +61,28 @@ ASKED = {state.state: field for field, state in QUESTIONS.items()}  # "DeliveryF
 ASKING = StateFilter(*QUESTIONS.values())
 
 
+# A phone written the way the customer's country writes it, for the hints.
+PHONE_EXAMPLES = {
+    "tr": "+90 532 123 45 67",
+    "ru": "+7 912 345 67 89",
+    "kk": "+7 701 234 56 78",
+    "tk": "+993 65 12 34 56",
+    "mn": "+976 8812 3456",
+}
+NEUTRAL_PHONE = "+44 7700 900123"  # en: a number of the range kept for fiction
+
+
+def phone_example() -> str:
+    return PHONE_EXAMPLES.get(get_i18n().current_locale, NEUTRAL_PHONE)
+
+
 def question(field: str) -> str:
     questions = {
         "name": _("Where should we deliver? First, the recipient's name:"),
         "phone": _(
             "The recipient's phone number: press the button below to share yours, or type it "
-            "with the country code (for example +90 532 123 45 67)."
-        ),
+            "with the country code (for example {example})."
+        ).format(example=phone_example()),
         "address": _("The delivery address (city, street, house, flat):"),
         "comment": _("A comment for the courier (a time, a door code), or press Skip:"),
     }
@@ -77,8 +94,13 @@ def refusal(exc: details.DetailsError) -> str:
     if exc.reason == "bad_phone":
         return _(
             "That does not look like a phone number: send 7 to 15 digits with the country "
-            "code, for example +90 532 123 45 67."
-        )
+            "code, for example {example}."
+        ).format(example=phone_example())
+    if exc.reason == "national":
+        return _(
+            "That number has no country code: write it with + and the country code instead of "
+            "the leading 0 or 8, for example {example}."
+        ).format(example=phone_example())
     if exc.reason == "too_long":
         return _("That is too long: at most {max} characters, please.").format(max=high)
     return _("That is too short: at least {min} characters, please.").format(min=low)
@@ -107,9 +129,18 @@ async def product_needs_delivery(
 
 
 async def begin(
-    query: CallbackQuery, product_id: str, state: FSMContext, checkout: CheckoutService
+    query: CallbackQuery,
+    product_id: str,
+    catalog: Catalog,
+    state: FSMContext,
+    checkout: CheckoutService,
 ) -> None:
-    """Offer the last details, or ask from the name on."""
+    """Offer the last details, or ask from the name on; a cart no provider can take is refused
+    first, with the cart's own words, so no question is asked for nothing."""
+    refused = beyond_limits(await chosen_items(product_id, catalog, state), checkout)
+    if refused:
+        await query.answer(refused[:200], show_alert=True)
+        return
     await query.answer()
     last = await checkout.last_delivery(query.from_user.id)
     await state.update_data(
@@ -135,7 +166,26 @@ async def ask(message: Message, state: FSMContext, field: str) -> None:
         markup = contact_keyboard()
     elif field == "comment":
         markup = skip_keyboard()
-    await message.answer(question(field), reply_markup=markup)
+    await drop_buttons(message, state)  # a summary being corrected
+    sent = await message.answer(question(field), reply_markup=markup)
+    if field == "comment":  # its Skip button goes once the comment is typed
+        await state.update_data(delivery_buttons=sent.message_id)
+
+
+async def drop_buttons(message: Message, state: FSMContext) -> None:
+    """Take the inline buttons off the last question or summary we showed, so only the newest
+    one is live; a message already gone or unchanged is fine."""
+    message_id = (await state.get_data()).get("delivery_buttons")
+    if not isinstance(message_id, int) or message.bot is None:
+        return
+    await state.update_data(delivery_buttons=None)
+    try:
+        await message.bot.edit_message_reply_markup(
+            chat_id=message.chat.id, message_id=message_id, reply_markup=None
+        )
+    except TelegramBadRequest as exc:
+        if "not modified" not in str(exc):
+            log.info("old delivery buttons stay: %s", exc)
 
 
 async def summary(message: Message, state: FSMContext) -> None:
@@ -145,9 +195,10 @@ async def summary(message: Message, state: FSMContext) -> None:
         await ask(message, state, "name")
         return
     await state.set_state(DeliveryForm.summary)
-    await state.update_data(delivery_editing=True)
+    await drop_buttons(message, state)  # a summary shown before this correction
     text = _("Is everything right? Press a field to correct it.") + "\n\n" + texts.delivery(draft)
-    await message.answer(text, reply_markup=delivery_keyboard())
+    sent = await message.answer(text, reply_markup=delivery_keyboard())
+    await state.update_data(delivery_editing=True, delivery_buttons=sent.message_id)
 
 
 # --- the answers ------------------------------------------------------------------------
@@ -174,7 +225,10 @@ async def answered(message: Message, state: FSMContext) -> None:
         return
     text = message.text or ""
     try:
-        value = details.clean_phone(text) if field == "phone" else details.clean_text(field, text)
+        if field == "phone":
+            value = details.clean_phone(text, typed=True)
+        else:
+            value = details.clean_text(field, text)
     except details.DetailsError as exc:
         await message.answer(refusal(exc))
         return
@@ -241,6 +295,7 @@ async def button(
     await query.answer()
     if action is DeliveryAction.SKIP:
         await edit(query, question("comment"))  # its Skip button has done its work
+        await state.update_data(delivery_buttons=None)
         await keep(message, state, "comment", "")
     elif action is DeliveryAction.CHANGE:
         await summary(message, state)

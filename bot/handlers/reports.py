@@ -136,7 +136,13 @@ async def export(
     with tempfile.NamedTemporaryFile(
         "w", encoding="utf-8-sig", newline="", prefix="orders-", suffix=".csv"
     ) as out:
-        count = await write_csv(checkout.export_orders(days), out, settings.zone, report)
+        count = await write_csv(
+            checkout.export_orders(days),
+            out,
+            settings.zone,
+            report,
+            semicolons=settings.csv_semicolons,
+        )
         out.flush()
         if not count:
             await progress.edit_text(_("No orders in the last {days} days.").format(days=days))

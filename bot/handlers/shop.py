@@ -345,6 +345,17 @@ async def quantity_entered(
 # --- paying -------------------------------------------------------------------------------
 
 
+def beyond_limits(items: list[tuple[Product, int]], checkout: CheckoutService) -> str | None:
+    """The cart's limit sentences when each of its totals is beyond every provider's bound (the
+    same the cart shows), so a checkout is refused before anything is asked; None otherwise."""
+    totals = [t for c in carts.currencies(items) if (t := carts.total(items, c)) is not None]
+    allowed = carts.allowed_providers(items)
+    limits = [checkout.limits_for(total, allowed) for total in totals]
+    if not limits or not all(limits):
+        return None
+    return " ".join(texts.amount_limit(limit) for found in limits for limit in found)
+
+
 async def choose_provider(
     query: CallbackQuery,
     items: list[tuple[Product, int]],
