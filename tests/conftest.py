@@ -7,9 +7,11 @@ PostgreSQL), so tests never see each other's chats.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,23 @@ MERCHANT_CHAT = -1000001
 
 # The PostgreSQL every machine of this project runs (trust auth on loopback).
 TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+SUITE_LOCK = Path(tempfile.gettempdir()) / "checkout-bot-tests.lock"
+
+
+@pytest.fixture(autouse=True)
+def one_alone(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests share the machine's PostgreSQL across workers: each holds the suite lock shared,
+    and one marked `alone` (it restarts the cluster) holds it exclusively, so no other test
+    runs meanwhile in any worker."""
+    alone = request.node.get_closest_marker("alone") is not None
+    with SUITE_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture

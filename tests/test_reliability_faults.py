@@ -107,6 +107,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield Path(path)
 
 
+@pytest.mark.alone
 async def test_postgres_restarted_mid_run_readyz_503_then_reconnects_and_loses_nothing(
     servers: dict[str, Any], restarted_schema: str
 ) -> None:
