@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -26,10 +27,12 @@ class FakeServer:
         self.port = port
         self.app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[self._outage])
         # an outage of the whole API (never /sandbox/*): every request answers `down_status`,
-        # or hangs `down_delay` seconds first; `down_calls` counts what arrived meanwhile
+        # or hangs `down_delay` seconds first; `down_calls` counts what arrived meanwhile,
+        # `down_paths` by path
         self.down_status: int | None = None
         self.down_delay = 0.0
         self.down_calls = 0
+        self.down_paths: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.app.router.add_post("/sandbox/reset", self._reset)
@@ -44,6 +47,7 @@ class FakeServer:
         if not down or request.path.startswith("/sandbox/"):
             return await handler(request)
         self.down_calls += 1
+        self.down_paths[request.path] += 1
         if self.down_delay:
             await asyncio.sleep(self.down_delay)
         if self.down_status is not None:

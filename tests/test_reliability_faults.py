@@ -45,9 +45,14 @@ async def test_orders_paid_during_a_provider_outage_end_paid_within_the_schedule
         outage=timedelta(minutes=10),
         timeout=timeout,
     )
+    assert {row.scenario.split()[0] for row in rows} == {"redoya", "payture", "halkbank", "pocket"}
     for row in rows:
         assert row.lost == 0, row
         assert "EXCEEDED" not in row.note, row
+        assert "while it was down" not in row.note, row
+    (pocket,) = [row for row in rows if row.scenario.startswith("pocket")]
+    assert "webhooks answered [200]" in pocket.note, pocket  # they reached us, taken
+    assert " 0 of them for a token" not in pocket.note, pocket  # its token endpoint was down too
 
 
 async def test_ktwidget_retries_reach_a_bot_that_was_down(

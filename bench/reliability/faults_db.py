@@ -57,7 +57,7 @@ async def sqlite_fault(
                 lambda: all(
                     any(d.http_status for d in ktwidget.deliveries.get(k, [])) for k in keys
                 ),
-                within=10 + 6 * orders,  # locked: each write waits out the 5 s busy timeout
+                within=30 + 10 * orders,  # locked: each write waits out the 5 s busy timeout
             )
             refused = [d for k in keys for d in ktwidget.deliveries[k] if not d.accepted]
             during = [await app.checkout.order(o.id) for o in placed]
