@@ -91,7 +91,9 @@ async def test_shipped_with_a_note_then_delivered_told_in_russian(
     question = await merchant.wait_message("reply to this message with the tracking note")
     assert (MERCHANT_CHAT, question["message_id"]) in telegram.force_replies
     await merchant.send("TRK-42 <Aras>", reply_to=question["message_id"])
-    await merchant.wait_message("Order #1: shipped. Tracking: TRK-42 <Aras>")
+    await merchant.wait_message(
+        "Order #1: shipped.\nTracking: TRK-42 <Aras>\nThe customer is told."
+    )
     shipped = await user.wait_message("📦 Заказ №1 отправлен")
     assert "TRK-42 <Aras>" in shipped["text"]
     updated = [m for m in await merchant.bot_messages() if m["message_id"] == paid["message_id"]]
@@ -328,6 +330,6 @@ async def test_an_admin_in_the_delivery_questions_keeps_them_when_shipping(
     await admin.wait_message("phone number")
     assert (await app.checkout.order(order.id)).fulfilment is Fulfilment.NEW  # type: ignore[union-attr]
     await admin.send("TRK-7", reply_to=question["message_id"])
-    await admin.wait_message(f"Order #{order.id}: shipped. Tracking: TRK-7")
+    await admin.wait_message(f"Order #{order.id}: shipped.\nTracking: TRK-7\nThe customer")
     await admin.send("+90 532 123 45 67")
     await admin.wait_message("delivery address")

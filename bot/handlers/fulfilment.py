@@ -238,12 +238,14 @@ async def refused(
 
 
 def done(order: Order) -> str:
+    """'Order #1: shipped.', the tracking note and "The customer is told." each on a line of
+    their own (a note is the merchant's words: no sentence of ours runs into it)."""
     text = _("Order #{id}: {status}.").format(
         id=order.id, status=texts.fulfilment_name(order.fulfilment)
     )
     if order.tracking and order.fulfilment is Fulfilment.SHIPPED:
-        text += " " + _("Tracking: {note}").format(note=texts.escape(order.tracking))
-    return text + " " + _("The customer is told.")
+        text += "\n" + _("Tracking: {note}").format(note=texts.escape(order.tracking))
+    return text + "\n" + _("The customer is told.")
 
 
 async def _show_steps(
