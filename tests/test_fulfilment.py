@@ -96,6 +96,13 @@ async def test_shipped_with_a_note_then_delivered_told_in_russian(
     )
     shipped = await user.wait_message("📦 Заказ №1 отправлен")
     assert "TRK-42 <Aras>" in shipped["text"]
+    await user.send("/orders")
+    listed = await user.wait_message("отправлен")
+    await user.press(
+        text=labels(listed)[0], message_id=listed["message_id"]
+    )  # the order's card: the status word is not the delivery header
+    card = await user.wait_message("Отправка: отправлен")
+    assert "Доставка:" not in card["text"]
     updated = [m for m in await merchant.bot_messages() if m["message_id"] == paid["message_id"]]
     assert labels(updated[0]) == ["✅ Delivered", "✖ Cancel the order"]
 

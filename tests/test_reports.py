@@ -77,7 +77,7 @@ def staff(telegram: TelegramServer, http: aiohttp.ClientSession, who: int = ADMI
 
 
 FIGURES = [
-    "Orders created: awaiting payment: 1 · paid: 1 · refunded: 1 · partially refunded: 1",
+    "Orders created: 4 (awaiting payment: 1 · paid: 1 · refunded: 1 · partially refunded: 1)",
     "RUB: paid: RUB450.00 (orders: 1) · refunded: RUB450.00 · net: RUB0.00",
     "  • Bank card (Payture): paid: RUB450.00 (orders: 1) · refunded: RUB450.00 · net: RUB0.00",
     "TRY: paid: TRY235.00 (orders: 2) · refunded: TRY35.00 · net: TRY200.00",
@@ -176,7 +176,7 @@ async def test_export_is_a_csv_read_back_row_by_row(
         admin = staff(telegram, http)
         await admin.send("/export 1")
         sent = await admin.wait_message(predicate=lambda m: "document" in m)
-        assert sent["caption"] == "Orders of the last 1 days: 5"
+        assert sent["caption"] == "Orders of the last 1 day: 5"
         assert sent["document"]["file_name"].endswith("-1d.csv")
         text = telegram.files[sent["document"]["file_id"]].decode("utf-8-sig")
         rows = list(csv.DictReader(io.StringIO(text, newline="")))

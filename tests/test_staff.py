@@ -44,10 +44,14 @@ async def test_admin_help_and_bad_input_in_the_admins_language(
     admin = BotUser(telegram.url, ADMIN, language_code="ru", session=http)
     await admin.send("/admin")
     await admin.wait_message("/refund <id> [сумма]")
+    await admin.wait_message("/today — показатели за сегодня")
+    await admin.wait_message("/stats [дни] [chart]")
     await admin.send("/order 999")
     await admin.wait_message("Такого заказа нет")
     await admin.send("/stats 7")
-    await admin.wait_message("Заказы за последние 7 дн.")
+    await admin.wait_message("Заказы за последние 7 дней")
+    await admin.send("/stats 1")
+    await admin.wait_message("Заказы за последний 1 день")
 
 
 MERCHANT_TEXTS = [

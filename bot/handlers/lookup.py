@@ -12,6 +12,7 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot import texts
 from bot.config import Settings
@@ -47,7 +48,8 @@ def usage(admin: bool) -> str:
         _("/order <id> — an order with its audit trail"),
         _("/orders [state | provider | user id | days] — orders, newest first (/orders help)"),
         _("/find <text> — orders by number, payment id, customer name, @username or phone"),
-        _("/stats [days] — figures"),
+        _("/stats [days] [chart] — figures; chart: a picture of the paid amounts per day"),
+        _("/today — today's figures (in the merchant chat too)"),
         _("/export [days] — the orders as a CSV file"),
     ]
     if admin:
@@ -173,7 +175,9 @@ def filter_title(found: OrdersFilter, checkout: CheckoutService) -> str:
     if found.user_id:
         parts.append(_("customer {id}").format(id=found.user_id))
     if found.days:
-        parts.append(_("last {days} days").format(days=found.days))
+        parts.append(
+            ngettext("last {days} day", "last {days} days", found.days).format(days=found.days)
+        )
     title = _("Orders")
     return texts.escape(f"{title}: {', '.join(parts)}" if parts else title)
 
