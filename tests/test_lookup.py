@@ -228,6 +228,7 @@ async def test_support_looks_up_but_never_refunds(
     assert refused["text"].startswith("Only admins")
     assert (await shop.storage.get_order(4)).state is S.PAID  # type: ignore[union-attr]
     await ask(support, "/reconcile", "Only admins")
+    await ask(support, "/review", "Only admins may do that")
     answer = await support.press(
         "rf:4:4000:4000:ab12cd34:0", message_id=refused["message_id"], force=True
     )

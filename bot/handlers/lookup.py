@@ -23,10 +23,15 @@ from bot.handlers.common import edit
 from bot.handlers.roles import IsStaff
 from bot.handlers.staff_filter import FilterError, OrdersFilter, filter_usage, parse
 from bot.keyboards import (
+    FulfilCb,
+    NoTrackingCb,
     RefundCb,
+    ReviewCb,
+    ReviewPage,
     StaffFindCb,
     StaffOrderCb,
     StaffOrdersCb,
+    StepsCb,
     UnexpectedCb,
     fits,
     fulfilment_keyboard,
@@ -38,7 +43,7 @@ FIND_SHORTEST = 2  # characters; a bare number (an order id) may be shorter
 FIND_LONGEST = 64
 PHONE_CHARACTERS = frozenset("+0123456789 -()")
 PHONE_DIGITS = 7  # fewer digits with spaces ("12 13") are no phone: searched as typed
-ADMIN_ONLY = ("refund", "reconcile")  # support is told so instead of getting silence
+ADMIN_ONLY = ("refund", "reconcile", "review")  # support is told so instead of getting silence
 REFUNDABLE = (OrderState.PAID, OrderState.PARTIALLY_REFUNDED)
 
 
@@ -308,6 +313,11 @@ async def admins_only_button(query: CallbackQuery) -> None:
     await query.answer(admins_only_text(), show_alert=True)
 
 
+async def fulfil_not_allowed(query: CallbackQuery) -> None:
+    """A support person pressing Shipped (or its follow-ups): a role answer, not "out of date"."""
+    await query.answer(_("Only admins and the merchant chat may change orders."), show_alert=True)
+
+
 def create_router() -> Router:
     """A fresh Router with this module's handlers (a Router can join one Dispatcher only).
     It comes after the admin router and before the customer's: staff get these lists instead
@@ -325,4 +335,8 @@ def create_router() -> Router:
     router.message.register(admins_only, Command(*ADMIN_ONLY))
     router.callback_query.register(admins_only_button, RefundCb.filter())
     router.callback_query.register(admins_only_button, UnexpectedCb.filter())
+    router.callback_query.register(admins_only_button, ReviewCb.filter())
+    router.callback_query.register(admins_only_button, ReviewPage.filter())
+    for kind in (FulfilCb, NoTrackingCb, StepsCb):
+        router.callback_query.register(fulfil_not_allowed, kind.filter())
     return router
