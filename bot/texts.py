@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import tzinfo
+from datetime import UTC, tzinfo
 from html import escape, unescape
 
 from aiogram.utils.i18n import I18n
@@ -216,9 +216,7 @@ def buyer_line(order: Order) -> str:
     return _("Buyer: {buyer} (id {user_id})").format(buyer=who, user_id=order.user_id)
 
 
-def receipt(
-    order: Order, provider: str, zone: tzinfo | None = None, catalog: Catalog | None = None
-) -> str:
+def receipt(order: Order, provider: str, zone: tzinfo = UTC, catalog: Catalog | None = None) -> str:
     """`provider` is the adapter's display name; `zone` the merchant's (Settings.zone): the
     paid-at time is shown on the shop's clock, the zone named; `catalog` for the customer's
     copy (the items in their language), none for the staff's."""
@@ -227,7 +225,7 @@ def receipt(
         order_lines(order, catalog),
         _("Paid with: {provider}").format(provider=escape(provider)),
         _("Payment id: {payment_id}").format(payment_id=escape(order.provider_payment_id or "-")),
-        _("Paid at: {when}").format(when=format_when(order.paid_at, locale(), zone)),
+        _("Paid at: {when}").format(when=format_when(order.paid_at, zone)),
     ]
     if order.refunded_so_far.amount:
         rows.append(_("Refunded: {amount}").format(amount=money(order.refunded_so_far)))

@@ -154,7 +154,7 @@ async def test_a_cancel_by_the_shop_leaves_the_refund_to_an_admin(
     await user.wait_message(f"The shop cancelled order #{order.id}")
     admin = BotUser(telegram.url, ADMIN, session=http, chat_id=MERCHANT_CHAT)  # in that chat
     await admin.send(f"/refund {order.id}")
-    question = await admin.wait_message(f"Refund RUB450.00 of order #{order.id}?")
+    question = await admin.wait_message(f"Refund ₽450.00 of order #{order.id}?")
     answer = await merchant.press(text="Refund", message_id=question["message_id"])
     assert answer is not None
     assert "out of date" in answer["text"]  # not an admin: no refund handler takes it
@@ -238,9 +238,9 @@ async def test_try_again_after_a_failure_and_a_cancel_at_todays_prices(
     async with BotApp(make_settings(catalog_path=catalog)) as app:
         await user.press(text="Try again", message_id=failed["message_id"])
         said = await user.wait_message("Order #1 again")
-        assert "Cezve, copper: the price changed, TRY85.00 → TRY95.00" in said["text"]
+        assert "Cezve, copper: the price changed, ₺85.00 → ₺95.00" in said["text"]
         second = await user.wait_message("Order #2")
-        assert "TRY95.00" in second["text"]
+        assert "₺95.00" in second["text"]
         assert (await app.checkout.order(2)).total == Money(9500, "TRY")  # type: ignore[union-attr]
 
         await user.press(text="Cancel order", message_id=second["message_id"])

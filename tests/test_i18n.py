@@ -104,7 +104,10 @@ def test_catalogs_load_and_untranslated_falls_back_to_english() -> None:
         (Money(99900, "KZT"), "kk", "999,00\xa0₸"),
         (Money(1050, "TMT"), "tk", "10,50\xa0TMT"),
         (Money(50, "XTR"), "en", "50 ⭐"),
-        (Money(15000, "TRY"), "en", "TRY150.00"),
+        (Money(15000, "TRY"), "en", "₺150.00"),  # the currency's own sign in every language
+        (Money(15000, "TRY"), "ru", "150,00\xa0₺"),
+        (Money(45000, "RUB"), "tk", "450,00\xa0₽"),
+        (Money(1050, "TMT"), "en", "TMT10.50"),
     ],
 )
 def test_money_is_formatted_per_locale(money: Money, locale: str, shown: str) -> None:

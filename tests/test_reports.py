@@ -78,10 +78,10 @@ def staff(telegram: TelegramServer, http: aiohttp.ClientSession, who: int = ADMI
 
 FIGURES = [
     "Orders created: 4 (awaiting payment: 1 · paid: 1 · refunded: 1 · partially refunded: 1)",
-    "RUB: paid: RUB450.00 (orders: 1) · refunded: RUB450.00 · net: RUB0.00",
-    "  • Bank card (Payture): paid: RUB450.00 (orders: 1) · refunded: RUB450.00 · net: RUB0.00",
-    "TRY: paid: TRY235.00 (orders: 2) · refunded: TRY35.00 · net: TRY200.00",
-    "  • Redoya: paid: TRY235.00 (orders: 2) · refunded: TRY35.00 · net: TRY200.00",
+    "RUB: paid: ₽450.00 (orders: 1) · refunded: ₽450.00 · net: ₽0.00",
+    "  • Bank card (Payture): paid: ₽450.00 (orders: 1) · refunded: ₽450.00 · net: ₽0.00",
+    "TRY: paid: ₺235.00 (orders: 2) · refunded: ₺35.00 · net: ₺200.00",
+    "  • Redoya: paid: ₺235.00 (orders: 2) · refunded: ₺35.00 · net: ₺200.00",
 ]
 
 
@@ -240,7 +240,7 @@ async def test_the_daily_report_goes_out_once_at_its_local_time(
         await sender.flush()
         report = await merchant.wait_message("📊 The day's report")
         assert f"({ZONE})" in report["text"]
-        assert "TRY: paid: TRY85.00 (orders: 1)" in report["text"]
+        assert "TRY: paid: ₺85.00 (orders: 1)" in report["text"]
         await sender.flush()
         reports = [
             m for m in await merchant.bot_messages() if "day's report" in (m.get("text") or "")

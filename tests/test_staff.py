@@ -59,14 +59,14 @@ MERCHANT_TEXTS = [
     (
         "en",
         "No orders were paid or refunded in this period.",
-        "Order #1 paid: TRY85.00 via Redoya",
-        "TRY: paid: TRY85.00 (orders: 1) · refunded: TRY0.00 · net: TRY85.00",
+        "Order #1 paid: ₺85.00 via Redoya",
+        "TRY: paid: ₺85.00 (orders: 1) · refunded: ₺0.00 · net: ₺85.00",
     ),
     (
         "ru",
         "За этот период ничего не оплачено и не возвращено.",
         "Заказ №1 оплачен",
-        "TRY: оплачено: 85,00\xa0TRY (заказов: 1)",
+        "TRY: оплачено: 85,00\xa0₺ (заказов: 1)",
     ),
     (
         "tr",

@@ -17,7 +17,7 @@ from aiogram.utils.i18n import ngettext
 from bot import texts
 from bot.config import Settings
 from bot.core import AuditEntry, CheckoutService, Order, OrderQuery, OrderState
-from bot.formatting import format_when, in_zone, zone_name
+from bot.formatting import format_when, zone_name
 from bot.handlers import numbers
 from bot.handlers.common import edit
 from bot.handlers.roles import IsStaff
@@ -85,7 +85,7 @@ def buyer_in_row(order: Order) -> str:
 
 def audit_line(entry: AuditEntry, zone: tzinfo) -> str:
     line = (
-        f"{in_zone(entry.created_at, zone):%Y-%m-%d %H:%M:%S} {entry.from_state or '-'} → "
+        f"{format_when(entry.created_at, zone, named=False)} {entry.from_state or '-'} → "
         f"{entry.to_state} by {texts.escape(entry.actor)}"
     )
     return f"{line}: {texts.escape(entry.detail)}" if entry.detail else line
@@ -109,7 +109,7 @@ def order_view(
             fulfilment=texts.fulfilment_name(order.fulfilment),
             provider=texts.escape(provider),
         ),
-        _("Created: {when}").format(when=format_when(order.created_at, texts.locale(), zone)),
+        _("Created: {when}").format(when=format_when(order.created_at, zone)),
     ]
     if admin and order.state in REFUNDABLE:
         rows.append(texts.escape(_("Refund: /refund {id} [amount]").format(id=order.id)))
@@ -156,7 +156,7 @@ async def order_open(
 
 
 def order_row(order: Order, checkout: CheckoutService, zone: tzinfo) -> str:
-    when = format_when(order.created_at, texts.locale(), zone, named=False)
+    when = format_when(order.created_at, zone, named=False)
     provider = texts.escape(texts.provider_name(checkout.display_name(order.provider)))
     return (
         f"#{order.id} · {when} · {buyer_in_row(order)} · {texts.money(order.total)} · "
