@@ -14,6 +14,7 @@ from html import escape, unescape
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from bot import audit_texts
 from bot.catalog import Catalog, Category, Product
 from bot.core import (
     FULFILLABLE,
@@ -280,8 +281,8 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
             rows += ["", delivery(order.delivery)]
         return "\n".join(rows)
     if kind in (K.MERCHANT_REVIEW, K.ADMIN_REVIEW):
-        # the reason stays as the checkout service wrote it: the provider's codes and amounts
-        reason = escape(str(payload.get("reason", "")))
+        # a known reason in the reader's words; the provider's codes and words as they came
+        reason = audit_texts.reason(str(payload.get("reason", "")))
         head = _("⚠️ Order #{id} needs review: {reason}").format(id=order.id, reason=reason)
         return f"{head}\n{order_lines(order)}"
     if kind in FULFILMENT_KINDS:

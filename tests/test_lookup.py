@@ -259,7 +259,7 @@ async def test_times_are_on_the_merchants_clock_with_the_zone_named(
     assert f"Created: {shown(order.created_at)} ({ZONE})" in view
     assert f"Audit ({ZONE})" in view
     payment = (await shop.storage.audit_trail(4))[-1]
-    assert f"{shown(payment.created_at)} awaiting_payment → paid" in view
+    assert f"{shown(payment.created_at)} awaiting payment → paid · test" in view
     listed = (await ask(admin, "/orders paid", "Orders: paid"))["text"]
     created = shown(order.created_at)
     assert f"#4 · {created} · " in listed

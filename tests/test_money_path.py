@@ -133,7 +133,7 @@ async def test_a_payment_after_the_order_was_cancelled_is_not_dropped(
 
     # and a second such payment of the same order is told too (a review kind recurs)
     _, page = await browse(http, await pay(http, redoya.url, message, "paid"))
-    await admin.wait_message("a second payment for an order already needs_review")
+    await admin.wait_message("a second payment for an order already being checked by the shop")
 
 
 async def test_a_return_pointed_at_another_orders_payment_changes_nothing(

@@ -173,7 +173,7 @@ async def test_paid_with_a_different_amount_goes_to_review_not_paid(
     assert not any("Payment received" in t for t in texts_of(await user.bot_messages()))
     admin = BotUser(telegram.url, ADMIN, session=http)
     review = await admin.wait_message("needs review")
-    assert "amount mismatch" in review["text"]
+    assert "the provider says ₺3.00 was paid, the order is ₺150.00" in review["text"]
 
 
 async def test_provider_500_leaves_the_order_awaiting_and_the_sweep_recovers_it(

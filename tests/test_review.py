@@ -60,9 +60,34 @@ async def _state(app: Parts, order_id: int, state: OrderState) -> bool:
 async def reviewed(admin: BotUser, order_id: int) -> dict:
     await admin.send("/review")
     shown = await admin.wait_message(f"Order #{order_id} needs review")
-    assert "amount mismatch: provider says 80.00 TRY, order is 85.00 TRY" in shown["text"]
+    assert "the provider says ₺80.00 was paid, the order is ₺85.00" in shown["text"]
     assert [b["text"] for b in buttons(shown)] == ["Accept as paid", "Refund", "Mark failed"]
     return shown
+
+
+async def test_the_review_and_the_audit_speak_the_admins_language(
+    app: Parts, user: BotUser, redoya: RedoyaServer, telegram: TelegramServer, http
+) -> None:
+    """The core writes its reasons and the audit in English; a Russian admin reads them in
+    Russian: the reason, the states, who acted, amounts in one style, Redoya by its name."""
+    admin = BotUser(telegram.url, ADMIN, language_code="ru", session=http)
+    card = await order_product(user, "Coffee", "Cezve")
+    redoya.paid_amount_override = 8000
+    await browse(http, await pay(http, redoya.url, card, "paid"))
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    await eventually(lambda: _state(app, order.id, S.NEEDS_REVIEW))
+    await admin.send("/review")
+    shown = await admin.wait_message(f"Заказ №{order.id}")
+    said = "провайдер сообщает об оплате 80,00\xa0₺, а заказ на 85,00\xa0₺"
+    assert said in shown["text"], shown["text"]
+    assert "Redoya" in shown["text"]
+    assert "redoya" not in shown["text"]
+    await admin.send(f"/order {order.id}")
+    view = (await admin.wait_message("ожидает оплаты → проверяется магазином"))["text"]
+    for english in ("awaiting_payment", "needs_review", " by ", "created by checkout", "TRY"):
+        assert english not in view, (english, view)
+    assert "- → создан · оформление заказа" in view
+    assert said in view
 
 
 async def test_accept_as_paid_tells_the_customer_and_the_merchant(
@@ -187,7 +212,10 @@ async def test_many_reviews_page_and_an_unexpected_payment_has_its_own_refund(
     assert not any(f"Order #{ids[0]} needs review" in t for t in texts)
     await admin.press(text="▶", message_id=pages["message_id"])
     oldest = await admin.wait_message(f"Order #{ids[0]} needs review: reason 0")
-    assert "Payment we did not expect: ₺85.00, redoya payment LATE1 (open)" in oldest["text"]
+    assert (
+        "Payment we did not expect: ₺85.00, Redoya payment LATE1 (not refunded yet)"
+        in oldest["text"]
+    )
     await admin.press(text="Refund", message_id=oldest["message_id"])
     offer = await admin.wait_message(f"Refund ₺85.00: payment LATE1 of order #{ids[0]}?")
     await admin.press(text="Refunded in the back office", message_id=offer["message_id"])

@@ -14,7 +14,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
-from bot import texts
+from bot import audit_texts, texts
 from bot.config import Settings
 from bot.core import AuditEntry, CheckoutService, Order, OrderQuery, OrderState
 from bot.formatting import format_when, zone_name
@@ -83,14 +83,6 @@ def buyer_in_row(order: Order) -> str:
     return texts.escape(f"{named} ({order.user_id})" if named else str(order.user_id))
 
 
-def audit_line(entry: AuditEntry, zone: tzinfo) -> str:
-    line = (
-        f"{format_when(entry.created_at, zone, named=False)} {entry.from_state or '-'} → "
-        f"{entry.to_state} by {texts.escape(entry.actor)}"
-    )
-    return f"{line}: {texts.escape(entry.detail)}" if entry.detail else line
-
-
 def order_view(
     order: Order, trail: list[AuditEntry], checkout: CheckoutService, zone: tzinfo, admin: bool
 ) -> str:
@@ -114,7 +106,7 @@ def order_view(
     if admin and order.state in REFUNDABLE:
         rows.append(texts.escape(_("Refund: /refund {id} [amount]").format(id=order.id)))
     rows.append("<b>" + _("Audit ({zone})").format(zone=zone_name(zone)) + "</b>")
-    rows += [audit_line(e, zone) for e in trail[-15:]]
+    rows += [audit_texts.audit_line(e, zone) for e in trail[-15:]]
     return "\n".join(rows)
 
 

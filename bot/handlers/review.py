@@ -12,7 +12,7 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
-from bot import texts
+from bot import audit_texts, texts
 from bot.core import CheckoutService, OrderState, RefundError, ReviewCase, ReviewError
 from bot.handlers.admin import refund_offer, refusal
 from bot.handlers.roles import IsAdmin
@@ -36,7 +36,7 @@ def case_text(case: ReviewCase, checkout: CheckoutService) -> str:
     rows = [
         "<b>"
         + _("⚠️ Order #{id} needs review: {reason}").format(
-            id=order.id, reason=texts.escape(case.said or "-")
+            id=order.id, reason=audit_texts.reason(case.said) if case.said else "-"
         )
         + "</b>",
         texts.order_lines(order),
@@ -50,13 +50,24 @@ def case_text(case: ReviewCase, checkout: CheckoutService) -> str:
     rows += [
         _("Payment we did not expect: {amount}, {provider} payment {payment_id} ({state})").format(
             amount=texts.money(p.amount) if p.amount else "?",
-            provider=texts.escape(p.provider),
+            provider=texts.escape(texts.provider_name(checkout.display_name(p.provider))),
             payment_id=texts.escape(p.payment_id),
-            state=texts.escape(p.state),
+            state=payment_state(p.state),
         )
         for p in case.unexpected
     ]
     return "\n".join(rows)
+
+
+def payment_state(state: str) -> str:
+    """A payment we did not expect: where its refund stands, in the reader's words."""
+    names = {
+        "open": _("not refunded yet"),
+        "refunding": _("being refunded"),
+        "refunded": _("refunded"),
+        "accepted": _("kept as the order's payment"),
+    }
+    return names.get(state, texts.escape(state))
 
 
 async def send_page(message: Message, checkout: CheckoutService, page: int) -> None:
