@@ -90,6 +90,29 @@ async def test_the_review_and_the_audit_speak_the_admins_language(
     assert said in view
 
 
+async def test_a_late_payment_of_an_order_paid_again_says_a_refund_is_likely(
+    app: Parts, user: BotUser, redoya: RedoyaServer, telegram: TelegramServer, http
+) -> None:
+    """Order A cancelled, the same coffee bought again as B and paid, then A's old payment
+    link paid too: A's review names B, so nobody accepts a second charge for one coffee."""
+    first = await order_product(user, "Coffee", "Cezve")
+    await user.press(text="Cancel order", message_id=first["message_id"])
+    await user.wait_message("cancelled")
+    again = await order_product(user, "Coffee", "Cezve")
+    await browse(http, await pay(http, redoya.url, again, "paid"))
+    await user.wait_message("Payment received")
+    await browse(http, await pay(http, redoya.url, first, "paid"))  # the old link, paid late
+    late, paid = sorted(o.id for o in await app.checkout.orders_of(CUSTOMER, limit=5))
+    await eventually(lambda: _state(app, late, S.NEEDS_REVIEW))
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    await admin.send("/review")
+    shown = await admin.wait_message(f"Order #{late} needs review")
+    assert (
+        f"The customer already paid order #{paid} with the same items: accepting this one "
+        "charges them twice. A refund is likely the right action."
+    ) in shown["text"]
+
+
 async def test_accept_as_paid_tells_the_customer_and_the_merchant(
     app: Parts,
     user: BotUser,

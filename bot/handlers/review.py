@@ -11,6 +11,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot import audit_texts, texts
 from bot.core import CheckoutService, OrderState, RefundError, ReviewCase, ReviewError
@@ -56,7 +57,22 @@ def case_text(case: ReviewCase, checkout: CheckoutService) -> str:
         )
         for p in case.unexpected
     ]
+    if case.twins:
+        rows += ["", twins_warning(case)]
     return "\n".join(rows)
+
+
+def twins_warning(case: ReviewCase) -> str:
+    """The customer already paid for the same items in another order: accepting this one
+    charges them twice, and both would be shipped."""
+    ids = ", ".join(f"#{o.id}" for o in case.twins)
+    return "⚠️ " + ngettext(
+        "The customer already paid order {ids} with the same items: accepting this one charges "
+        "them twice. A refund is likely the right action.",
+        "The customer already paid orders {ids} with the same items: accepting this one charges "
+        "them twice. A refund is likely the right action.",
+        len(case.twins),
+    ).format(ids=ids)
 
 
 def payment_state(state: str) -> str:
