@@ -196,6 +196,7 @@ class StaffOrdersCb(CallbackData, prefix="so"):
     user: Num = 0
     days: Num = 0
     page: Num = 0
+    shipping: str = ""  # the fulfilment steps as their positions in Fulfilment ("1" = shipped)
 
 
 class StaffFindCb(CallbackData, prefix="sf"):

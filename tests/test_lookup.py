@@ -17,7 +17,7 @@ from bot.keyboards import StaffFindCb, StaffOrdersCb, fits
 from money import Money
 from sandbox.botuser import BotUser, buttons
 from sandbox.telegram import TelegramServer
-from storage.base import Buyer, Delivery, NewOrder, OrderItem, OrderState, Storage
+from storage.base import Buyer, Delivery, Fulfilment, NewOrder, OrderItem, OrderState, Storage
 from tests.conftest import ADMIN, CUSTOMER
 
 S = OrderState
@@ -172,7 +172,7 @@ async def test_a_filter_nobody_understands_gets_what_is_accepted(
     assert "payture" in twice["text"].splitlines()[0]
     listed = await ask(admin, "/orders help", "/orders takes these words")
     for forged, expected in (
-        ("so:Z9:nosuch:-1:999999:-2", "No orders match."),  # clamped, unknown codes dropped
+        ("so:Z9:nosuch:-1:999999:-2:7x", "No orders match."),  # clamped, unknown codes dropped
         ("so::x:a:b:c", "out of date"),  # does not unpack: the stale-button answer
         ("sv:99999", "not found"),
     ):
@@ -267,3 +267,31 @@ async def test_times_are_on_the_merchants_clock_with_the_zone_named(
     own = (await ask(customer, "/orders", "Your orders"))["text"]
     assert f"Times in {ZONE}" in own
     assert f"#4 · {created} · " in own
+
+
+async def test_orders_by_shipping_in_english_and_the_admins_language(
+    shop: Parts, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    """The morning's list is one command: `/orders not shipped` = paid and not sent yet."""
+    storage = shop.storage
+    await storage.set_fulfilment(4, Fulfilment.NEW, Fulfilment.SHIPPED, actor="test")
+    await storage.set_fulfilment(6, Fulfilment.NEW, Fulfilment.SHIPPED, actor="test")
+    await storage.set_fulfilment(6, Fulfilment.SHIPPED, Fulfilment.DELIVERED, actor="test")
+    await storage.set_fulfilment(9, Fulfilment.NEW, Fulfilment.CANCELLED, actor="test")
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    assert ids(await ask(admin, "/orders shipped", "Orders: shipped")) == [4]
+    assert ids(await ask(admin, "/orders delivered", "Orders: delivered")) == [6]
+    owed = await ask(admin, "/orders not shipped", "Orders: not shipped yet")
+    assert ids(owed) == [2]
+    assert "· paid · not shipped yet · Redoya" in owed["text"]
+    assert ids(await ask(admin, "/orders new redoya", "Orders: not shipped yet, Redoya")) == [2]
+    shop_cancelled = await ask(admin, "/orders cancelled by the shop", "cancelled by the shop")
+    assert ids(shop_cancelled) == [9]
+    assert ids(await ask(admin, "/orders paid shipped", "Orders: paid, shipped")) == [4]
+    every = (await ask(admin, "/orders", "Orders"))["text"]
+    unpaid = next(line for line in every.splitlines() if line.startswith("#8 "))
+    assert "not shipped" not in unpaid  # nothing is owed for an unpaid order
+    assert "shipping: not shipped, shipped" in (await ask(admin, "/orders help", "/orders"))["text"]
+    russian = BotUser(telegram.url, ADMIN, language_code="ru", session=http)
+    assert ids(await ask(russian, "/orders не отправлен", "Заказы")) == [2]
+    assert ids(await ask(russian, "/orders отправлен", "Заказы")) == [4]

@@ -150,10 +150,10 @@ async def order_open(
 def order_row(order: Order, checkout: CheckoutService, zone: tzinfo) -> str:
     when = format_when(order.created_at, zone, named=False)
     provider = texts.escape(texts.provider_name(checkout.display_name(order.provider)))
-    return (
-        f"#{order.id} · {when} · {buyer_in_row(order)} · {texts.money(order.total)} · "
-        f"{texts.state_name(order.state)} · {texts.fulfilment_name(order.fulfilment)} · {provider}"
-    )
+    shipping = texts.fulfilment_status(order)  # none for an order that ships nothing
+    parts = [f"#{order.id}", when, buyer_in_row(order), texts.money(order.total)]
+    parts += [texts.state_name(order.state), *([shipping] if shipping else []), provider]
+    return " · ".join(parts)
 
 
 def page_text(
@@ -167,6 +167,7 @@ def page_text(
 
 def filter_title(found: OrdersFilter, checkout: CheckoutService) -> str:
     parts = [texts.state_name(s) for s in found.states]
+    parts += [texts.fulfilment_name(s) for s in found.steps]
     if found.provider:
         parts.append(texts.provider_name(checkout.display_name(found.provider)))
     if found.user_id:
