@@ -266,6 +266,10 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
         return _("↩️ {amount} refunded for order #{id}.").format(amount=amount, id=order.id)
     if kind is K.MERCHANT_REFUNDED:
         amount = money(Money(int(payload.get("amount", 0)), order.currency))  # type: ignore[call-overload]
+        if not order.left_to_refund.amount:
+            return _("↩️ Order #{id}: {amount} refunded to the customer.").format(
+                id=order.id, amount=amount
+            )
         return _("↩️ Order #{id}: {amount} refunded to the customer; {left} left.").format(
             id=order.id, amount=amount, left=money(order.left_to_refund)
         )

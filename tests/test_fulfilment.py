@@ -159,9 +159,13 @@ async def test_a_cancel_by_the_shop_leaves_the_refund_to_an_admin(
     assert answer is not None
     assert "out of date" in answer["text"]  # not an admin: no refund handler takes it
     assert payture.orders[order.provider_payment_id].refunds == []  # type: ignore[index]
+    assert "Buyer: " in question["text"]
     await admin.press(text="Refund", message_id=question["message_id"])
-    await admin.wait_message("is refunded")
+    said = f"↩️ Order #{order.id}: ₽450.00 refunded to the customer."
+    await admin.wait_message(said)
     await user.wait_message("refunded for order")
+    told = [m.get("text") or "" for m in await merchant.bot_messages()]
+    assert [t for t in told if "refunded" in t.casefold()] == [said]  # one message, no "left"
     done = await app.checkout.order(order.id)
     assert done is not None
     assert (done.state, done.fulfilment) == (S.REFUNDED, Fulfilment.CANCELLED)

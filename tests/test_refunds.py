@@ -46,7 +46,9 @@ async def test_refund_asks_first_and_one_press_refunds_once(
     admin = admin_of(telegram, http)
     await admin.send(f"/refund {order.id}")
     question = await admin.wait_message("Refund ₽450.00 of order")
-    assert "Customer: 1001" in question["text"]
+    assert "Buyer: " in question["text"]
+    assert "(id 1001)" in question["text"]
+    assert [b["text"] for b in buttons(question)] == ["Refund", "Not now"]
     assert "Left to refund: ₽450.00" in question["text"]
     assert (await app.checkout.order(order.id)).state is S.PAID  # type: ignore[union-attr]
     await admin.send(f"/refund {order.id}")  # the same command again: a second question
@@ -61,6 +63,13 @@ async def test_refund_asks_first_and_one_press_refunds_once(
     )
     await admin.wait_message("is refunded")
     await admin.press(text="Refund", message_id=second["message_id"])  # the stale question
+    later = await admin.press(text="Not now", message_id=second["message_id"])
+    assert later is not None
+    assert later["text"] == f"Nothing refunded. /refund {order.id} when you are ready."
+    closed = await admin.wait_message(
+        predicate=lambda m: m["message_id"] == second["message_id"] and not buttons(m)
+    )
+    assert "Refund ₽450.00" in closed["text"]
     done = await app.checkout.order(order.id)
     assert done is not None
     assert (done.state, done.refunded) == (S.REFUNDED, Money(45000, "RUB"))

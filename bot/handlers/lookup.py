@@ -26,6 +26,7 @@ from bot.keyboards import (
     FulfilCb,
     NoTrackingCb,
     RefundCb,
+    RefundLaterCb,
     ReviewCb,
     ReviewPage,
     StaffFindCb,
@@ -327,6 +328,7 @@ def create_router() -> Router:
     router.callback_query.register(find_page, StaffFindCb.filter())
     router.message.register(admins_only, Command(*ADMIN_ONLY))
     router.callback_query.register(admins_only_button, RefundCb.filter())
+    router.callback_query.register(admins_only_button, RefundLaterCb.filter())
     router.callback_query.register(admins_only_button, UnexpectedCb.filter())
     router.callback_query.register(admins_only_button, ReviewCb.filter())
     router.callback_query.register(admins_only_button, ReviewPage.filter())

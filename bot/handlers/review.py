@@ -41,9 +41,8 @@ def case_text(case: ReviewCase, checkout: CheckoutService) -> str:
         )
         + "</b>",
         texts.order_lines(order),
-        _("Customer: {user_id} · paid with {provider}").format(
-            user_id=order.user_id, provider=texts.escape(provider)
-        ),
+        texts.buyer_line(order),
+        _("Paid with: {provider}").format(provider=texts.escape(provider)),
         _("Payment id: {payment_id}").format(
             payment_id=texts.escape(order.provider_payment_id or "-")
         ),
