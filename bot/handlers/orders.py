@@ -3,9 +3,11 @@ and forgetting a card. Thin handlers: each asks the checkout service once and re
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import tzinfo
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
@@ -176,6 +178,16 @@ async def order_cancel(
     current = cancelled or await checkout.order_of(query.from_user.id, order.id) or order
     await query.answer(_("Order cancelled.") if cancelled else texts.state_name(current.state))
     await edit(query, texts.order_card(current, catalog), order_keyboard(current))
+    if (
+        isinstance(query.message, Message)
+        and query.message.invoice
+        and current.state not in PAYABLE
+    ):
+        # a Stars invoice keeps its Pay button whatever its keyboard says: the closed order's
+        # invoice goes (the new card above says where the order is); past Telegram's 48 hours
+        # it stays, and its Pay is refused at pre-checkout
+        with suppress(TelegramBadRequest):
+            await query.message.delete()
 
 
 async def order_save_card(
