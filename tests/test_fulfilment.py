@@ -105,6 +105,7 @@ async def test_shipped_with_a_note_then_delivered_told_in_russian(
     assert "Доставка:" not in card["text"]
     updated = [m for m in await merchant.bot_messages() if m["message_id"] == paid["message_id"]]
     assert labels(updated[0]) == ["✅ Delivered", "✖ Cancel the order"]
+    assert "Now: paid\nShipping: shipped · Tracking: TRK-42 <Aras>" in updated[0]["text"]
 
     stale = FulfilCb(order=1, step=Fulfilment.SHIPPED).pack()  # a second phone, an old screen
     answer = await merchant.press(stale, message_id=paid["message_id"], force=True)
@@ -113,6 +114,10 @@ async def test_shipped_with_a_note_then_delivered_told_in_russian(
 
     await merchant.press(text="✅ Delivered", message_id=paid["message_id"])
     await user.wait_message("📬 Заказ №1 доставлен")
+    card = await merchant.wait_message("Shipping: delivered", after_id=0)
+    assert card["message_id"] == paid["message_id"]  # the card follows: no buttons, the state
+    assert card["text"].startswith("💰 Order #1 paid")
+    assert labels(card) == []
     order = await app.checkout.order(1)
     assert order is not None
     assert (order.state, order.fulfilment, order.tracking) == (
