@@ -126,6 +126,12 @@ class RefundCb(CallbackData, prefix="rf"):
     manual: bool = False
 
 
+class RefundLaterCb(CallbackData, prefix="rl"):
+    """ "Not now" under a refund question: the order stays as it is."""
+
+    order: Num
+
+
 class UnexpectedCb(CallbackData, prefix="ux"):
     """An admin's one tap on a payment we did not expect (our row id)."""
 
@@ -196,6 +202,7 @@ class StaffOrdersCb(CallbackData, prefix="so"):
     user: Num = 0
     days: Num = 0
     page: Num = 0
+    shipping: str = ""  # the fulfilment steps as their positions in Fulfilment ("1" = shipped)
 
 
 class StaffFindCb(CallbackData, prefix="sf"):
@@ -524,6 +531,7 @@ def refund_keyboard(data: RefundCb) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     text = _("Refunded in the back office") if data.manual else _("Refund")
     kb.button(text=text, callback_data=data)
+    kb.button(text=_("Not now"), callback_data=RefundLaterCb(order=data.order))
     return kb.as_markup()
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import date
 
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 from babel.dates import format_date
 
 from bot import texts
@@ -23,7 +24,9 @@ def day_name(day: date) -> str:
 
 
 def stats_title(days: int) -> str:
-    return _("Orders of the last {days} days").format(days=days)
+    return ngettext("Orders of the last {days} day", "Orders of the last {days} days", days).format(
+        days=days
+    )
 
 
 def today_title(day: date, zone: str) -> str:
@@ -55,7 +58,10 @@ def figures_text(title: str, figures: Figures, provider_name: Callable[[str], st
         if figures.orders_by_state.get(state)
     ]
     if counts:
-        rows.append(_("Orders created: {counts}").format(counts=" · ".join(counts)))
+        created = sum(figures.orders_by_state.values())
+        rows.append(
+            _("Orders created: {count} ({counts})").format(count=created, counts=" · ".join(counts))
+        )
     else:
         rows.append(_("No orders were created in this period."))
     for currency in figures.currencies():

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import tzinfo
+from datetime import UTC, tzinfo
 from html import escape, unescape
 
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from bot import audit_texts
 from bot.catalog import Catalog, Category, Product
 from bot.core import (
     FULFILLABLE,
@@ -216,9 +217,7 @@ def buyer_line(order: Order) -> str:
     return _("Buyer: {buyer} (id {user_id})").format(buyer=who, user_id=order.user_id)
 
 
-def receipt(
-    order: Order, provider: str, zone: tzinfo | None = None, catalog: Catalog | None = None
-) -> str:
+def receipt(order: Order, provider: str, zone: tzinfo = UTC, catalog: Catalog | None = None) -> str:
     """`provider` is the adapter's display name; `zone` the merchant's (Settings.zone): the
     paid-at time is shown on the shop's clock, the zone named; `catalog` for the customer's
     copy (the items in their language), none for the staff's."""
@@ -227,7 +226,7 @@ def receipt(
         order_lines(order, catalog),
         _("Paid with: {provider}").format(provider=escape(provider)),
         _("Payment id: {payment_id}").format(payment_id=escape(order.provider_payment_id or "-")),
-        _("Paid at: {when}").format(when=format_when(order.paid_at, locale(), zone)),
+        _("Paid at: {when}").format(when=format_when(order.paid_at, zone)),
     ]
     if order.refunded_so_far.amount:
         rows.append(_("Refunded: {amount}").format(amount=money(order.refunded_so_far)))
@@ -267,6 +266,10 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
         return _("↩️ {amount} refunded for order #{id}.").format(amount=amount, id=order.id)
     if kind is K.MERCHANT_REFUNDED:
         amount = money(Money(int(payload.get("amount", 0)), order.currency))  # type: ignore[call-overload]
+        if not order.left_to_refund.amount:
+            return _("↩️ Order #{id}: {amount} refunded to the customer.").format(
+                id=order.id, amount=amount
+            )
         return _("↩️ Order #{id}: {amount} refunded to the customer; {left} left.").format(
             id=order.id, amount=amount, left=money(order.left_to_refund)
         )
@@ -282,8 +285,8 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
             rows += ["", delivery(order.delivery)]
         return "\n".join(rows)
     if kind in (K.MERCHANT_REVIEW, K.ADMIN_REVIEW):
-        # the reason stays as the checkout service wrote it: the provider's codes and amounts
-        reason = escape(str(payload.get("reason", "")))
+        # a known reason in the reader's words; the provider's codes and words as they came
+        reason = audit_texts.reason(str(payload.get("reason", "")))
         head = _("⚠️ Order #{id} needs review: {reason}").format(id=order.id, reason=reason)
         return f"{head}\n{order_lines(order)}"
     if kind in FULFILMENT_KINDS:

@@ -135,6 +135,7 @@ class OrderQuery:
     """Which orders the staff's lists show; every field left empty matches all."""
 
     states: tuple[OrderState, ...] = ()
+    fulfilment: tuple[Fulfilment, ...] = ()  # the merchant's side: shipped, delivered, ...
     provider: str | None = None
     user_id: int | None = None
     since: datetime | None = None  # created at or after

@@ -116,6 +116,9 @@ def query_where(
 
     if query.states:
         clauses.append(f"state IN ({','.join(param(s.value) for s in query.states)})")
+    if query.fulfilment:
+        marks = ",".join(param(f.value) for f in query.fulfilment)
+        clauses.append(f"fulfilment IN ({marks})")
     if query.provider:
         clauses.append(f"provider = {param(query.provider)}")
     if query.user_id is not None:

@@ -422,7 +422,7 @@ async def test_the_cap_is_said_in_the_card_and_the_cart_before_checkout(
     async with BotApp(make_settings(catalog_path=path)) as app:
         await user.send("/start p_lamp")
         card = await user.wait_message("Mosaic lamp")
-        assert "Redoya takes at most TRY1,000.00 per order." in card["text"]
+        assert "Redoya takes at most ₺1,000.00 per order." in card["text"]
         await user.send("/start p_kilim")
         card = await user.wait_message("Kilim")
         assert "Redoya takes at most" not in card["text"]
@@ -430,7 +430,7 @@ async def test_the_cap_is_said_in_the_card_and_the_cart_before_checkout(
         await user.press(text="Add one more", message_id=card["message_id"])
         await user.send("/cart")
         cart = await user.wait_message("Your cart")
-        said = "Redoya takes at most TRY1,000.00 per order; remove something from the cart."
+        said = "Redoya takes at most ₺1,000.00 per order; remove something from the cart."
         assert said in cart["text"]
         answer = await user.press(text="Checkout", message_id=cart["message_id"])
         assert answer is not None

@@ -91,11 +91,21 @@ async def test_shipped_with_a_note_then_delivered_told_in_russian(
     question = await merchant.wait_message("reply to this message with the tracking note")
     assert (MERCHANT_CHAT, question["message_id"]) in telegram.force_replies
     await merchant.send("TRK-42 <Aras>", reply_to=question["message_id"])
-    await merchant.wait_message("Order #1: shipped. Tracking: TRK-42 <Aras>")
+    await merchant.wait_message(
+        "Order #1: shipped.\nTracking: TRK-42 <Aras>\nThe customer is told."
+    )
     shipped = await user.wait_message("📦 Заказ №1 отправлен")
     assert "TRK-42 <Aras>" in shipped["text"]
+    await user.send("/orders")
+    listed = await user.wait_message("отправлен")
+    await user.press(
+        text=labels(listed)[0], message_id=listed["message_id"]
+    )  # the order's card: the status word is not the delivery header
+    card = await user.wait_message("Отправка: отправлен")
+    assert "Доставка:" not in card["text"]
     updated = [m for m in await merchant.bot_messages() if m["message_id"] == paid["message_id"]]
     assert labels(updated[0]) == ["✅ Delivered", "✖ Cancel the order"]
+    assert "Now: paid\nShipping: shipped · Tracking: TRK-42 <Aras>" in updated[0]["text"]
 
     stale = FulfilCb(order=1, step=Fulfilment.SHIPPED).pack()  # a second phone, an old screen
     answer = await merchant.press(stale, message_id=paid["message_id"], force=True)
@@ -104,6 +114,10 @@ async def test_shipped_with_a_note_then_delivered_told_in_russian(
 
     await merchant.press(text="✅ Delivered", message_id=paid["message_id"])
     await user.wait_message("📬 Заказ №1 доставлен")
+    card = await merchant.wait_message("Shipping: delivered", after_id=0)
+    assert card["message_id"] == paid["message_id"]  # the card follows: no buttons, the state
+    assert card["text"].startswith("💰 Order #1 paid")
+    assert labels(card) == []
     order = await app.checkout.order(1)
     assert order is not None
     assert (order.state, order.fulfilment, order.tracking) == (
@@ -145,14 +159,18 @@ async def test_a_cancel_by_the_shop_leaves_the_refund_to_an_admin(
     await user.wait_message(f"The shop cancelled order #{order.id}")
     admin = BotUser(telegram.url, ADMIN, session=http, chat_id=MERCHANT_CHAT)  # in that chat
     await admin.send(f"/refund {order.id}")
-    question = await admin.wait_message(f"Refund RUB450.00 of order #{order.id}?")
+    question = await admin.wait_message(f"Refund ₽450.00 of order #{order.id}?")
     answer = await merchant.press(text="Refund", message_id=question["message_id"])
     assert answer is not None
     assert "out of date" in answer["text"]  # not an admin: no refund handler takes it
     assert payture.orders[order.provider_payment_id].refunds == []  # type: ignore[index]
+    assert "Buyer: " in question["text"]
     await admin.press(text="Refund", message_id=question["message_id"])
-    await admin.wait_message("is refunded")
+    said = f"↩️ Order #{order.id}: ₽450.00 refunded to the customer."
+    await admin.wait_message(said)
     await user.wait_message("refunded for order")
+    told = [m.get("text") or "" for m in await merchant.bot_messages()]
+    assert [t for t in told if "refunded" in t.casefold()] == [said]  # one message, no "left"
     done = await app.checkout.order(order.id)
     assert done is not None
     assert (done.state, done.fulfilment) == (S.REFUNDED, Fulfilment.CANCELLED)
@@ -177,12 +195,13 @@ async def test_admins_step_from_order_support_may_not(
         help_message = await support.wait_message("/catalog")
         answer = await support.press(step, message_id=help_message["message_id"], force=True)
         assert answer is not None
-        assert "out of date" in answer["text"]
+        assert answer["text"] == "Only admins and the merchant chat may change orders."
         in_chat = BotUser(telegram.url, SUPPORT, session=http, chat_id=MERCHANT_CHAT)
         paid = await in_chat.wait_message(f"Order #{order.id} paid", after_id=0)
         answer = await in_chat.press(text="✅ Delivered", message_id=paid["message_id"])
         assert answer is not None
-        assert "out of date" in answer["text"]  # support never change orders, even there
+        # support never change orders, even there, and are told why (not "out of date")
+        assert answer["text"] == "Only admins and the merchant chat may change orders."
         assert (await app.checkout.order(order.id)).fulfilment is Fulfilment.NEW  # type: ignore[union-attr]
 
         admin = BotUser(telegram.url, ADMIN, session=http)
@@ -228,9 +247,9 @@ async def test_try_again_after_a_failure_and_a_cancel_at_todays_prices(
     async with BotApp(make_settings(catalog_path=catalog)) as app:
         await user.press(text="Try again", message_id=failed["message_id"])
         said = await user.wait_message("Order #1 again")
-        assert "Cezve, copper: the price changed, TRY85.00 → TRY95.00" in said["text"]
+        assert "Cezve, copper: the price changed, ₺85.00 → ₺95.00" in said["text"]
         second = await user.wait_message("Order #2")
-        assert "TRY95.00" in second["text"]
+        assert "₺95.00" in second["text"]
         assert (await app.checkout.order(2)).total == Money(9500, "TRY")  # type: ignore[union-attr]
 
         await user.press(text="Cancel order", message_id=second["message_id"])
@@ -328,6 +347,6 @@ async def test_an_admin_in_the_delivery_questions_keeps_them_when_shipping(
     await admin.wait_message("phone number")
     assert (await app.checkout.order(order.id)).fulfilment is Fulfilment.NEW  # type: ignore[union-attr]
     await admin.send("TRK-7", reply_to=question["message_id"])
-    await admin.wait_message(f"Order #{order.id}: shipped. Tracking: TRK-7")
+    await admin.wait_message(f"Order #{order.id}: shipped.\nTracking: TRK-7\nThe customer")
     await admin.send("+90 532 123 45 67")
     await admin.wait_message("delivery address")

@@ -23,21 +23,44 @@ def catalog(locale: str):
         return read_po(po, locale=locale)
 
 
-def template_ids() -> set[str]:
+def template_ids() -> set[str | tuple[str, ...]]:
     with (LOCALES_DIR / "messages.pot").open("rb") as pot:
         return {m.id for m in read_po(pot) if m.id}
 
 
+def forms(text: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A message's id or translation as its forms: one, or each plural form (ngettext)."""
+    return (text,) if isinstance(text, str) else tuple(text)
+
+
 @pytest.mark.parametrize("locale", [code for code in SUPPORTED if code != "en"])
 def test_every_catalog_translates_every_string(locale: str) -> None:
-    messages = {m.id: m for m in catalog(locale) if m.id}
-    missing = sorted(template_ids() - {i for i, m in messages.items() if m.string and not m.fuzzy})
+    language = catalog(locale)
+    messages = {m.id: m for m in language if m.id}
+    translated = {i for i, m in messages.items() if all(forms(m.string)) and not m.fuzzy}
+    missing = sorted(map(str, template_ids() - translated))
     assert not missing, f"{locale} misses {len(missing)} strings, e.g. {missing[:3]}"
     for message in messages.values():
-        assert set(PLACEHOLDER.findall(message.id)) == set(PLACEHOLDER.findall(message.string)), (
-            locale,
-            message.id,
-        )
+        wanted = {p for form in forms(message.id) for p in PLACEHOLDER.findall(form)}
+        if message.pluralizable:  # every plural form the language has, each with the same fields
+            assert len(forms(message.string)) == language.num_plurals, (locale, message.id)
+        for form in forms(message.string):
+            assert set(PLACEHOLDER.findall(form)) == wanted, (locale, message.id)
+
+
+def test_plural_forms_follow_the_number() -> None:
+    """ngettext entries load with their plural rules: "1 day" but "5 days", three Russian forms."""
+    i18n = build_i18n()
+    one, many = "Orders of the last {days} day", "Orders of the last {days} days"
+    assert i18n.gettext(one, many, 1, locale="en") == one
+    assert i18n.gettext(one, many, 7, locale="en") == many
+    shown = [i18n.gettext(one, many, n, locale="ru").format(days=n) for n in (1, 3, 5, 21)]
+    assert shown == [
+        "Заказы за последний 1 день",
+        "Заказы за последние 3 дня",
+        "Заказы за последние 5 дней",
+        "Заказы за последний 21 день",
+    ]
 
 
 def test_the_template_has_every_string_of_the_code(tmp_path: Path) -> None:
@@ -81,7 +104,10 @@ def test_catalogs_load_and_untranslated_falls_back_to_english() -> None:
         (Money(99900, "KZT"), "kk", "999,00\xa0₸"),
         (Money(1050, "TMT"), "tk", "10,50\xa0TMT"),
         (Money(50, "XTR"), "en", "50 ⭐"),
-        (Money(15000, "TRY"), "en", "TRY150.00"),
+        (Money(15000, "TRY"), "en", "₺150.00"),  # the currency's own sign in every language
+        (Money(15000, "TRY"), "ru", "150,00\xa0₺"),
+        (Money(45000, "RUB"), "tk", "450,00\xa0₽"),
+        (Money(1050, "TMT"), "en", "TMT10.50"),
     ],
 )
 def test_money_is_formatted_per_locale(money: Money, locale: str, shown: str) -> None:

@@ -17,7 +17,7 @@ from bot.keyboards import StaffFindCb, StaffOrdersCb, fits
 from money import Money
 from sandbox.botuser import BotUser, buttons
 from sandbox.telegram import TelegramServer
-from storage.base import Buyer, Delivery, NewOrder, OrderItem, OrderState, Storage
+from storage.base import Buyer, Delivery, Fulfilment, NewOrder, OrderItem, OrderState, Storage
 from tests.conftest import ADMIN, CUSTOMER
 
 S = OrderState
@@ -107,7 +107,7 @@ async def test_orders_pages_newest_first_with_every_column(
     row = next(line for line in first["text"].splitlines() if line.startswith("#9 "))
     for part in (
         "Ada Lovelace @ada (1001)",
-        "RUB90.00",
+        "₽90.00",
         "paid",
         "not shipped yet",
         "Bank card (Payture)",
@@ -172,7 +172,7 @@ async def test_a_filter_nobody_understands_gets_what_is_accepted(
     assert "payture" in twice["text"].splitlines()[0]
     listed = await ask(admin, "/orders help", "/orders takes these words")
     for forged, expected in (
-        ("so:Z9:nosuch:-1:999999:-2", "No orders match."),  # clamped, unknown codes dropped
+        ("so:Z9:nosuch:-1:999999:-2:7x", "No orders match."),  # clamped, unknown codes dropped
         ("so::x:a:b:c", "out of date"),  # does not unpack: the stale-button answer
         ("sv:99999", "not found"),
     ):
@@ -228,6 +228,7 @@ async def test_support_looks_up_but_never_refunds(
     assert refused["text"].startswith("Only admins")
     assert (await shop.storage.get_order(4)).state is S.PAID  # type: ignore[union-attr]
     await ask(support, "/reconcile", "Only admins")
+    await ask(support, "/review", "Only admins may do that")
     answer = await support.press(
         "rf:4:4000:4000:ab12cd34:0", message_id=refused["message_id"], force=True
     )
@@ -247,18 +248,50 @@ async def test_times_are_on_the_merchants_clock_with_the_zone_named(
     assert order is not None
     assert order.paid_at is not None
     zone = ZoneInfo(ZONE)
-    paid_at = format_when(order.paid_at, "en", zone)
-    assert paid_at.endswith(f" ({ZONE})")
-    assert format_when(PAID_AT, "ru", zone) == f"02.12.2026, 09:30 ({ZONE})"
+
+    def shown(moment: datetime) -> str:  # one style everywhere: day first, 24 hours, the zone
+        return f"{moment.astimezone(zone):%d.%m.%Y, %H:%M}"
+
+    assert format_when(PAID_AT, zone) == f"02.12.2026, 09:30 ({ZONE})"
     admin = BotUser(telegram.url, ADMIN, session=http)
     view = (await ask(admin, "/order 4", "Receipt for order #4"))["text"]
-    assert f"Paid at: {paid_at}" in view
-    assert f"Created: {format_when(order.created_at, 'en', zone)}" in view
+    assert f"Paid at: {shown(order.paid_at)} ({ZONE})" in view
+    assert f"Created: {shown(order.created_at)} ({ZONE})" in view
     assert f"Audit ({ZONE})" in view
     payment = (await shop.storage.audit_trail(4))[-1]
-    assert (
-        f"{payment.created_at.astimezone(zone):%Y-%m-%d %H:%M:%S} awaiting_payment → paid" in view
-    )
+    assert f"{shown(payment.created_at)} awaiting payment → paid · test" in view
     listed = (await ask(admin, "/orders paid", "Orders: paid"))["text"]
-    created = format_when(order.created_at, "en", zone, named=False)
+    created = shown(order.created_at)
     assert f"#4 · {created} · " in listed
+    customer = BotUser(telegram.url, order.user_id, session=http)  # the same clock, named once
+    own = (await ask(customer, "/orders", "Your orders"))["text"]
+    assert f"Times in {ZONE}" in own
+    assert f"#4 · {created} · " in own
+
+
+async def test_orders_by_shipping_in_english_and_the_admins_language(
+    shop: Parts, telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    """The morning's list is one command: `/orders not shipped` = paid and not sent yet."""
+    storage = shop.storage
+    await storage.set_fulfilment(4, Fulfilment.NEW, Fulfilment.SHIPPED, actor="test")
+    await storage.set_fulfilment(6, Fulfilment.NEW, Fulfilment.SHIPPED, actor="test")
+    await storage.set_fulfilment(6, Fulfilment.SHIPPED, Fulfilment.DELIVERED, actor="test")
+    await storage.set_fulfilment(9, Fulfilment.NEW, Fulfilment.CANCELLED, actor="test")
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    assert ids(await ask(admin, "/orders shipped", "Orders: shipped")) == [4]
+    assert ids(await ask(admin, "/orders delivered", "Orders: delivered")) == [6]
+    owed = await ask(admin, "/orders not shipped", "Orders: not shipped yet")
+    assert ids(owed) == [2]
+    assert "· paid · not shipped yet · Redoya" in owed["text"]
+    assert ids(await ask(admin, "/orders new redoya", "Orders: not shipped yet, Redoya")) == [2]
+    shop_cancelled = await ask(admin, "/orders cancelled by the shop", "cancelled by the shop")
+    assert ids(shop_cancelled) == [9]
+    assert ids(await ask(admin, "/orders paid shipped", "Orders: paid, shipped")) == [4]
+    every = (await ask(admin, "/orders", "Orders"))["text"]
+    unpaid = next(line for line in every.splitlines() if line.startswith("#8 "))
+    assert "not shipped" not in unpaid  # nothing is owed for an unpaid order
+    assert "shipping: not shipped, shipped" in (await ask(admin, "/orders help", "/orders"))["text"]
+    russian = BotUser(telegram.url, ADMIN, language_code="ru", session=http)
+    assert ids(await ask(russian, "/orders не отправлен", "Заказы")) == [2]
+    assert ids(await ask(russian, "/orders отправлен", "Заказы")) == [4]

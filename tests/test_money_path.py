@@ -105,7 +105,7 @@ async def test_paying_the_same_link_twice_reaches_the_admins(
         admin.press(text="Refunded in the back office", message_id=told["message_id"]),
     )
     await admin.wait_message(f"payment {second_id} of order #{order.id}")
-    await user.wait_message("TRY85.00 refunded: a payment for order #1 that the order did not need")
+    await user.wait_message("₺85.00 refunded: a payment for order #1 that the order did not need")
     await app.notifier.flush()
     reviews = [t for t in texts_in(await admin.messages()) if "a second payment" in t]
     assert len(reviews) == 1
@@ -133,7 +133,7 @@ async def test_a_payment_after_the_order_was_cancelled_is_not_dropped(
 
     # and a second such payment of the same order is told too (a review kind recurs)
     _, page = await browse(http, await pay(http, redoya.url, message, "paid"))
-    await admin.wait_message("a second payment for an order already needs_review")
+    await admin.wait_message("a second payment for an order already being checked by the shop")
 
 
 async def test_a_return_pointed_at_another_orders_payment_changes_nothing(

@@ -104,7 +104,7 @@ async def test_partial_then_full_refund_by_an_admin(
     assert "only" in (await admin.wait_message("Refund refused"))["text"]
     assert payture.orders[order.provider_payment_id].amount == 45000
     await admin.send(f"/refund {order.id} 150")
-    await admin.wait_message("Refund RUB150.00 of order")
+    await admin.wait_message("Refund ₽150.00 of order")
     assert payture.orders[order.provider_payment_id].amount == 45000  # asked, nothing done yet
     await admin.press(text="Refund")
     await admin.wait_message("Refunded")
@@ -112,7 +112,7 @@ async def test_partial_then_full_refund_by_an_admin(
     assert payture.orders[order.provider_payment_id].amount == 30000
     await user.wait_message("refunded for order")
     await admin.send(f"/refund {order.id}")
-    await admin.wait_message("Refund RUB300.00 of order")
+    await admin.wait_message("Refund ₽300.00 of order")
     await admin.press(text="Refund")
     await admin.wait_message(predicate=lambda m: "is refunded" in (m.get("text") or ""))
     order = await latest(app)

@@ -45,15 +45,16 @@ async def test_refund_asks_first_and_one_press_refunds_once(
     order = await paid(app, user, payture, http, "Tea", "Ivan-chai")
     admin = admin_of(telegram, http)
     await admin.send(f"/refund {order.id}")
-    question = await admin.wait_message("Refund RUB450.00 of order")
-    assert "Customer: 1001" in question["text"]
-    assert "Left to refund: RUB450.00" in question["text"]
+    question = await admin.wait_message("Refund ₽450.00 of order")
+    assert "Buyer: " in question["text"]
+    assert "(id 1001)" in question["text"]
+    assert [b["text"] for b in buttons(question)] == ["Refund", "Not now"]
+    assert "Left to refund: ₽450.00" in question["text"]
     assert (await app.checkout.order(order.id)).state is S.PAID  # type: ignore[union-attr]
     await admin.send(f"/refund {order.id}")  # the same command again: a second question
     second = await admin.wait_message(
         predicate=lambda m: (
-            "Refund RUB450.00" in (m.get("text") or "")
-            and m["message_id"] != question["message_id"]
+            "Refund ₽450.00" in (m.get("text") or "") and m["message_id"] != question["message_id"]
         )
     )
     await asyncio.gather(  # a double tap: both presses reach the bot
@@ -62,6 +63,13 @@ async def test_refund_asks_first_and_one_press_refunds_once(
     )
     await admin.wait_message("is refunded")
     await admin.press(text="Refund", message_id=second["message_id"])  # the stale question
+    later = await admin.press(text="Not now", message_id=second["message_id"])
+    assert later is not None
+    assert later["text"] == f"Nothing refunded. /refund {order.id} when you are ready."
+    closed = await admin.wait_message(
+        predicate=lambda m: m["message_id"] == second["message_id"] and not buttons(m)
+    )
+    assert "Refund ₽450.00" in closed["text"]
     done = await app.checkout.order(order.id)
     assert done is not None
     assert (done.state, done.refunded) == (S.REFUNDED, Money(45000, "RUB"))
@@ -80,14 +88,14 @@ async def test_a_refused_refund_can_be_tried_again(
     admin = admin_of(telegram, http)
     payture.refuse_next_refund = "ORDER_TIME_OUT"
     await admin.send(f"/refund {order.id}")
-    await admin.wait_message("Refund RUB450.00")
+    await admin.wait_message("Refund ₽450.00")
     await admin.press(text="Refund")
     await admin.wait_message("too old to refund")
     assert (await app.checkout.order(order.id)).state is S.PAID  # type: ignore[union-attr]
     await admin.send(f"/refund {order.id}")  # a new request, a new key: not a "duplicate"
     second = await admin.wait_message(
         predicate=lambda m: (
-            "Refund RUB450.00" in (m.get("text") or "") and "[Refund]" not in (m.get("text") or "")
+            "Refund ₽450.00" in (m.get("text") or "") and "[Refund]" not in (m.get("text") or "")
         )
     )
     await admin.press(text="Refund", message_id=second["message_id"])
@@ -108,7 +116,7 @@ async def test_a_refund_whose_answer_was_lost_is_finished_from_what_is_left(
     admin = admin_of(telegram, http)
     payture.lose_next_refund_answer = True
     await admin.send(f"/refund {order.id} 150")
-    await admin.wait_message("Refund RUB150.00")
+    await admin.wait_message("Refund ₽150.00")
     await admin.press(text="Refund")
     await admin.wait_message("is partially refunded")
     after = await app.checkout.order(order.id)
@@ -167,7 +175,7 @@ async def test_without_a_refund_api_the_admin_records_the_back_office_refund(
     order = await paid(app, user, redoya, http, "Coffee", "Cezve")
     admin = admin_of(telegram, http)
     await admin.send(f"/refund {order.id} 35")
-    question = await admin.wait_message("Refund TRY35.00 of order")
+    question = await admin.wait_message("Refund ₺35.00 of order")
     assert "back office" in question["text"]
     await asyncio.gather(  # a double tap records it once
         admin.press(text="Refunded in the back office"),
@@ -177,8 +185,8 @@ async def test_without_a_refund_api_the_admin_records_the_back_office_refund(
     after = await app.checkout.order(order.id)
     assert after is not None
     assert (after.state, after.refunded) == (S.PARTIALLY_REFUNDED, Money(3500, "TRY"))
-    await user.wait_message("TRY35.00 refunded for order")
-    await merchant.wait_message("TRY35.00 refunded to the customer; TRY50.00 left")
+    await user.wait_message("₺35.00 refunded for order")
+    await merchant.wait_message("₺35.00 refunded to the customer; ₺50.00 left")
     trail = await app.checkout.audit(order.id)
     assert "back office" in trail[-1].detail
 
@@ -186,14 +194,14 @@ async def test_without_a_refund_api_the_admin_records_the_back_office_refund(
 async def test_two_refund_questions_make_one_refund(
     app: Parts, user: BotUser, payture: PaytureServer, telegram: TelegramServer, http
 ) -> None:
-    """Two questions for RUB100.00 each: pressed at once, one refund; the other pressed while
+    """Two questions for ₽100.00 each: pressed at once, one refund; the other pressed while
     a refund is in flight (its outcome unknown), or after it, is refused as stale."""
     order = await paid(app, user, payture, http, "Tea", "Ivan-chai")
     admin = admin_of(telegram, http)
     questions = []
     for _ in range(4):
         await admin.send(f"/refund {order.id} 100")
-        questions.append(await admin.wait_message("Refund RUB100.00"))
+        questions.append(await admin.wait_message("Refund ₽100.00"))
     presses = [(buttons(q)[0]["callback_data"], q["message_id"]) for q in questions]
     await asyncio.gather(*(admin.press(data, message_id=at) for data, at in presses[:2]))
     await admin.wait_message("is partially refunded")
@@ -203,7 +211,7 @@ async def test_two_refund_questions_make_one_refund(
     await admin.press(text="Refund", message_id=questions[2]["message_id"])  # stale already
     await admin.wait_message("changed since this question")
     await admin.send(f"/refund {order.id} 100")
-    fresh = await admin.wait_message("Left to refund: RUB350.00")
+    fresh = await admin.wait_message("Left to refund: ₽350.00")
     await admin.press(text="Refund", message_id=fresh["message_id"])
     await admin.wait_message("checked again shortly")
     assert (await app.checkout.order(order.id)).state is S.REFUND_PENDING  # type: ignore[union-attr]

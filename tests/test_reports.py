@@ -77,11 +77,11 @@ def staff(telegram: TelegramServer, http: aiohttp.ClientSession, who: int = ADMI
 
 
 FIGURES = [
-    "Orders created: awaiting payment: 1 · paid: 1 · refunded: 1 · partially refunded: 1",
-    "RUB: paid: RUB450.00 (orders: 1) · refunded: RUB450.00 · net: RUB0.00",
-    "  • Bank card (Payture): paid: RUB450.00 (orders: 1) · refunded: RUB450.00 · net: RUB0.00",
-    "TRY: paid: TRY235.00 (orders: 2) · refunded: TRY35.00 · net: TRY200.00",
-    "  • Redoya: paid: TRY235.00 (orders: 2) · refunded: TRY35.00 · net: TRY200.00",
+    "Orders created: 4 (awaiting payment: 1 · paid: 1 · refunded: 1 · partially refunded: 1)",
+    "RUB: paid: ₽450.00 (orders: 1) · refunded: ₽450.00 · net: ₽0.00",
+    "  • Bank card (Payture): paid: ₽450.00 (orders: 1) · refunded: ₽450.00 · net: ₽0.00",
+    "TRY: paid: ₺235.00 (orders: 2) · refunded: ₺35.00 · net: ₺200.00",
+    "  • Redoya: paid: ₺235.00 (orders: 2) · refunded: ₺35.00 · net: ₺200.00",
 ]
 
 
@@ -176,7 +176,7 @@ async def test_export_is_a_csv_read_back_row_by_row(
         admin = staff(telegram, http)
         await admin.send("/export 1")
         sent = await admin.wait_message(predicate=lambda m: "document" in m)
-        assert sent["caption"] == "Orders of the last 1 days: 5"
+        assert sent["caption"] == "Orders of the last 1 day: 5"
         assert sent["document"]["file_name"].endswith("-1d.csv")
         text = telegram.files[sent["document"]["file_id"]].decode("utf-8-sig")
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
@@ -240,7 +240,7 @@ async def test_the_daily_report_goes_out_once_at_its_local_time(
         await sender.flush()
         report = await merchant.wait_message("📊 The day's report")
         assert f"({ZONE})" in report["text"]
-        assert "TRY: paid: TRY85.00 (orders: 1)" in report["text"]
+        assert "TRY: paid: ₺85.00 (orders: 1)" in report["text"]
         await sender.flush()
         reports = [
             m for m in await merchant.bot_messages() if "day's report" in (m.get("text") or "")

@@ -41,7 +41,7 @@ def fast(app: Parts) -> Parts:
 async def in_review(
     app: Parts, user: BotUser, admin: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
 ) -> int:
-    """A Cezve (TRY85.00) for which Redoya says TRY80.00 was paid: an amount mismatch."""
+    """A Cezve (₺85.00) for which Redoya says ₺80.00 was paid: an amount mismatch."""
     card = await order_product(user, "Coffee", "Cezve")
     redoya.paid_amount_override = 8000
     await browse(http, await pay(http, redoya.url, card, "paid"))
@@ -60,9 +60,60 @@ async def _state(app: Parts, order_id: int, state: OrderState) -> bool:
 async def reviewed(admin: BotUser, order_id: int) -> dict:
     await admin.send("/review")
     shown = await admin.wait_message(f"Order #{order_id} needs review")
-    assert "amount mismatch: provider says 80.00 TRY, order is 85.00 TRY" in shown["text"]
+    assert "the provider says ₺80.00 was paid, the order is ₺85.00" in shown["text"]
     assert [b["text"] for b in buttons(shown)] == ["Accept as paid", "Refund", "Mark failed"]
     return shown
+
+
+async def test_the_review_and_the_audit_speak_the_admins_language(
+    app: Parts, user: BotUser, redoya: RedoyaServer, telegram: TelegramServer, http
+) -> None:
+    """The core writes its reasons and the audit in English; a Russian admin reads them in
+    Russian: the reason, the states, who acted, amounts in one style, Redoya by its name."""
+    admin = BotUser(telegram.url, ADMIN, language_code="ru", session=http)
+    card = await order_product(user, "Coffee", "Cezve")
+    redoya.paid_amount_override = 8000
+    await browse(http, await pay(http, redoya.url, card, "paid"))
+    order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+    await eventually(lambda: _state(app, order.id, S.NEEDS_REVIEW))
+    await admin.send("/review")
+    shown = await admin.wait_message(f"Заказ №{order.id}")
+    said = "провайдер сообщает об оплате 80,00\xa0₺, а заказ на 85,00\xa0₺"
+    assert said in shown["text"], shown["text"]
+    assert "Redoya" in shown["text"]
+    assert "redoya" not in shown["text"]
+    await admin.send(f"/order {order.id}")
+    view = (await admin.wait_message("ожидает оплаты → проверяется магазином"))["text"]
+    for english in ("awaiting_payment", "needs_review", " by ", "created by checkout", "TRY"):
+        assert english not in view, (english, view)
+    assert "- → создан · оформление заказа" in view
+    assert said in view
+
+
+async def test_a_late_payment_of_an_order_paid_again_says_a_refund_is_likely(
+    app: Parts, user: BotUser, redoya: RedoyaServer, telegram: TelegramServer, http
+) -> None:
+    """Order A cancelled, the same coffee bought again as B and paid, then A's old payment
+    link paid too: A's review names B, so nobody accepts a second charge for one coffee."""
+    first = await order_product(user, "Coffee", "Cezve")
+    await user.press(text="Cancel order", message_id=first["message_id"])
+    await user.wait_message("cancelled")
+    again = await order_product(user, "Coffee", "Cezve")
+    await browse(http, await pay(http, redoya.url, again, "paid"))
+    await user.wait_message("Payment received")
+    await browse(http, await pay(http, redoya.url, first, "paid"))  # the old link, paid late
+    late, paid = sorted(o.id for o in await app.checkout.orders_of(CUSTOMER, limit=5))
+    await eventually(lambda: _state(app, late, S.NEEDS_REVIEW))
+    admin = BotUser(telegram.url, ADMIN, session=http)
+    await admin.wait_message(f"Order #{late} needs review")  # the admins' alert comes first
+    await admin.send("/review")
+    shown = await admin.wait_message(
+        f"Order #{late} needs review", predicate=lambda m: bool(buttons(m))
+    )
+    assert (
+        f"The customer already paid order #{paid} with the same items: accepting this one "
+        "charges them twice. A refund is likely the right action."
+    ) in shown["text"]
 
 
 async def test_accept_as_paid_tells_the_customer_and_the_merchant(
@@ -115,12 +166,12 @@ async def test_refund_of_what_the_provider_took_through_the_manual_flow(
     order_id = await in_review(app, user, admin, redoya, http)
     shown = await reviewed(admin, order_id)
     await admin.press(text="Refund", message_id=shown["message_id"])
-    question = await admin.wait_message(f"Refund TRY80.00 of order #{order_id}?")
+    question = await admin.wait_message(f"Refund ₺80.00 of order #{order_id}?")
     assert "back office" in question["text"]  # Redoya has no refund API
     await admin.press(text="Refunded in the back office", message_id=question["message_id"])
     await admin.wait_message("is refunded")
-    await user.wait_message(f"TRY80.00 refunded for order #{order_id}")
-    await merchant.wait_message(f"Order #{order_id}: TRY80.00 refunded to the customer")
+    await user.wait_message(f"₺80.00 refunded for order #{order_id}")
+    await merchant.wait_message(f"Order #{order_id}: ₺80.00 refunded to the customer")
     order = await app.checkout.order(order_id)
     assert order is not None
     assert (order.state, order.refunded, order.left_to_refund) == (
@@ -187,11 +238,14 @@ async def test_many_reviews_page_and_an_unexpected_payment_has_its_own_refund(
     assert not any(f"Order #{ids[0]} needs review" in t for t in texts)
     await admin.press(text="▶", message_id=pages["message_id"])
     oldest = await admin.wait_message(f"Order #{ids[0]} needs review: reason 0")
-    assert "Payment we did not expect: TRY85.00, redoya payment LATE1 (open)" in oldest["text"]
+    assert (
+        "Payment we did not expect: ₺85.00, Redoya payment LATE1 (not refunded yet)"
+        in oldest["text"]
+    )
     await admin.press(text="Refund", message_id=oldest["message_id"])
-    offer = await admin.wait_message(f"Refund TRY85.00: payment LATE1 of order #{ids[0]}?")
+    offer = await admin.wait_message(f"Refund ₺85.00: payment LATE1 of order #{ids[0]}?")
     await admin.press(text="Refunded in the back office", message_id=offer["message_id"])
-    await admin.wait_message("Refunded TRY85.00: payment LATE1")
+    await admin.wait_message("Refunded ₺85.00: payment LATE1")
     assert (await app.storage.get_unexpected(kept.id)).state == "refunded"  # type: ignore[union-attr]
 
 
@@ -214,11 +268,11 @@ async def test_refund_through_the_api_of_an_order_in_review(
     await admin.send("/review")
     shown = await admin.wait_message(f"Order #{order.id} needs review: provider says needs_review")
     await admin.press(text="Refund", message_id=shown["message_id"])
-    question = await admin.wait_message(f"Refund RUB450.00 of order #{order.id}?")
+    question = await admin.wait_message(f"Refund ₽450.00 of order #{order.id}?")
     refund = buttons(question)[0]["callback_data"]
     await admin.press(refund, message_id=question["message_id"])
     await admin.wait_message("is refunded")
-    await user.wait_message(f"RUB450.00 refunded for order #{order.id}")
+    await user.wait_message(f"₽450.00 refunded for order #{order.id}")
     assert payture.orders[order.provider_payment_id].refunds == [45000]  # type: ignore[index]
     done = await app.checkout.order(order.id)
     assert done is not None
@@ -256,7 +310,7 @@ async def test_an_order_whose_refund_is_in_flight_cannot_be_accepted(
     admin = BotUser(telegram.url, ADMIN, session=http)
     order_id, shown = await review_of_a_payture_order(app, user, payture, admin, http)
     await admin.press(text="Refund", message_id=shown["message_id"])
-    question = await admin.wait_message(f"Refund RUB450.00 of order #{order_id}?")
+    question = await admin.wait_message(f"Refund ₽450.00 of order #{order_id}?")
     payture.lose_next_refund_answer = payture.down_after_next_refund = True
     await admin.press(text="Refund", message_id=question["message_id"])
     await admin.wait_message("checked again shortly")
@@ -290,7 +344,7 @@ async def test_an_order_whose_refund_is_in_flight_cannot_be_accepted(
     )
     assert [r.state for r in await app.storage.refunds_for_order(order_id)] == ["done"]
     assert payture.orders[done.provider_payment_id].refunds == [45000]  # type: ignore[index]
-    await user.wait_message(f"RUB450.00 refunded for order #{order_id}")
+    await user.wait_message(f"₽450.00 refunded for order #{order_id}")
 
 
 async def test_two_refund_questions_of_an_order_in_review_refund_once(
@@ -307,7 +361,7 @@ async def test_two_refund_questions_of_an_order_in_review_refund_once(
     questions = []
     for _ in range(2):
         await admin.press(text="Refund", message_id=shown["message_id"])
-        questions.append(await admin.wait_message(f"Refund RUB450.00 of order #{order_id}?"))
+        questions.append(await admin.wait_message(f"Refund ₽450.00 of order #{order_id}?"))
     assert questions[0]["message_id"] != questions[1]["message_id"]
     presses = [(buttons(q)[0]["callback_data"], q["message_id"]) for q in questions]
     await asyncio.gather(*(admin.press(data, message_id=at) for data, at in presses))

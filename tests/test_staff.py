@@ -44,10 +44,14 @@ async def test_admin_help_and_bad_input_in_the_admins_language(
     admin = BotUser(telegram.url, ADMIN, language_code="ru", session=http)
     await admin.send("/admin")
     await admin.wait_message("/refund <id> [сумма]")
+    await admin.wait_message("/today — показатели за сегодня")
+    await admin.wait_message("/stats [дни] [chart]")
     await admin.send("/order 999")
     await admin.wait_message("Такого заказа нет")
     await admin.send("/stats 7")
-    await admin.wait_message("Заказы за последние 7 дн.")
+    await admin.wait_message("Заказы за последние 7 дней")
+    await admin.send("/stats 1")
+    await admin.wait_message("Заказы за последний 1 день")
 
 
 MERCHANT_TEXTS = [
@@ -55,14 +59,14 @@ MERCHANT_TEXTS = [
     (
         "en",
         "No orders were paid or refunded in this period.",
-        "Order #1 paid: TRY85.00 via Redoya",
-        "TRY: paid: TRY85.00 (orders: 1) · refunded: TRY0.00 · net: TRY85.00",
+        "Order #1 paid: ₺85.00 via Redoya",
+        "TRY: paid: ₺85.00 (orders: 1) · refunded: ₺0.00 · net: ₺85.00",
     ),
     (
         "ru",
         "За этот период ничего не оплачено и не возвращено.",
         "Заказ №1 оплачен",
-        "TRY: оплачено: 85,00\xa0TRY (заказов: 1)",
+        "TRY: оплачено: 85,00\xa0₺ (заказов: 1)",
     ),
     (
         "tr",

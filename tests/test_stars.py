@@ -162,11 +162,25 @@ async def test_webhook_mode_answers_the_pre_checkout_and_confirms(
         assert (await order_of(parts)).state is S.PAID
 
 
+async def test_a_cancelled_orders_invoice_offers_pay_no_more(
+    app: Parts, user: BotUser, telegram: TelegramServer
+) -> None:
+    """Cancel on the invoice: the invoice (whose Pay button Telegram always shows) is gone,
+    the order's card says it is cancelled."""
+    invoice = await buy(user)
+    await user.press(text="Cancel order", message_id=invoice["message_id"])
+    await user.wait_message("Order #1 — cancelled")
+    assert (await order_of(app)).state is S.CANCELLED
+    shown = await user.bot_messages()
+    assert invoice["message_id"] not in [m["message_id"] for m in shown]
+    assert not any("invoice" in m for m in shown)
+
+
 async def test_the_pre_checkout_refuses_a_cancelled_order(
     app: Parts, user: BotUser, telegram: TelegramServer
 ) -> None:
-    invoice = await buy(user)
-    await user.press(text="Cancel order", message_id=invoice["message_id"])
+    await buy(user)
+    assert await app.checkout.cancel(1, user.user_id) is not None  # from /orders, say
     assert (await order_of(app)).state is S.CANCELLED
     refused = await user.pay_invoice()
     assert refused["ok"] is False

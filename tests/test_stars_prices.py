@@ -258,16 +258,16 @@ async def fill_cart(user: BotUser, *names: str) -> dict:
 
 async def test_cards_pages_and_cart_show_every_price(stars_app: Parts, user: BotUser) -> None:
     card = await open_product(user, "Turkish delight")
-    assert "TRY60.00 · 40 ⭐" in card["text"]
+    assert "₺60.00 · 40 ⭐" in card["text"]
     page = next(m for m in reversed(await user.bot_messages()) if "Shop" in (m.get("text") or ""))
-    assert "Turkish delight · TRY60.00" in labels(page)  # the primary price
+    assert "Turkish delight · ₺60.00" in labels(page)  # the primary price
     assert "Coffee club · 500 ⭐" in labels(page)
     club = await open_product(user, "Coffee club")
     assert "500 ⭐" in club["text"]
 
     cart = await fill_cart(user, "Turkish delight", "Coffee cups")
-    assert "Turkish delight × 1 — TRY60.00" in cart["text"]
-    assert "Total: TRY180.00 or 120 ⭐" in cart["text"]
+    assert "Turkish delight × 1 — ₺60.00" in cart["text"]
+    assert "Total: ₺180.00 or 120 ⭐" in cart["text"]
 
     await user.send("/language")
     await user.wait_message("")
@@ -283,7 +283,7 @@ async def test_a_cart_in_two_currencies_offers_the_providers_of_each(
     await fill_cart(user, "Turkish delight", "Coffee cups")
     await user.press(text="Checkout")
     choice = await user.wait_message("How would you like to pay?")
-    assert "Total: TRY180.00 or 120 ⭐" in choice["text"]
+    assert "Total: ₺180.00 or 120 ⭐" in choice["text"]
     assert labels(choice) == ["Redoya", "Pay with Stars"]
     assert [PayWith.unpack(b["callback_data"]).currency for b in buttons(choice)] == ["TRY", "XTR"]
 

@@ -571,6 +571,11 @@ async def test_staff_search_filters_pages_and_finds(storage: Storage) -> None:
     assert [o.id for o in await storage.search_orders(awaiting_7)] == [ids[4], ids[2], ids[0]]
     later = OrderQuery(since=datetime.now(UTC) + timedelta(hours=1))
     assert await storage.search_orders(later) == []
+    await storage.set_fulfilment(ids[1], Fulfilment.NEW, Fulfilment.SHIPPED, actor="test")
+    shipped = OrderQuery(fulfilment=(Fulfilment.SHIPPED, Fulfilment.DELIVERED))
+    assert [o.id for o in await storage.search_orders(shipped)] == [ids[1]]
+    fresh = OrderQuery(fulfilment=(Fulfilment.NEW,), user_id=8)
+    assert [o.id for o in await storage.search_orders(fresh)] == [ids[3]]
 
     async def find(text: str) -> list[int]:
         return [o.id for o in await storage.search_orders(OrderQuery(text=text))]

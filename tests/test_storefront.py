@@ -85,7 +85,7 @@ async def test_cart_edits_and_checkout_with_two_items(app: Parts, user: BotUser)
     await user.send("3")
     cart = await user.wait_message("Your cart")
     assert "Cezve, copper × 3" in cart["text"]
-    assert "TRY405.00" in cart["text"]  # 150 + 3 x 85
+    assert "₺405.00" in cart["text"]  # 150 + 3 x 85
     await user.press(text="Checkout")
     order = await user.wait_message("Order #")
     assert "Turkish coffee 250 g × 1" in order["text"]
@@ -138,7 +138,7 @@ async def test_orders_reopen_and_cancel(app: Parts, user: BotUser) -> None:
 
 
 async def test_language_switch_formats_prices_per_locale(app: Parts, user: BotUser) -> None:
-    prices = {"en": "TRY150.00", "ru": "150,00\xa0TRY", "tr": "₺150,00", "kk": "150,00\xa0TRY"}
+    prices = {"en": "₺150.00", "ru": "150,00\xa0₺", "tr": "₺150,00", "kk": "150,00\xa0₺"}
     names = {"en": "English", "ru": "Русский", "tr": "Türkçe", "kk": "Қазақша"}
     words = {"en": "Buy now", "ru": "Купить сейчас", "tr": "Hemen al", "kk": "Қазір сатып алу"}
     for code in ("ru", "tr", "kk", "en"):
@@ -295,7 +295,7 @@ async def test_names_with_html_characters_reach_every_screen_intact(
         await user.send("/start")
         await user.wait_message("Catalog")
         await user.press(text="Tea & <Co>")
-        await user.press(text="Earl <Grey> & Sons · TRY90.00")
+        await user.press(text="Earl <Grey> & Sons · ₺90.00")
         await user.wait_message("Bergamot")
         await user.press(text="Add to cart")
         await user.send("/cart")

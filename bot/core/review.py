@@ -16,6 +16,13 @@ NOTE = "review: "  # how a review noted on an order already in review starts (co
 ACCEPTED = "accepted"  # an unexpected payment kept as the order's own when its review is accepted
 
 
+TWINS = 20  # how many of the customer's paid orders are compared with one in review
+
+
+def _items(order: Order) -> list[tuple[str, int]]:
+    return sorted((item.sku, item.quantity) for item in order.items)
+
+
 class ReviewError(Exception):
     """The order is not (or no longer) in review; `order` is what it is now, if any."""
 
@@ -32,6 +39,9 @@ class ReviewCase:
     order: Order
     said: str  # the audit detail that moved it to review (the provider's answer, in short)
     unexpected: tuple[UnexpectedPayment, ...] = ()  # payments we did not expect, if any
+    # the customer's other paid orders of the same items: accepting this one would charge
+    # them twice for one thing (a cancelled order paid late after "Try again" was paid)
+    twins: tuple[Order, ...] = ()
 
     @property
     def open_payments(self) -> tuple[UnexpectedPayment, ...]:
@@ -64,7 +74,15 @@ class Reviewing(Refunding):
     async def _case(self, order: Order) -> ReviewCase:
         said = review_reason(await self.storage.audit_trail(order.id))
         unexpected = tuple(await self.storage.unexpected_for_order(order.id))
-        return ReviewCase(order, said, unexpected)
+        return ReviewCase(order, said, unexpected, await self._twins(order))
+
+    async def _twins(self, order: Order) -> tuple[Order, ...]:
+        """The customer's other orders, paid and not refunded in full, with the same items
+        (products and quantities): the newest few, enough to warn."""
+        paid = await self.storage.search_orders(
+            OrderQuery(states=(S.PAID, S.PARTIALLY_REFUNDED), user_id=order.user_id), limit=TWINS
+        )
+        return tuple(o for o in paid if o.id != order.id and _items(o) == _items(order))
 
     async def accept_review(self, order_id: int, *, actor: str) -> Order:
         """A person looked and accepts the payment: the order is paid, the customer told and

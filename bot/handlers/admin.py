@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import re
 import secrets
+from contextlib import suppress
 from datetime import timedelta
 
 from aiogram import Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
@@ -28,7 +30,7 @@ from bot.core import (
 )
 from bot.handlers import numbers
 from bot.handlers.roles import IsAdmin, actor_of
-from bot.keyboards import RefundCb, UnexpectedCb, refund_keyboard
+from bot.keyboards import RefundCb, RefundLaterCb, UnexpectedCb, refund_keyboard
 
 AMOUNT = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
 
@@ -117,7 +119,8 @@ async def refund(message: Message, command: CommandObject, checkout: CheckoutSer
 
 
 def refund_offer(plan: RefundPlan, checkout: CheckoutService) -> tuple[str, InlineKeyboardMarkup]:
-    """The question and its one button (also offered after a cancel and from /review)."""
+    """The question with its button and "Not now" (also offered after a cancel and from
+    /review)."""
     data = RefundCb(
         order=plan.order.id,
         amount=plan.amount.amount,
@@ -134,9 +137,9 @@ def refund_question(plan: RefundPlan, checkout: CheckoutService) -> str:
         "<b>"
         + _("Refund {amount} of order #{id}?").format(amount=texts.money(plan.amount), id=order.id)
         + "</b>",
-        _("Customer: {user_id} · paid with {provider}").format(
-            user_id=order.user_id,
-            provider=texts.escape(texts.provider_name(checkout.display_name(order.provider))),
+        texts.buyer_line(order),
+        _("Paid with: {provider}").format(
+            provider=texts.escape(texts.provider_name(checkout.display_name(order.provider)))
         ),
         _("Left to refund: {amount}").format(amount=texts.money(plan.left)),
     ]
@@ -179,11 +182,15 @@ async def refund_confirmed(
             await query.message.answer(text)
         return
     await query.answer()
-    done = _("Refunded. Order #{id} is {state}; {amount} left.").format(
-        id=refunded.id,
-        state=texts.state_name(refunded.state),
-        amount=texts.money(refunded.left_to_refund),
+    done = _("Refunded. Order #{id} is {state}.").format(
+        id=refunded.id, state=texts.state_name(refunded.state)
     )
+    if refunded.left_to_refund.amount:
+        done = _("Refunded. Order #{id} is {state}; {amount} left.").format(
+            id=refunded.id,
+            state=texts.state_name(refunded.state),
+            amount=texts.money(refunded.left_to_refund),
+        )
     trail = await checkout.audit(refunded.id)
     if trail and REFUNDED_ALREADY in trail[-1].detail:
         done = _("{provider} had refunded it already; order #{id} is {state}.").format(
@@ -193,7 +200,18 @@ async def refund_confirmed(
         )
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(reply_markup=None)
-        await query.message.answer(done)
+        if query.message.chat.id != settings.merchant_chat_id:  # there the notifier says it
+            await query.message.answer(done)
+
+
+async def refund_later(query: CallbackQuery, callback_data: RefundLaterCb) -> None:
+    """ "Not now" under a refund question: nothing refunded, the question loses its buttons."""
+    await query.answer(
+        _("Nothing refunded. /refund {id} when you are ready.").format(id=callback_data.order)
+    )
+    if isinstance(query.message, Message):
+        with suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(reply_markup=None)
 
 
 async def unexpected_refund(
@@ -282,6 +300,7 @@ def create_router() -> Router:
     router.callback_query.filter(IsAdmin())
     router.message.register(refund, Command("refund"))
     router.callback_query.register(refund_confirmed, RefundCb.filter())
+    router.callback_query.register(refund_later, RefundLaterCb.filter())
     router.callback_query.register(unexpected_refund, UnexpectedCb.filter())
     router.message.register(reconcile, Command("reconcile"))
     return router

@@ -15,7 +15,14 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.config import Settings
-from bot.core import CheckoutService, Fulfilment, FulfilmentError, Order, RefundError
+from bot.core import (
+    CheckoutService,
+    Fulfilment,
+    FulfilmentError,
+    Order,
+    OutboxKind,
+    RefundError,
+)
 from bot.handlers.admin import refund_offer
 from bot.handlers.roles import CanFulfil, actor_of
 from bot.handlers.tracking import TrackingReply, end_question, open_question, question_key
@@ -154,7 +161,8 @@ async def note_entered(
     except FulfilmentError as exc:
         await message.answer(refusal(exc, order_id))
         return
-    await _show_steps(bot, checkout, message.chat.id, shown, order)
+    card = message.chat.id == settings.merchant_chat_id
+    await _show_steps(bot, checkout, message.chat.id, shown, order, card=card)
     await message.answer(done(order))
 
 
@@ -184,7 +192,8 @@ async def no_note(
         return
     await query.answer(texts.plain(done(order))[:200])
     if message is not None:
-        await _show_steps(bot, checkout, message.chat.id, shown, order)
+        card = message.chat.id == settings.merchant_chat_id
+        await _show_steps(bot, checkout, message.chat.id, shown, order, card=card)
         await message.answer(done(order))
 
 
@@ -205,7 +214,8 @@ async def take_step(
     await query.answer(texts.plain(done(order))[:200])
     if message is None:
         return
-    await _show_steps(bot, checkout, message.chat.id, message.message_id, order)
+    card = message.chat.id == settings.merchant_chat_id
+    await _show_steps(bot, checkout, message.chat.id, message.message_id, order, card=card)
     await message.answer(done(order))
     if step is Fulfilment.CANCELLED:  # the goods stay: the money goes back, by an admin
         try:
@@ -238,25 +248,51 @@ async def refused(
 
 
 def done(order: Order) -> str:
+    """'Order #1: shipped.', the tracking note and "The customer is told." each on a line of
+    their own (a note is the merchant's words: no sentence of ours runs into it)."""
     text = _("Order #{id}: {status}.").format(
         id=order.id, status=texts.fulfilment_name(order.fulfilment)
     )
     if order.tracking and order.fulfilment is Fulfilment.SHIPPED:
-        text += " " + _("Tracking: {note}").format(note=texts.escape(order.tracking))
-    return text + " " + _("The customer is told.")
+        text += "\n" + _("Tracking: {note}").format(note=texts.escape(order.tracking))
+    return text + "\n" + _("The customer is told.")
 
 
 async def _show_steps(
-    bot: Bot, checkout: CheckoutService, chat_id: int, message_id: int | None, order: Order
+    bot: Bot,
+    checkout: CheckoutService,
+    chat_id: int,
+    message_id: int | None,
+    order: Order,
+    *,
+    card: bool = False,
 ) -> None:
-    """The message the step was taken from shows the next steps (or none)."""
+    """The message the step was taken from shows the next steps (or none); `card`: it is the
+    merchant chat's paid-order message, whose text then says where the order is now."""
     if message_id is None:
         return
     markup = fulfilment_keyboard(order.id, checkout.next_steps(order))
     with contextlib.suppress(TelegramBadRequest):  # unchanged, or gone: nothing to update
+        if card:
+            await bot.edit_message_text(
+                text=merchant_card(order, checkout),
+                chat_id=chat_id,
+                message_id=message_id,
+                reply_markup=markup,
+            )
+            return
         await bot.edit_message_reply_markup(
             chat_id=chat_id, message_id=message_id, reply_markup=markup
         )
+
+
+def merchant_card(order: Order, checkout: CheckoutService) -> str:
+    """The paid-order message as it was sent, with the order's state and shipping now."""
+    provider = texts.provider_name(checkout.display_name(order.provider))
+    text = texts.outbox_text(OutboxKind.MERCHANT_PAID, order, {}, provider)
+    now = _("Now: {state}").format(state=texts.state_name(order.state))
+    shipping = texts.fulfilment_line(order)
+    return "\n".join([text, "", now, shipping] if shipping else [text, "", now])
 
 
 def create_router() -> Router:

@@ -12,20 +12,27 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
-from bot import texts
+from bot import audit_texts, texts
 from bot.config import Settings
 from bot.core import AuditEntry, CheckoutService, Order, OrderQuery, OrderState
-from bot.formatting import format_when, in_zone, zone_name
+from bot.formatting import format_when, zone_name
 from bot.handlers import numbers
 from bot.handlers.common import edit
 from bot.handlers.roles import IsStaff
 from bot.handlers.staff_filter import FilterError, OrdersFilter, filter_usage, parse
 from bot.keyboards import (
+    FulfilCb,
+    NoTrackingCb,
     RefundCb,
+    RefundLaterCb,
+    ReviewCb,
+    ReviewPage,
     StaffFindCb,
     StaffOrderCb,
     StaffOrdersCb,
+    StepsCb,
     UnexpectedCb,
     fits,
     fulfilment_keyboard,
@@ -37,7 +44,7 @@ FIND_SHORTEST = 2  # characters; a bare number (an order id) may be shorter
 FIND_LONGEST = 64
 PHONE_CHARACTERS = frozenset("+0123456789 -()")
 PHONE_DIGITS = 7  # fewer digits with spaces ("12 13") are no phone: searched as typed
-ADMIN_ONLY = ("refund", "reconcile")  # support is told so instead of getting silence
+ADMIN_ONLY = ("refund", "reconcile", "review")  # support is told so instead of getting silence
 REFUNDABLE = (OrderState.PAID, OrderState.PARTIALLY_REFUNDED)
 
 
@@ -47,7 +54,8 @@ def usage(admin: bool) -> str:
         _("/order <id> — an order with its audit trail"),
         _("/orders [state | provider | user id | days] — orders, newest first (/orders help)"),
         _("/find <text> — orders by number, payment id, customer name, @username or phone"),
-        _("/stats [days] — figures"),
+        _("/stats [days] [chart] — figures; chart: a picture of the paid amounts per day"),
+        _("/today — today's figures (in the merchant chat too)"),
         _("/export [days] — the orders as a CSV file"),
     ]
     if admin:
@@ -76,14 +84,6 @@ def buyer_in_row(order: Order) -> str:
     return texts.escape(f"{named} ({order.user_id})" if named else str(order.user_id))
 
 
-def audit_line(entry: AuditEntry, zone: tzinfo) -> str:
-    line = (
-        f"{in_zone(entry.created_at, zone):%Y-%m-%d %H:%M:%S} {entry.from_state or '-'} → "
-        f"{entry.to_state} by {texts.escape(entry.actor)}"
-    )
-    return f"{line}: {texts.escape(entry.detail)}" if entry.detail else line
-
-
 def order_view(
     order: Order, trail: list[AuditEntry], checkout: CheckoutService, zone: tzinfo, admin: bool
 ) -> str:
@@ -102,12 +102,12 @@ def order_view(
             fulfilment=texts.fulfilment_name(order.fulfilment),
             provider=texts.escape(provider),
         ),
-        _("Created: {when}").format(when=format_when(order.created_at, texts.locale(), zone)),
+        _("Created: {when}").format(when=format_when(order.created_at, zone)),
     ]
     if admin and order.state in REFUNDABLE:
         rows.append(texts.escape(_("Refund: /refund {id} [amount]").format(id=order.id)))
     rows.append("<b>" + _("Audit ({zone})").format(zone=zone_name(zone)) + "</b>")
-    rows += [audit_line(e, zone) for e in trail[-15:]]
+    rows += [audit_texts.audit_line(e, zone) for e in trail[-15:]]
     return "\n".join(rows)
 
 
@@ -149,12 +149,12 @@ async def order_open(
 
 
 def order_row(order: Order, checkout: CheckoutService, zone: tzinfo) -> str:
-    when = format_when(order.created_at, texts.locale(), zone, named=False)
+    when = format_when(order.created_at, zone, named=False)
     provider = texts.escape(texts.provider_name(checkout.display_name(order.provider)))
-    return (
-        f"#{order.id} · {when} · {buyer_in_row(order)} · {texts.money(order.total)} · "
-        f"{texts.state_name(order.state)} · {texts.fulfilment_name(order.fulfilment)} · {provider}"
-    )
+    shipping = texts.fulfilment_status(order)  # none for an order that ships nothing
+    parts = [f"#{order.id}", when, buyer_in_row(order), texts.money(order.total)]
+    parts += [texts.state_name(order.state), *([shipping] if shipping else []), provider]
+    return " · ".join(parts)
 
 
 def page_text(
@@ -168,12 +168,15 @@ def page_text(
 
 def filter_title(found: OrdersFilter, checkout: CheckoutService) -> str:
     parts = [texts.state_name(s) for s in found.states]
+    parts += [texts.fulfilment_name(s) for s in found.steps]
     if found.provider:
         parts.append(texts.provider_name(checkout.display_name(found.provider)))
     if found.user_id:
         parts.append(_("customer {id}").format(id=found.user_id))
     if found.days:
-        parts.append(_("last {days} days").format(days=found.days))
+        parts.append(
+            ngettext("last {days} day", "last {days} days", found.days).format(days=found.days)
+        )
     title = _("Orders")
     return texts.escape(f"{title}: {', '.join(parts)}" if parts else title)
 
@@ -304,6 +307,11 @@ async def admins_only_button(query: CallbackQuery) -> None:
     await query.answer(admins_only_text(), show_alert=True)
 
 
+async def fulfil_not_allowed(query: CallbackQuery) -> None:
+    """A support person pressing Shipped (or its follow-ups): a role answer, not "out of date"."""
+    await query.answer(_("Only admins and the merchant chat may change orders."), show_alert=True)
+
+
 def create_router() -> Router:
     """A fresh Router with this module's handlers (a Router can join one Dispatcher only).
     It comes after the admin router and before the customer's: staff get these lists instead
@@ -320,5 +328,10 @@ def create_router() -> Router:
     router.callback_query.register(find_page, StaffFindCb.filter())
     router.message.register(admins_only, Command(*ADMIN_ONLY))
     router.callback_query.register(admins_only_button, RefundCb.filter())
+    router.callback_query.register(admins_only_button, RefundLaterCb.filter())
     router.callback_query.register(admins_only_button, UnexpectedCb.filter())
+    router.callback_query.register(admins_only_button, ReviewCb.filter())
+    router.callback_query.register(admins_only_button, ReviewPage.filter())
+    for kind in (FulfilCb, NoTrackingCb, StepsCb):
+        router.callback_query.register(fulfil_not_allowed, kind.filter())
     return router

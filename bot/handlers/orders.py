@@ -3,7 +3,11 @@ and forgetting a card. Thin handlers: each asks the checkout service once and re
 
 from __future__ import annotations
 
+from contextlib import suppress
+from datetime import tzinfo
+
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
@@ -13,7 +17,7 @@ from bot.catalog import Catalog
 from bot.config import Settings
 from bot.core import PAYABLE, CheckoutError, CheckoutService, Order, OrderState
 from bot.core.cards import CardError, CardService
-from bot.formatting import format_when
+from bot.formatting import format_when, zone_name
 from bot.handlers.common import checkout_error, edit
 from bot.keyboards import (
     CardCb,
@@ -35,22 +39,25 @@ def mask(card_name: str) -> str:
     return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
-async def orders_command(message: Message, checkout: CheckoutService) -> None:
-    text, markup = await render_orders(checkout, message.chat.id, 0)
+async def orders_command(message: Message, checkout: CheckoutService, settings: Settings) -> None:
+    text, markup = await render_orders(checkout, message.chat.id, 0, settings.zone)
     await message.answer(text, reply_markup=markup)
 
 
-async def render_orders(checkout: CheckoutService, user_id: int, page: int) -> tuple[str, object]:
+async def render_orders(
+    checkout: CheckoutService, user_id: int, page: int, zone: tzinfo
+) -> tuple[str, object]:
+    """The customer's orders, times on the shop's clock, the zone named once in the title."""
     orders = await checkout.orders_of(user_id, limit=ORDERS_PAGE + 1, offset=page * ORDERS_PAGE)
     more = len(orders) > ORDERS_PAGE
     orders = orders[:ORDERS_PAGE]
     if not orders:
         return _("You have no orders yet. /catalog"), None
     title = _("Your orders")
-    rows = [f"<b>{title}</b>"]
+    rows = [f"<b>{title}</b>", _("Times in {zone}").format(zone=zone_name(zone))]
     for order in orders:
         total = texts.money(order.total)
-        when = format_when(order.created_at, texts.locale())
+        when = format_when(order.created_at, zone, named=False)
         row = f"#{order.id} · {when} · {total} · {texts.state_name(order.state)}"
         if shipping := texts.fulfilment_status(order):
             row += f" · {shipping}"
@@ -59,10 +66,12 @@ async def render_orders(checkout: CheckoutService, user_id: int, page: int) -> t
 
 
 async def orders_page(
-    query: CallbackQuery, callback_data: OrdersPage, checkout: CheckoutService
+    query: CallbackQuery, callback_data: OrdersPage, checkout: CheckoutService, settings: Settings
 ) -> None:
     await query.answer()
-    text, markup = await render_orders(checkout, query.from_user.id, callback_data.page)
+    text, markup = await render_orders(
+        checkout, query.from_user.id, callback_data.page, settings.zone
+    )
     await edit(query, text, markup)
 
 
@@ -169,6 +178,16 @@ async def order_cancel(
     current = cancelled or await checkout.order_of(query.from_user.id, order.id) or order
     await query.answer(_("Order cancelled.") if cancelled else texts.state_name(current.state))
     await edit(query, texts.order_card(current, catalog), order_keyboard(current))
+    if (
+        isinstance(query.message, Message)
+        and query.message.invoice
+        and current.state not in PAYABLE
+    ):
+        # a Stars invoice keeps its Pay button whatever its keyboard says: the closed order's
+        # invoice goes (the new card above says where the order is); past Telegram's 48 hours
+        # it stays, and its Pay is refused at pre-checkout
+        with suppress(TelegramBadRequest):
+            await query.message.delete()
 
 
 async def order_save_card(

@@ -12,6 +12,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, CallbackQuery, FSInputFile, Message
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot import report_texts, texts
 from bot.chart import chart_png
@@ -89,12 +90,18 @@ async def send_chart(
     per_day = await checkout.paid_per_day(days, settings.zone)
     if not per_day.amounts:
         await message.answer(
-            _("Nothing was paid in the last {days} days: no chart to draw.").format(days=days)
+            ngettext(
+                "Nothing was paid in the last {days} day: no chart to draw.",
+                "Nothing was paid in the last {days} days: no chart to draw.",
+                days,
+            ).format(days=days)
         )
         return
-    title = _("Paid per day, the last {days} days ({zone})").format(
-        days=days, zone=settings.timezone
-    )
+    title = ngettext(
+        "Paid per day, the last {days} day ({zone})",
+        "Paid per day, the last {days} days ({zone})",
+        days,
+    ).format(days=days, zone=settings.timezone)
     png = await chart_png(per_day, title)
     await message.answer_photo(
         BufferedInputFile(png, f"paid-{days}d.png"), caption=texts.escape(title)
@@ -121,15 +128,21 @@ async def export(
         )
         return
     progress = await message.answer(
-        _("Exporting the orders of the last {days} days…").format(days=days)
+        ngettext(
+            "Exporting the orders of the last {days} day…",
+            "Exporting the orders of the last {days} days…",
+            days,
+        ).format(days=days)
     )
 
     async def report(count: int) -> None:
         with suppress(TelegramBadRequest):  # a message deleted meanwhile
             await progress.edit_text(
-                _("Exporting the orders of the last {days} days… {count} so far").format(
-                    days=days, count=count
-                )
+                ngettext(
+                    "Exporting the orders of the last {days} day… {count} so far",
+                    "Exporting the orders of the last {days} days… {count} so far",
+                    days,
+                ).format(days=days, count=count)
             )
 
     # utf-8-sig: spreadsheets then read Cyrillic and Turkish letters right
@@ -145,13 +158,21 @@ async def export(
         )
         out.flush()
         if not count:
-            await progress.edit_text(_("No orders in the last {days} days.").format(days=days))
+            await progress.edit_text(
+                ngettext(
+                    "No orders in the last {days} day.", "No orders in the last {days} days.", days
+                ).format(days=days)
+            )
             return
         stamp = datetime.now(settings.zone).strftime("%Y-%m-%d")
         await bot.send_document(
             message.chat.id,
             FSInputFile(out.name, filename=f"orders-{stamp}-{days}d.csv"),
-            caption=_("Orders of the last {days} days: {count}").format(days=days, count=count),
+            caption=ngettext(
+                "Orders of the last {days} day: {count}",
+                "Orders of the last {days} days: {count}",
+                days,
+            ).format(days=days, count=count),
         )
     with suppress(TelegramBadRequest):
         await progress.delete()

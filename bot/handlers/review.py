@@ -11,8 +11,9 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
-from bot import texts
+from bot import audit_texts, texts
 from bot.core import CheckoutService, OrderState, RefundError, ReviewCase, ReviewError
 from bot.handlers.admin import refund_offer, refusal
 from bot.handlers.roles import IsAdmin
@@ -36,13 +37,12 @@ def case_text(case: ReviewCase, checkout: CheckoutService) -> str:
     rows = [
         "<b>"
         + _("⚠️ Order #{id} needs review: {reason}").format(
-            id=order.id, reason=texts.escape(case.said or "-")
+            id=order.id, reason=audit_texts.reason(case.said) if case.said else "-"
         )
         + "</b>",
         texts.order_lines(order),
-        _("Customer: {user_id} · paid with {provider}").format(
-            user_id=order.user_id, provider=texts.escape(provider)
-        ),
+        texts.buyer_line(order),
+        _("Paid with: {provider}").format(provider=texts.escape(provider)),
         _("Payment id: {payment_id}").format(
             payment_id=texts.escape(order.provider_payment_id or "-")
         ),
@@ -50,13 +50,39 @@ def case_text(case: ReviewCase, checkout: CheckoutService) -> str:
     rows += [
         _("Payment we did not expect: {amount}, {provider} payment {payment_id} ({state})").format(
             amount=texts.money(p.amount) if p.amount else "?",
-            provider=texts.escape(p.provider),
+            provider=texts.escape(texts.provider_name(checkout.display_name(p.provider))),
             payment_id=texts.escape(p.payment_id),
-            state=texts.escape(p.state),
+            state=payment_state(p.state),
         )
         for p in case.unexpected
     ]
+    if case.twins:
+        rows += ["", twins_warning(case)]
     return "\n".join(rows)
+
+
+def twins_warning(case: ReviewCase) -> str:
+    """The customer already paid for the same items in another order: accepting this one
+    charges them twice, and both would be shipped."""
+    ids = ", ".join(f"#{o.id}" for o in case.twins)
+    return "⚠️ " + ngettext(
+        "The customer already paid order {ids} with the same items: accepting this one charges "
+        "them twice. A refund is likely the right action.",
+        "The customer already paid orders {ids} with the same items: accepting this one charges "
+        "them twice. A refund is likely the right action.",
+        len(case.twins),
+    ).format(ids=ids)
+
+
+def payment_state(state: str) -> str:
+    """A payment we did not expect: where its refund stands, in the reader's words."""
+    names = {
+        "open": _("not refunded yet"),
+        "refunding": _("being refunded"),
+        "refunded": _("refunded"),
+        "accepted": _("kept as the order's payment"),
+    }
+    return names.get(state, texts.escape(state))
 
 
 async def send_page(message: Message, checkout: CheckoutService, page: int) -> None:

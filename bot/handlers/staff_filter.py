@@ -3,6 +3,9 @@ their compact form in the paging buttons.
 
 - a state: its name in English (`paid`, `needs_review`, `awaiting payment`) or in the admin's
   language (`оплачен`); several states widen the list;
+- a fulfilment step: `shipped`, `delivered`, `not shipped` (or `new`: orders the shop owes
+  goods for and has not sent), `cancelled by the shop`, in English or the admin's language;
+  `/orders not shipped` is the morning's list of paid orders to send;
 - a provider: its name (`payture`) or what the chat calls it;
 - `7d`: the last 7 days;
 - a bare number: a customer's Telegram id (an order by its number is `/order <id>`).
@@ -17,13 +20,15 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
-from bot.core import OrderQuery, OrderState
+from bot.core import FULFILLABLE, Fulfilment, OrderQuery, OrderState
 from bot.handlers import numbers
 from bot.keyboards import StaffOrdersCb
 
 STATES = list(OrderState)
 CODES = (string.digits + string.ascii_letters)[: len(STATES)]  # a state in a button: "2" = paid
+STEPS = list(Fulfilment)
 LONGEST_NAME = 5  # words: "being checked by the shop"
+OWED = tuple(s for s in STATES if s in FULFILLABLE)  # "not shipped": orders owed goods
 
 
 class FilterError(ValueError):
@@ -41,24 +46,43 @@ class OrdersFilter:
     provider: str = ""
     user_id: int = 0
     days: int = 0
+    steps: tuple[Fulfilment, ...] = ()
 
     def query(self) -> OrderQuery:
+        """ "Not shipped" alone means the orders the shop owes goods for (paid, not sent):
+        an unpaid order ships nothing."""
+        owed = Fulfilment.NEW in self.steps and not self.states
         return OrderQuery(
-            states=self.states, provider=self.provider or None, user_id=self.user_id or None
+            states=OWED if owed else self.states,
+            fulfilment=self.steps,
+            provider=self.provider or None,
+            user_id=self.user_id or None,
         )
 
     def page(self, page: int) -> StaffOrdersCb:
         codes = "".join(CODES[STATES.index(s)] for s in self.states)
+        steps = "".join(str(STEPS.index(s)) for s in self.steps)
         return StaffOrdersCb(
-            states=codes, provider=self.provider, user=self.user_id, days=self.days, page=page
+            states=codes,
+            provider=self.provider,
+            user=self.user_id,
+            days=self.days,
+            page=page,
+            shipping=steps,
         )
 
     @classmethod
     def from_page(cls, data: StaffOrdersCb) -> OrdersFilter:
         """A button's filter; a code nobody wrote (an edited payload) is dropped."""
         states = tuple(STATES[CODES.index(c)] for c in dict.fromkeys(data.states) if c in CODES)
+        known = [str(i) for i in range(len(STEPS))]
+        steps = tuple(STEPS[int(c)] for c in dict.fromkeys(data.shipping) if c in known)
         return cls(
-            states, data.provider, max(data.user, 0), min(max(data.days, 0), numbers.MAX_DAYS)
+            states,
+            data.provider,
+            max(data.user, 0),
+            min(max(data.days, 0), numbers.MAX_DAYS),
+            steps,
         )
 
 
@@ -76,6 +100,15 @@ def _names(providers: dict[str, str]) -> dict[str, tuple[str, str]]:
             english = texts.state_name(state)
         for name in (state.value, english, texts.state_name(state)):
             found[_norm(name)] = ("state", state.value)
+    for step in STEPS:  # after the states: "cancelled" alone stays the payment state
+        with i18n.use_locale("en"):
+            english = texts.fulfilment_name(step)
+        for name in (step.value, english, texts.fulfilment_name(step)):
+            found.setdefault(_norm(name), ("step", step.value))
+    with i18n.use_locale("en"):
+        english = _("not shipped")
+    for name in (english, _("not shipped")):
+        found.setdefault(_norm(name), ("step", Fulfilment.NEW.value))
     for name, display in providers.items():
         found[_norm(display)] = ("provider", name)
         found[_norm(name)] = ("provider", name)
@@ -88,6 +121,7 @@ def parse(args: str, providers: dict[str, str]) -> OrdersFilter:
     names = _names(providers)
     words = args.split()
     states: list[OrderState] = []
+    steps: list[Fulfilment] = []
     single: dict[str, str] = {}
     unknown: list[str] = []
     twice: list[str] = []
@@ -104,6 +138,8 @@ def parse(args: str, providers: dict[str, str]) -> OrdersFilter:
         i += n
         if kind == "state":
             states.append(OrderState(value))
+        elif kind == "step":
+            steps.append(Fulfilment(value))
         elif not kind:
             unknown.append(phrase)
         elif kind in single and single[kind] != value:
@@ -117,6 +153,7 @@ def parse(args: str, providers: dict[str, str]) -> OrdersFilter:
         single.get("provider", ""),
         int(single.get("user", 0)),
         int(single.get("days", 0)),
+        tuple(dict.fromkeys(steps)),
     )
 
 
@@ -133,11 +170,15 @@ def filter_usage(providers: list[str]) -> str:
     """What /orders takes (for a filter nobody understood, and `/orders help`), escaped."""
     names = {s.value: texts.state_name(s) for s in STATES}
     states = ", ".join(name if name == v else f"{name} ({v})" for v, name in names.items())
+    steps = ", ".join(
+        [_("not shipped")] + [texts.fulfilment_name(s) for s in STEPS if s is not Fulfilment.NEW]
+    )
     return texts.escape(
         "\n".join(
             (
                 _("/orders takes these words, in any order:"),
                 "• " + _("a state: {states}").format(states=states),
+                "• " + _("shipping: {steps}").format(steps=steps),
                 "• " + _("a provider: {providers}").format(providers=", ".join(providers)),
                 "• " + _("a customer: their Telegram id, a bare number (e.g. 1001)"),
                 "• " + _("days: a number with d (e.g. 7d = the last 7 days)"),
