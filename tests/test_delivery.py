@@ -292,7 +292,7 @@ async def test_a_cart_beyond_every_cap_is_refused_before_any_question(
     await user.press(text="Add one more", message_id=card["message_id"])
     await user.send("/cart")
     cart = await user.wait_message("Your cart")
-    said = "Redoya takes at most TRY1,000.00 per order; remove something from the cart."
+    said = "Redoya takes at most ₺1,000.00 per order; remove something from the cart."
     assert said in cart["text"]
     answer = await user.press(text="Checkout", message_id=cart["message_id"])
     assert answer is not None

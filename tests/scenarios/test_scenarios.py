@@ -142,7 +142,7 @@ async def test_amount_mismatch(
     assert "checking this payment by hand" in page
     await user.wait_message("by hand")
     admin = BotUser(telegram.url, ADMIN, session=driver.http)
-    assert "amount mismatch" in (await admin.wait_message("needs review"))["text"]
+    assert "the provider says" in (await admin.wait_message("needs review"))["text"]
     await settled(app)
     assert (await app.checkout.order(order.id)).state is S.NEEDS_REVIEW
     assert S.PAID not in await states(app, order)
