@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from bot.app import Parts
 from sandbox.botuser import BotUser, button_url
 
 
@@ -53,3 +54,9 @@ async def eventually(check: Callable[[], object | Awaitable[object]], timeout: f
         if time.monotonic() > deadline:
             raise AssertionError(f"the condition did not come true within {timeout}s")
         await asyncio.sleep(0.02)
+
+
+def fast(app: Parts) -> Parts:
+    """No flood gaps in the app's notifier: its messages go out at once."""
+    app.notifier.per_chat_gap = app.notifier.per_group_gap = 0.0
+    return app

@@ -27,22 +27,12 @@ from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage.base import NewOrder, OrderItem
 from tests.conftest import ADMIN, CUSTOMER, MERCHANT_CHAT
-from tests.flows import browse, eventually, order_product, pay
+from tests.flows import browse, eventually, fast, order_product, pay
 
 S = OrderState
 
 
-@pytest.fixture(autouse=True)
-def no_flood_gaps(request: pytest.FixtureRequest, no_tracebacks: None) -> None:
-    """The flood limits are test_notify's business: here the messages go out at once (and
-    nothing may log a traceback)."""
-    if "app" in request.fixturenames:
-        fast(request.getfixturevalue("app"))
-
-
-def fast(app: Parts) -> Parts:
-    app.notifier.per_chat_gap = app.notifier.per_group_gap = 0.0
-    return app
+pytestmark = pytest.mark.usefixtures("no_flood_gaps")
 
 
 SUPPORT = 77
