@@ -397,7 +397,7 @@ class OutboxRenderer:
             return Rendered(text, markup, sent=self._remember(order.id))
         if order.merchant_message_id is None:  # not sent yet: it will show the order as it is
             return None
-        return Rendered("", edit=Edit(order.merchant_message_id, card, markup), only_edit=True)
+        return Rendered(card, edit=Edit(order.merchant_message_id, card, markup), only_edit=True)
 
     def _remember(self, order_id: int) -> Callable[[int], Awaitable[None]]:
         async def remember(message_id: int) -> None:
