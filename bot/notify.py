@@ -35,7 +35,16 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import report_texts, texts
 from bot.catalog import Catalog
-from bot.core import Audience, CheckoutService, Order, OutboxKind, OutboxMessage, ReceiptError
+from bot.core import (
+    Audience,
+    CheckoutService,
+    Fulfilment,
+    Order,
+    OrderState,
+    OutboxKind,
+    OutboxMessage,
+    ReceiptError,
+)
 from bot.keyboards import (
     AGAIN_STATES,
     OrderAction,
@@ -83,8 +92,10 @@ class Document:
 class Rendered:
     text: str
     reply_markup: InlineKeyboardMarkup | None = None
-    edit: Edit | None = None
+    edit: Edit | None = None  # after the send; or instead of it, with `only_edit`
     document: Document | None = None
+    only_edit: bool = False  # the row brings a message sent before up to date
+    sent: Callable[[int], Awaitable[None]] | None = None  # told the sent message's id
 
 
 Renderer = Callable[[OutboxMessage], Awaitable[Rendered | None]]
@@ -211,8 +222,11 @@ class Notifier:
             except ReceiptError as exc:
                 await self._document_failed(message, exc)
                 return
+        sent_id: int | None = None
         try:
-            if rendered.document is not None:
+            if rendered.only_edit and rendered.edit is not None:
+                await self._edit_row(message.chat_id, rendered.edit)
+            elif rendered.document is not None:
                 await self.bot.send_document(
                     message.chat_id,
                     BufferedInputFile(content, rendered.document.filename),
@@ -220,9 +234,10 @@ class Notifier:
                     reply_markup=rendered.reply_markup,
                 )
             else:
-                await self.bot.send_message(
+                sent = await self.bot.send_message(
                     message.chat_id, rendered.text, reply_markup=rendered.reply_markup
                 )
+                sent_id = sent.message_id
         except TelegramRetryAfter as exc:
             self._paused_until = time.monotonic() + exc.retry_after
             await self._defer(message, exc.retry_after, "429 retry after", attempt=False)
@@ -234,7 +249,9 @@ class Notifier:
             await self._wait_out_outage(message, type(exc).__name__)
         else:
             await self.storage.mark_sent(message.id)
-            if rendered.edit is not None:
+            if rendered.sent is not None and sent_id is not None:
+                await rendered.sent(sent_id)
+            if rendered.edit is not None and not rendered.only_edit:
                 await self._edit(message.chat_id, rendered.edit)
 
     async def _document_failed(self, message: OutboxMessage, exc: ReceiptError) -> None:
@@ -265,6 +282,19 @@ class Notifier:
             await self.storage.mark_failed(message.id, f"Telegram down for a day: {why}")
             return
         await self._defer(message, min(2 ** min(message.attempts + 1, 9), 300), why)
+
+    async def _edit_row(self, chat_id: int, edit: Edit) -> None:
+        """An edit that is the row itself: a 429 or an outage is retried as a send is; the
+        message gone, or showing this already (a step taken on it), leaves nothing to do."""
+        try:
+            await self.bot.edit_message_text(
+                text=edit.text,
+                chat_id=chat_id,
+                message_id=edit.message_id,
+                reply_markup=edit.reply_markup,
+            )
+        except TelegramBadRequest as exc:
+            log.info("editing message %s in chat %s: %s", edit.message_id, chat_id, exc)
 
     async def _edit(self, chat_id: int, edit: Edit) -> None:
         """Best effort: the message may be gone or show this already; the row is sent."""
@@ -338,6 +368,8 @@ class OutboxRenderer:
             if order is None:
                 return Rendered(texts.user_text(kind, payload))
             provider = texts.provider_name(self.checkout.display_name(order.provider))
+            if kind in (OutboxKind.MERCHANT_PAID, OutboxKind.MERCHANT_CARD):
+                return self._merchant_card(kind, order, provider)
             text = texts.outbox_text(kind, order, payload, provider)
             if kind is OutboxKind.RECEIPT:
                 return Rendered(text, document=self._receipt(order))
@@ -353,6 +385,26 @@ class OutboxRenderer:
 
         return Document(f"receipt-{order.id}.pdf", fetch)
 
+    def _merchant_card(self, kind: OutboxKind, order: Order, provider: str) -> Rendered | None:
+        """The paid-order message with the merchant's steps, its id remembered; later rows
+        edit it to the order as it is then (the same text a step taken on it shows). An
+        order that moved on before its message went out gets it as it is now."""
+        markup = fulfilment_keyboard(order.id, self.checkout.next_steps(order))
+        card = texts.merchant_card(order, provider)
+        if kind is OutboxKind.MERCHANT_PAID:
+            moved = order.state is not OrderState.PAID or order.fulfilment is not Fulfilment.NEW
+            text = card if moved else texts.outbox_text(kind, order, {}, provider)
+            return Rendered(text, markup, sent=self._remember(order.id))
+        if order.merchant_message_id is None:  # not sent yet: it will show the order as it is
+            return None
+        return Rendered(card, edit=Edit(order.merchant_message_id, card, markup), only_edit=True)
+
+    def _remember(self, order_id: int) -> Callable[[int], Awaitable[None]]:
+        async def remember(message_id: int) -> None:
+            await self.checkout.remember_merchant_card(order_id, message_id)
+
+        return remember
+
     def _card_edit(self, kind: OutboxKind, order: Order) -> Edit | None:
         """Paid: the order's card in the chat no longer invites to pay."""
         if kind is not OutboxKind.PAID or order.message_id is None:
@@ -365,8 +417,6 @@ class OutboxRenderer:
         if kind is OutboxKind.ADMIN_REVIEW and isinstance(payload.get("unexpected"), int):
             manual = not self.checkout.refunds_unexpected_by_api(order.provider)
             return unexpected_keyboard(UnexpectedCb(id=int(payload["unexpected"]), manual=manual))  # type: ignore[call-overload]
-        if kind is OutboxKind.MERCHANT_PAID:  # the merchant's steps, from the message itself
-            return fulfilment_keyboard(order.id, self.checkout.next_steps(order))
         if kind in TRY_AGAIN and order.state in AGAIN_STATES:
             return again_keyboard(order.id)
         if kind is not OutboxKind.PAID:

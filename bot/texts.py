@@ -321,6 +321,15 @@ def outbox_text(kind: OutboxKind, order: Order, payload: dict[str, object], prov
     raise ValueError(f"{kind} is not about an order")
 
 
+def merchant_card(order: Order, provider: str) -> str:
+    """The merchant chat's paid-order message as it was sent, with the order's state and
+    shipping now (after a step, a refund, a review)."""
+    text = outbox_text(OutboxKind.MERCHANT_PAID, order, {}, provider)
+    now = _("Now: {state}").format(state=state_name(order.state))
+    shipping = fulfilment_line(order)
+    return "\n".join([text, "", now, shipping] if shipping else [text, "", now])
+
+
 FULFILMENT_KINDS = frozenset(
     {
         OutboxKind.SHIPPED,

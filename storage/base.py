@@ -192,6 +192,7 @@ class Order:
     delivery: Delivery | None = None
     fulfilment: Fulfilment = Fulfilment.NEW
     tracking: str = ""  # the merchant's note when shipping (a tracking number, a courier)
+    merchant_message_id: int | None = None  # the merchant chat's paid-order message
 
     @property
     def currency(self) -> str:
@@ -571,6 +572,9 @@ class Storage(Protocol):
 
     async def set_order_message(self, order_id: int, message_id: int) -> None:
         """Remember the chat message that shows the order (the latest one wins)."""
+
+    async def set_merchant_message(self, order_id: int, message_id: int) -> None:
+        """Remember the merchant chat's paid-order message, edited as the order moves on."""
 
     # saved cards, unique per (user_id, provider, card_id)
     async def save_card(

@@ -769,6 +769,11 @@ class PostgresStorage:
             "UPDATE orders SET message_id = $1 WHERE id = $2", message_id, order_id
         )
 
+    async def set_merchant_message(self, order_id: int, message_id: int) -> None:
+        await self._db.execute(
+            "UPDATE orders SET merchant_message_id = $1 WHERE id = $2", message_id, order_id
+        )
+
     # --- saved cards and preferences ----------------------------------------------------
 
     async def save_card(

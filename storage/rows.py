@@ -37,7 +37,7 @@ ORDER_COLUMNS = (
     "created_at, updated_at, provider_payment_id, payment_data, pay_url, expires_at, paid_at, "
     "paid_amount, refunded_amount, next_check_at, check_attempts, message_id, buyer_name, "
     "buyer_username, delivery_name, delivery_phone, delivery_address, delivery_comment, "
-    "fulfilment, tracking"
+    "fulfilment, tracking, merchant_message_id"
 )
 
 
@@ -78,6 +78,7 @@ def to_order(row: Row, items: tuple[OrderItem, ...], when: TimeReader) -> Order:
         delivery=to_delivery(row),
         fulfilment=Fulfilment(row["fulfilment"]),
         tracking=row["tracking"],
+        merchant_message_id=row["merchant_message_id"],
     )
 
 

@@ -785,6 +785,12 @@ class SQLiteStorage:
                 "UPDATE orders SET message_id = ? WHERE id = ?", (message_id, order_id)
             )
 
+    async def set_merchant_message(self, order_id: int, message_id: int) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE orders SET merchant_message_id = ? WHERE id = ?", (message_id, order_id)
+            )
+
     # --- saved cards and preferences ----------------------------------------------------
 
     async def save_card(

@@ -159,8 +159,11 @@ async def test_a_cancel_by_the_shop_leaves_the_refund_to_an_admin(
     said = f"↩️ Order #{order.id}: ₽450.00 refunded to the customer."
     await admin.wait_message(said)
     await user.wait_message("refunded for order")
-    told = [m.get("text") or "" for m in await merchant.bot_messages()]
+    chat = await merchant.bot_messages()
+    told = [m.get("text") or "" for m in chat if m["message_id"] != paid["message_id"]]
     assert [t for t in told if "refunded" in t.casefold()] == [said]  # one message, no "left"
+    card = await merchant.wait_message("Now: refunded", after_id=0)  # the card follows
+    assert (card["message_id"], labels(card)) == (paid["message_id"], [])
     done = await app.checkout.order(order.id)
     assert done is not None
     assert (done.state, done.fulfilment) == (S.REFUNDED, Fulfilment.CANCELLED)

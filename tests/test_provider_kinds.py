@@ -415,6 +415,7 @@ async def test_the_renderer_covers_every_kind_in_every_locale(start: Start) -> N
         await app.storage.set_user_locale(CUSTOMER, locale)
         await app.storage.set_user_locale(ADMIN, locale)
         order = await place(app, fake.name, kzt(150), locale=locale)
+        await app.storage.set_merchant_message(order.id, 1)  # a card for MERCHANT_CARD to edit
         queued = 0
         for kind in OutboxKind:
             # a recurring kind also without its payload: an old row must render too
@@ -475,7 +476,8 @@ async def test_two_reviews_of_one_order_both_reach_the_outbox(start: Start) -> N
     assert (await order_now(app, order.id)).state is S.NEEDS_REVIEW
 
     rows = await app.storage.due_outbox(datetime.now(UTC) + timedelta(seconds=1))
-    assert due_kinds(rows) == sorted(["review", "admin_review", "merchant_review"] * 2)
+    told = ["review", "admin_review", "merchant_review", "merchant_card"]  # the card: steps off
+    assert due_kinds(rows) == sorted(told * 2)
     reasons = [r.payload["reason"] for r in rows if r.kind.startswith("admin_review")]
     assert "amount mismatch" in reasons[0]
     assert "unknown outcome" in reasons[1]

@@ -328,6 +328,10 @@ class Ordering(Receiving):
         """The chat message showing the order with its Pay button: edited once it is paid."""
         await self.storage.set_order_message(order_id, message_id)
 
+    async def remember_merchant_card(self, order_id: int, message_id: int) -> None:
+        """The merchant chat's paid-order message: edited as the order moves on."""
+        await self.storage.set_merchant_message(order_id, message_id)
+
     async def cancel(self, order_id: int, user_id: int) -> Order | None:
         """The customer gives up on an unpaid order. None when it is not theirs or not payable."""
         order = await self.order_of(user_id, order_id)

@@ -131,6 +131,13 @@ class CoreContext:
 
     # --- moving orders --------------------------------------------------------------------
 
+    def _card(self) -> list[NewOutbox]:
+        """The merchant chat's paid-order message brought up to date with the order (queued
+        with every later change of its payment or fulfilment, wherever it was made)."""
+        if self.merchant_chat_id is None:
+            return []
+        return [message(OutboxKind.MERCHANT_CARD, self.merchant_chat_id)]
+
     def _lock(self, order_id: int) -> asyncio.Lock:
         lock = self._locks.get(order_id)
         if lock is None:
@@ -199,6 +206,7 @@ class CoreContext:
             messages.append(
                 message(OutboxKind.MERCHANT_REVIEW, self.merchant_chat_id, {"reason": reason})
             )
+        messages += self._card()  # a paid order in review: its steps are off
         if keep_state or order.state is OrderState.NEEDS_REVIEW:
             noted = await self.storage.note(
                 order.id, actor=actor, detail=f"review: {reason}"[:500], outbox=messages

@@ -65,7 +65,7 @@ class Fulfilling(CoreContext):
             step,
             actor=actor,
             tracking=note,
-            outbox=[message(STEP_MESSAGES[step], order.chat_id, payload)],
+            outbox=[message(STEP_MESSAGES[step], order.chat_id, payload), *self._card()],
             states=FULFILLABLE,  # checked again under the lock: a refund may have landed
         )
         if moved is None:  # someone else took a step first: say where it is now

@@ -47,6 +47,7 @@ class OutboxKind(StrEnum):
     REVIEW_PAID = "review_paid"  # a person resolved the review: accepted as paid
     REVIEW_FAILED = "review_failed"  # ... or marked failed
     MERCHANT_REVIEW_FAILED = "merchant_review_failed"
+    MERCHANT_CARD = "merchant_card"  # the paid-order message edited to the order as it is now
 
     @property
     def audience(self) -> Audience:
@@ -84,6 +85,7 @@ RECURRING = frozenset(
         OutboxKind.REVIEW_PAID,  # an order may come to review again (a second payment)
         OutboxKind.REVIEW_FAILED,
         OutboxKind.MERCHANT_REVIEW_FAILED,
+        OutboxKind.MERCHANT_CARD,
     }
 )
 

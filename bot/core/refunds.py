@@ -254,6 +254,7 @@ class Refunding(Confirming):
                     OutboxKind.MERCHANT_REFUNDED, self.merchant_chat_id, payload, tag=str(refund.id)
                 )
             )
+        notices += self._card()
         moved = await self.storage.transition(
             order.id,
             S.REFUND_PENDING,

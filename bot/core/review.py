@@ -127,6 +127,7 @@ class Reviewing(Refunding):
         notices = [message(OutboxKind.REVIEW_FAILED, order.chat_id)]
         if self.merchant_chat_id is not None:
             notices.append(message(OutboxKind.MERCHANT_REVIEW_FAILED, self.merchant_chat_id))
+        notices += self._card()  # a card sent before the review (paid, then doubted)
         return await self._resolve(order, S.FAILED, actor, "marked failed", notices)
 
     async def _in_review(self, order_id: int) -> Order:

@@ -20,7 +20,6 @@ from bot.core import (
     Fulfilment,
     FulfilmentError,
     Order,
-    OutboxKind,
     RefundError,
 )
 from bot.handlers.admin import refund_offer
@@ -275,7 +274,9 @@ async def _show_steps(
     with contextlib.suppress(TelegramBadRequest):  # unchanged, or gone: nothing to update
         if card:
             await bot.edit_message_text(
-                text=merchant_card(order, checkout),
+                text=texts.merchant_card(
+                    order, texts.provider_name(checkout.display_name(order.provider))
+                ),
                 chat_id=chat_id,
                 message_id=message_id,
                 reply_markup=markup,
@@ -284,15 +285,6 @@ async def _show_steps(
         await bot.edit_message_reply_markup(
             chat_id=chat_id, message_id=message_id, reply_markup=markup
         )
-
-
-def merchant_card(order: Order, checkout: CheckoutService) -> str:
-    """The paid-order message as it was sent, with the order's state and shipping now."""
-    provider = texts.provider_name(checkout.display_name(order.provider))
-    text = texts.outbox_text(OutboxKind.MERCHANT_PAID, order, {}, provider)
-    now = _("Now: {state}").format(state=texts.state_name(order.state))
-    shipping = texts.fulfilment_line(order)
-    return "\n".join([text, "", now, shipping] if shipping else [text, "", now])
 
 
 def create_router() -> Router:
