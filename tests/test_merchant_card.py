@@ -5,6 +5,7 @@ still possible (none once the money went back), so nobody presses a stale Shippe
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from sandbox.botuser import BotUser
 from sandbox.payture import PaytureServer
@@ -12,10 +13,11 @@ from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage.base import Storage
 from tests.conftest import ADMIN
-from tests.test_fulfilment import Parts, labels, no_flood_gaps, paid_order
+from tests.test_fulfilment import Parts, labels, paid_order
 from tests.test_storage import new_order, storage, url
 
-__all__ = ["no_flood_gaps", "storage", "url"]  # fixtures: messages at once; both databases
+__all__ = ["storage", "url"]  # fixtures: both databases
+pytestmark = pytest.mark.usefixtures("no_flood_gaps")  # messages at once
 
 
 async def test_the_merchant_message_is_remembered_apart_from_the_customers(
