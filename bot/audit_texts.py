@@ -42,13 +42,16 @@ def state(value: str) -> str:
 
 
 def _pattern(text: str) -> re.Pattern[str]:
+    """The core's template as a regex: its words literal ("(from review)"), its placeholders
+    groups."""
     return re.compile(
         "^"
-        + text.replace("{state}", STATE)
-        .replace("{amount}", AMOUNT.format(name="amount"))
-        .replace("{total}", AMOUNT.format(name="total"))
-        .replace("{id}", r"(?P<id>.+?)")
-        .replace("{rest}", r"(?P<rest>.*)")
+        + re.escape(text)
+        .replace(re.escape("{state}"), STATE)
+        .replace(re.escape("{amount}"), AMOUNT.format(name="amount"))
+        .replace(re.escape("{total}"), AMOUNT.format(name="total"))
+        .replace(re.escape("{id}"), r"(?P<id>.+?)")
+        .replace(re.escape("{rest}"), r"(?P<rest>.*)")
         + "$",
         re.DOTALL,
     )

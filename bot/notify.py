@@ -248,9 +248,9 @@ class Notifier:
         except (TelegramNetworkError, TelegramServerError, TimeoutError) as exc:
             await self._wait_out_outage(message, type(exc).__name__)
         else:
+            if rendered.sent is not None and sent_id is not None:  # before the row is done, so
+                await rendered.sent(sent_id)  # a card update taken after it finds the card
             await self.storage.mark_sent(message.id)
-            if rendered.sent is not None and sent_id is not None:
-                await rendered.sent(sent_id)
             if rendered.edit is not None and not rendered.only_edit:
                 await self._edit(message.chat_id, rendered.edit)
 
@@ -281,7 +281,10 @@ class Notifier:
             log.error("outbox %s given up: Telegram failed it for a day (%s)", message.id, why)
             await self.storage.mark_failed(message.id, f"Telegram down for a day: {why}")
             return
-        await self._defer(message, min(2 ** min(message.attempts + 1, 9), 300), why)
+        waited = (datetime.now(UTC) - message.created_at).total_seconds()
+        # no attempt spent (those are for what is wrong with the message: its rendering, its
+        # receipt); the gap grows with the outage instead
+        await self._defer(message, min(max(2.0, waited), 300.0), why, attempt=False)
 
     async def _edit_row(self, chat_id: int, edit: Edit) -> None:
         """An edit that is the row itself: a 429 or an outage is retried as a send is; the

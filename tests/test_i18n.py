@@ -128,3 +128,13 @@ def test_every_alert_fits_in_a_callback_answer_in_every_language() -> None:
             text = message.string or message.id
             if message.id and "\n" not in message.id and len(text) > 200:
                 pytest.fail(f"{locale}: {message.id!r} is {len(text)} characters")
+
+
+def test_a_reason_with_parentheses_is_read_in_the_readers_language() -> None:
+    """The core's "(from review)" was read as a regex group and never matched: English."""
+    from bot import audit_texts
+
+    i18n = build_i18n()
+    with i18n.context(), i18n.use_locale("ru"):
+        said = audit_texts.reason("refund 150.00 TRY (from review)")
+    assert said.replace("\xa0", " ") == "возврат 150,00 ₺, из проверки"  # Babel's no-break space

@@ -7,17 +7,19 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from bot.core.outbox import OutboxKind, message
 from sandbox.botuser import BotUser
 from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
-from storage.base import Storage
-from tests.conftest import ADMIN
+from storage.base import OrderState, Storage
+from tests.conftest import ADMIN, MERCHANT_CHAT
 from tests.test_fulfilment import Parts, labels, paid_order
 from tests.test_storage import new_order, storage, url
 
 __all__ = ["storage", "url"]  # fixtures: both databases
 pytestmark = pytest.mark.usefixtures("no_flood_gaps")  # messages at once
+S = OrderState
 
 
 async def test_the_merchant_message_is_remembered_apart_from_the_customers(
@@ -84,3 +86,29 @@ async def test_a_refund_leaves_the_merchant_card_refunded_without_steps(
     card = await card_of(merchant, paid["message_id"], "Now: refunded")
     assert card["text"].startswith(f"💰 Order #{order.id} paid")
     assert labels(card) == []
+
+
+async def test_a_card_sent_before_a_review_comes_back_to_paid_when_it_is_accepted(
+    app: Parts,
+    user: BotUser,
+    merchant: BotUser,
+    redoya: RedoyaServer,
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    """A paid order went to review (a refund nobody could tell) after its card went out:
+    accepting it queued the paid message again, which the outbox's once-per-order key
+    dropped, so the card stayed "being checked" without its steps."""
+    order = await paid_order(app, user, redoya, http, "Coffee", "Cezve")
+    paid = await merchant.wait_message(f"Order #{order.id} paid")
+    card_update = message(OutboxKind.MERCHANT_CARD, MERCHANT_CHAT)  # as the core's review does
+    await app.storage.transition(
+        order.id, S.PAID, S.NEEDS_REVIEW, actor="test", outbox=[card_update]
+    )
+    await app.notifier.flush()
+    checking = await card_of(merchant, paid["message_id"], "Now:")
+    assert labels(checking) == []  # no steps while it is checked
+    await app.checkout.accept_review(order.id, actor=f"admin:{ADMIN}")
+    await app.notifier.flush()
+    card = await card_of(merchant, paid["message_id"], "paid")
+    assert labels(card) == ["📦 Shipped", "✅ Delivered", "✖ Cancel the order"]

@@ -92,8 +92,9 @@ class Reviewing(Refunding):
         refunded."""
         order = await self._in_review(order_id)
         notices = [message(OutboxKind.REVIEW_PAID, order.chat_id)]
-        if self.merchant_chat_id is not None:
+        if self.merchant_chat_id is not None:  # the paid message, or (sent before the review)
             notices.append(message(OutboxKind.MERCHANT_PAID, self.merchant_chat_id))
+        notices += self._card()  # ... its card brought back to paid, with the steps
         kept = await self._keep_unexpected(order)
         try:
             return await self._resolve(

@@ -160,7 +160,7 @@ async def note_entered(
     except FulfilmentError as exc:
         await message.answer(refusal(exc, order_id))
         return
-    card = message.chat.id == settings.merchant_chat_id
+    card = shown is not None and shown == order.merchant_message_id
     await _show_steps(bot, checkout, message.chat.id, shown, order, card=card)
     await message.answer(done(order))
 
@@ -191,7 +191,7 @@ async def no_note(
         return
     await query.answer(texts.plain(done(order))[:200])
     if message is not None:
-        card = message.chat.id == settings.merchant_chat_id
+        card = shown is not None and shown == order.merchant_message_id
         await _show_steps(bot, checkout, message.chat.id, shown, order, card=card)
         await message.answer(done(order))
 
@@ -213,7 +213,8 @@ async def take_step(
     await query.answer(texts.plain(done(order))[:200])
     if message is None:
         return
-    card = message.chat.id == settings.merchant_chat_id
+    # the merchant card itself, not an /order view typed in the merchant chat
+    card = message.message_id == order.merchant_message_id
     await _show_steps(bot, checkout, message.chat.id, message.message_id, order, card=card)
     await message.answer(done(order))
     if step is Fulfilment.CANCELLED:  # the goods stay: the money goes back, by an admin
