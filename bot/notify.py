@@ -300,15 +300,10 @@ class Notifier:
             log.info("editing message %s in chat %s: %s", edit.message_id, chat_id, exc)
 
     async def _edit(self, chat_id: int, edit: Edit) -> None:
-        """Best effort: the message may be gone or show this already; the row is sent."""
+        """Best effort beside a sent row: the chat may be gone or Telegram away as well."""
         try:
-            await self.bot.edit_message_text(
-                text=edit.text,
-                chat_id=chat_id,
-                message_id=edit.message_id,
-                reply_markup=edit.reply_markup,
-            )
-        except (TelegramBadRequest, TelegramForbiddenError, TelegramNetworkError) as exc:
+            await self._edit_row(chat_id, edit)
+        except (TelegramForbiddenError, TelegramNetworkError) as exc:
             log.info("editing message %s in chat %s: %s", edit.message_id, chat_id, exc)
 
     async def _defer(
