@@ -160,8 +160,7 @@ async def note_entered(
     except FulfilmentError as exc:
         await message.answer(refusal(exc, order_id))
         return
-    card = shown is not None and shown == order.merchant_message_id
-    await _show_steps(bot, checkout, message.chat.id, shown, order, card=card)
+    await _show_steps(bot, checkout, message.chat.id, shown, order)
     await message.answer(done(order))
 
 
@@ -191,8 +190,7 @@ async def no_note(
         return
     await query.answer(texts.plain(done(order))[:200])
     if message is not None:
-        card = shown is not None and shown == order.merchant_message_id
-        await _show_steps(bot, checkout, message.chat.id, shown, order, card=card)
+        await _show_steps(bot, checkout, message.chat.id, shown, order)
         await message.answer(done(order))
 
 
@@ -213,9 +211,7 @@ async def take_step(
     await query.answer(texts.plain(done(order))[:200])
     if message is None:
         return
-    # the merchant card itself, not an /order view typed in the merchant chat
-    card = message.message_id == order.merchant_message_id
-    await _show_steps(bot, checkout, message.chat.id, message.message_id, order, card=card)
+    await _show_steps(bot, checkout, message.chat.id, message.message_id, order)
     await message.answer(done(order))
     if step is Fulfilment.CANCELLED:  # the goods stay: the money goes back, by an admin
         try:
@@ -259,30 +255,14 @@ def done(order: Order) -> str:
 
 
 async def _show_steps(
-    bot: Bot,
-    checkout: CheckoutService,
-    chat_id: int,
-    message_id: int | None,
-    order: Order,
-    *,
-    card: bool = False,
+    bot: Bot, checkout: CheckoutService, chat_id: int, message_id: int | None, order: Order
 ) -> None:
-    """The message the step was taken from shows the next steps (or none); `card`: it is the
-    merchant chat's paid-order message, whose text then says where the order is now."""
+    """The message the step was taken from shows the next steps (or none). The merchant card's
+    text is brought up to date by the notifier (the step queued its MERCHANT_CARD row)."""
     if message_id is None:
         return
     markup = fulfilment_keyboard(order.id, checkout.next_steps(order))
     with contextlib.suppress(TelegramBadRequest):  # unchanged, or gone: nothing to update
-        if card:
-            await bot.edit_message_text(
-                text=texts.merchant_card(
-                    order, texts.provider_name(checkout.display_name(order.provider))
-                ),
-                chat_id=chat_id,
-                message_id=message_id,
-                reply_markup=markup,
-            )
-            return
         await bot.edit_message_reply_markup(
             chat_id=chat_id, message_id=message_id, reply_markup=markup
         )
