@@ -484,9 +484,16 @@ class Storage(Protocol):
 
     # inbound events (callbacks), stored before we answer the provider
     async def record_inbound(
-        self, provider: str, event_key: str, order_id: int | None, body: bytes
+        self,
+        provider: str,
+        event_key: str,
+        order_id: int | None,
+        body: bytes,
+        *,
+        processed: bool = False,
     ) -> int | None:
-        """Store an event once per (provider, event_key): its id if it was new, else None."""
+        """Store an event once per (provider, event_key): its id if it was new, else None.
+        `processed`: stored as done (it leaves nothing to confirm), so nothing replays it."""
 
     async def unprocessed_inbound(
         self, limit: int = 100, due_at: datetime | None = None

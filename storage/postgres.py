@@ -42,12 +42,15 @@ from storage.base import (
     checked_states,
     search_text,
 )
+from storage.batch import Batcher, InboundRow, new_event_ids
 from storage.errors import StorageUnavailable
 from storage.migrations import migrations
 from storage.rows import (
+    ITEMS_POSTGRES,
     ORDER_COLUMNS,
     delivery_values,
     fulfilment_detail,
+    items_of,
     payment_json,
     query_where,
     takings,
@@ -120,6 +123,8 @@ class PostgresStorage:
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._marks: asyncpg.Pool | None = None  # one connection of its own for mark_sent
+        self._inbox = Batcher(self._insert_inbound)
+        self._processed = Batcher(self._mark_processed)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -172,6 +177,8 @@ class PostgresStorage:
                 )
 
     async def close(self) -> None:
+        await self._inbox.close()
+        await self._processed.close()
         for name in ("_marks", "_pool"):
             pool = getattr(self, name)
             if pool is None:
@@ -541,17 +548,29 @@ class PostgresStorage:
     # --- inbound events -----------------------------------------------------------------
 
     async def record_inbound(
-        self, provider: str, event_key: str, order_id: int | None, body: bytes
+        self,
+        provider: str,
+        event_key: str,
+        order_id: int | None,
+        body: bytes,
+        *,
+        processed: bool = False,
     ) -> int | None:
-        return await self._db.fetchval(
-            "INSERT INTO inbound_events (provider, event_key, order_id, body, received_at) "
-            "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (provider, event_key) DO NOTHING RETURNING id",
-            provider,
-            event_key,
-            order_id,
-            body,
-            datetime.now(UTC),
+        stamp = datetime.now(UTC)
+        row = (provider, event_key, order_id, body, stamp, stamp if processed else None)
+        return await self._inbox.submit(row)
+
+    async def _insert_inbound(self, rows: Sequence[InboundRow]) -> list[int | None]:
+        """One statement for the batch: one commit however many callbacks arrived together."""
+        stored = await self._db.fetch(
+            "INSERT INTO inbound_events "
+            "(provider, event_key, order_id, body, received_at, processed_at) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], "
+            "$5::timestamptz[], $6::timestamptz[]) ON CONFLICT (provider, event_key) DO NOTHING "
+            "RETURNING id, provider, event_key",
+            *zip(*rows, strict=True),
         )
+        return new_event_ids(rows, {(r["provider"], r["event_key"]): r["id"] for r in stored})
 
     async def unprocessed_inbound(
         self, limit: int = 100, due_at: datetime | None = None
@@ -567,9 +586,15 @@ class PostgresStorage:
         return [to_inbound(r, same) for r in rows]
 
     async def mark_inbound_processed(self, event_id: int) -> None:
+        await self._processed.submit(event_id)
+
+    async def _mark_processed(self, event_ids: Sequence[int]) -> list[None]:
         await self._db.execute(
-            "UPDATE inbound_events SET processed_at = $1 WHERE id = $2", datetime.now(UTC), event_id
+            "UPDATE inbound_events SET processed_at = $1 WHERE id = ANY($2::bigint[])",
+            datetime.now(UTC),
+            list(event_ids),
         )
+        return [None] * len(event_ids)
 
     async def inbound_for_order(self, order_id: int) -> list[InboundEvent]:
         rows = await self._db.fetch(
@@ -886,9 +911,10 @@ class PostgresStorage:
 
 
 async def _one(conn: asyncpg.Connection, where: str, *params: Any) -> Order | None:
-    rows = await conn.fetch(f"SELECT {ORDER_COLUMNS} FROM orders {where}", *params)
-    orders = await _with_items(conn, rows)
-    return orders[0] if orders else None
+    row = await conn.fetchrow(
+        f"SELECT {ORDER_COLUMNS}, {ITEMS_POSTGRES} FROM orders {where}", *params
+    )
+    return to_order(row, items_of(row), same) if row is not None else None
 
 
 async def _must_get(conn: asyncpg.Connection, order_id: int) -> Order:

@@ -41,6 +41,24 @@ ORDER_COLUMNS = (
 )
 
 
+# One order with its items in one query (one trip to the database, not two): the items as a
+# JSON array of [sku, title, quantity, unit_amount], in their order.
+ITEMS_SQLITE = (
+    "(SELECT json_group_array(json_array(sku, title, quantity, unit_amount)) FROM "
+    "(SELECT sku, title, quantity, unit_amount FROM order_items i WHERE i.order_id = orders.id "
+    "ORDER BY position)) AS items_json"
+)
+ITEMS_POSTGRES = (
+    "(SELECT coalesce(json_agg(json_build_array(sku, title, quantity, unit_amount) "
+    "ORDER BY position), '[]') FROM order_items i WHERE i.order_id = orders.id)::text "
+    "AS items_json"
+)
+
+
+def items_of(row: Row) -> tuple[OrderItem, ...]:
+    return tuple(OrderItem(*item) for item in json.loads(row["items_json"]))
+
+
 def to_item(row: Row) -> OrderItem:
     return OrderItem(row["sku"], row["title"], row["quantity"], row["unit_amount"])
 

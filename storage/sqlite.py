@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -42,12 +42,15 @@ from storage.base import (
     checked_states,
     search_text,
 )
+from storage.batch import Batcher, InboundRow, new_event_ids
 from storage.errors import StorageUnavailable
 from storage.migrations import migrations, statements
 from storage.rows import (
+    ITEMS_SQLITE,
     ORDER_COLUMNS,
     delivery_values,
     fulfilment_detail,
+    items_of,
     payment_json,
     query_where,
     takings,
@@ -78,6 +81,33 @@ def parse_ts(value: str | None) -> datetime | None:
 
 def now_ts() -> str:
     return ts(datetime.now(UTC))  # type: ignore[return-value]
+
+
+T = TypeVar("T")
+AUDIT = (
+    "INSERT INTO audit (order_id, from_state, to_state, actor, detail, created_at) "
+    "VALUES (?,?,?,?,?,?)"
+)
+ENQUEUE = (
+    "INSERT INTO outbox (order_id, kind, chat_id, payload, next_attempt_at, created_at) "
+    "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+)
+
+
+def audit_row(
+    order_id: int,
+    before: OrderState | None,
+    after: OrderState,
+    actor: str,
+    detail: str,
+    stamp: str,
+) -> tuple[Any, ...]:
+    return (order_id, before.value if before else None, after.value, actor, detail, stamp)
+
+
+def outbox_row(order_id: int | None, message: NewOutbox, stamp: str) -> tuple[Any, ...]:
+    payload = json.dumps(dict(message.payload))
+    return (order_id, message.kind, message.chat_id, payload, stamp, stamp)
 
 
 class WriteLock:
@@ -118,11 +148,24 @@ def _folder_exists(path: str) -> None:
         )
 
 
+def _reader(path: str) -> sqlite3.Connection:
+    """A second connection for point reads: in WAL a reader neither waits for the writer nor
+    holds it up, and sees every transaction committed before its statement begins."""
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.row_factory = sqlite3.Row
+    reader.execute("PRAGMA query_only=ON")
+    reader.execute("PRAGMA busy_timeout=0")  # never wait on the loop: the thread will
+    return reader
+
+
 class SQLiteStorage:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._db: aiosqlite.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # point reads on the event loop
         self._lock = WriteLock()
+        self._inbox = Batcher(self._insert_inbound)
+        self._processed = Batcher(self._mark_processed)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -143,6 +186,8 @@ class SQLiteStorage:
         ):
             await db.execute(f"PRAGMA {pragma}")
         await self._migrate()
+        if self.path != ":memory:":
+            self._reader = _reader(self.path)
 
     async def _migrate(self) -> None:
         async with self._tx() as db:
@@ -161,6 +206,11 @@ class SQLiteStorage:
                 await db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_ts()))
 
     async def close(self) -> None:
+        await self._inbox.close()
+        await self._processed.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -190,8 +240,47 @@ class SQLiteStorage:
                 raise
             await db.execute("COMMIT")
 
+    async def _write(self, sql: str, params: Sequence[Any] = (), *, urgent: bool = False) -> int:
+        """A write of one statement: a transaction of its own in autocommit, one trip to the
+        database thread instead of three (BEGIN, the statement, COMMIT). The rows it changed."""
+        async with self._lock.hold(urgent=urgent):
+            cursor = await self._conn.execute(sql, params)
+            return cursor.rowcount
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """A whole transaction in one trip to the database thread: `work` runs there, between
+        BEGIN IMMEDIATE and COMMIT, with the plain sqlite3 connection. Each statement awaited
+        on its own would be a trip, and under load every trip waits for the loop to give up
+        the GIL while the write lock is held."""
+
+        def transaction(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        conn = self._conn
+        async with self._lock.hold():
+            # aiosqlite's own queue to its thread (the function it runs every statement with)
+            return await conn._execute(transaction, conn._conn)
+
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         return list(await self._conn.execute_fetchall(sql, params))
+
+    async def _point(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        """A read of a row or two by key, on the event loop: a few pages in the cache cost
+        less than the trip to the database thread, whose every leg waits for the GIL while
+        the loop is busy. Anything the reader cannot do at once goes by the thread."""
+        if self._reader is not None:
+            try:
+                return self._reader.execute(sql, params).fetchall()
+            except sqlite3.OperationalError:  # busy (a checkpoint) or locked: not on the loop
+                pass
+        return await self._rows(sql, params)
 
     # --- orders -------------------------------------------------------------------------
 
@@ -264,9 +353,10 @@ class SQLiteStorage:
         return await self._with_items(rows)
 
     async def _one(self, where: str, params: Sequence[Any]) -> Order | None:
-        rows = await self._rows(f"SELECT {ORDER_COLUMNS} FROM orders {where}", params)
-        orders = await self._with_items(rows)
-        return orders[0] if orders else None
+        rows = await self._point(
+            f"SELECT {ORDER_COLUMNS}, {ITEMS_SQLITE} FROM orders {where}", params
+        )
+        return to_order(rows[0], items_of(rows[0]), parse_ts) if rows else None
 
     async def _must_get(self, order_id: int) -> Order:
         order = await self.get_order(order_id)
@@ -402,28 +492,28 @@ class SQLiteStorage:
         if target is not OrderState.AWAITING_PAYMENT:
             sets.append("next_check_at = NULL")
         marks = ",".join("?" * len(states))
-        async with self._tx() as db:
-            rows = list(
-                await db.execute_fetchall(
-                    f"SELECT state FROM orders WHERE id = ? AND state IN ({marks})",
-                    (order_id, *[s.value for s in states]),
-                )
-            )
-            if not rows:
-                return None
-            before = OrderState(rows[0][0])
-            await db.execute(
-                f"UPDATE orders SET {', '.join(sets)} WHERE id = ?", (*params, order_id)
-            )
-            await self._audit(db, order_id, before, target, actor, detail, stamp)
+
+        def move(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                f"SELECT state FROM orders WHERE id = ? AND state IN ({marks})",
+                (order_id, *[s.value for s in states]),
+            ).fetchone()
+            if row is None:
+                return False
+            db.execute(f"UPDATE orders SET {', '.join(sets)} WHERE id = ?", (*params, order_id))
+            db.execute(AUDIT, audit_row(order_id, OrderState(row[0]), target, actor, detail, stamp))
             for message in outbox:
-                await self._enqueue(db, order_id, message, stamp)
+                db.execute(ENQUEUE, outbox_row(order_id, message, stamp))
             if refund is not None:
-                await db.execute(
+                db.execute(
                     "UPDATE refunds SET state = ?, provider_code = ?, updated_at = ? "
                     "WHERE id = ? AND state = 'pending'",
                     (refund.state, refund.provider_code, stamp, refund.refund_id),
                 )
+            return True
+
+        if not await self._run(move):
+            return None
         return await self._must_get(order_id)
 
     async def _audit(
@@ -436,11 +526,7 @@ class SQLiteStorage:
         detail: str,
         stamp: str,
     ) -> None:
-        await db.execute(
-            "INSERT INTO audit (order_id, from_state, to_state, actor, detail, created_at) "
-            "VALUES (?,?,?,?,?,?)",
-            (order_id, before.value if before else None, after.value, actor, detail, stamp),
-        )
+        await db.execute(AUDIT, audit_row(order_id, before, after, actor, detail, stamp))
 
     async def note(
         self, order_id: int, *, actor: str, detail: str, outbox: Sequence[NewOutbox] = ()
@@ -505,11 +591,10 @@ class SQLiteStorage:
     async def schedule_check(
         self, order_id: int, next_check_at: datetime | None, attempts: int
     ) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE orders SET next_check_at = ?, check_attempts = ? WHERE id = ?",
-                (ts(next_check_at), attempts, order_id),
-            )
+        await self._write(
+            "UPDATE orders SET next_check_at = ?, check_attempts = ? WHERE id = ?",
+            (ts(next_check_at), attempts, order_id),
+        )
 
     async def due_for_check(self, now: datetime, limit: int = 100) -> list[Order]:
         rows = await self._rows(
@@ -538,13 +623,14 @@ class SQLiteStorage:
         return await self._with_items(rows)
 
     async def claim_check(self, order_id: int, now: datetime, until: datetime) -> bool:
-        async with self._tx() as db:
-            cursor = await db.execute(
+        return (
+            await self._write(
                 "UPDATE orders SET next_check_at = ? WHERE id = ? AND state = ? "
                 "AND next_check_at <= ?",
                 (ts(until), order_id, OrderState.AWAITING_PAYMENT.value, ts(now)),
             )
-            return cursor.rowcount == 1
+            == 1
+        )
 
     async def audit_trail(self, order_id: int) -> list[AuditEntry]:
         rows = await self._rows("SELECT * FROM audit WHERE order_id = ? ORDER BY id", (order_id,))
@@ -553,15 +639,31 @@ class SQLiteStorage:
     # --- inbound events -----------------------------------------------------------------
 
     async def record_inbound(
-        self, provider: str, event_key: str, order_id: int | None, body: bytes
+        self,
+        provider: str,
+        event_key: str,
+        order_id: int | None,
+        body: bytes,
+        *,
+        processed: bool = False,
     ) -> int | None:
-        async with self._tx() as db:
-            cursor = await db.execute(
-                "INSERT INTO inbound_events (provider, event_key, order_id, body, received_at) "
-                "VALUES (?,?,?,?,?) ON CONFLICT (provider, event_key) DO NOTHING",
-                (provider, event_key, order_id, body, now_ts()),
+        stamp = now_ts()
+        row = (provider, event_key, order_id, body, stamp, stamp if processed else None)
+        return await self._inbox.submit(row)
+
+    async def _insert_inbound(self, rows: Sequence[InboundRow]) -> list[int | None]:
+        """One statement for the batch, a transaction of its own (autocommit): one trip to
+        the database thread however many callbacks arrived together."""
+        values = ",".join(["(?,?,?,?,?,?)"] * len(rows))
+        async with self._lock.hold():
+            stored = await self._conn.execute_fetchall(
+                "INSERT INTO inbound_events "
+                "(provider, event_key, order_id, body, received_at, processed_at) "
+                f"VALUES {values} ON CONFLICT (provider, event_key) DO NOTHING "
+                "RETURNING id, provider, event_key",
+                [value for row in rows for value in row],
             )
-            return cursor.lastrowid if cursor.rowcount == 1 else None
+        return new_event_ids(rows, {(provider, key): id_ for id_, provider, key in stored})
 
     async def unprocessed_inbound(
         self, limit: int = 100, due_at: datetime | None = None
@@ -576,10 +678,16 @@ class SQLiteStorage:
         return [to_inbound(r, parse_ts) for r in rows]
 
     async def mark_inbound_processed(self, event_id: int) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE inbound_events SET processed_at = ? WHERE id = ?", (now_ts(), event_id)
+        await self._processed.submit(event_id)
+
+    async def _mark_processed(self, event_ids: Sequence[int]) -> list[None]:
+        marks = ",".join("?" * len(event_ids))
+        async with self._lock.hold():
+            await self._conn.execute(
+                f"UPDATE inbound_events SET processed_at = ? WHERE id IN ({marks})",
+                (now_ts(), *event_ids),
             )
+        return [None] * len(event_ids)
 
     async def inbound_for_order(self, order_id: int) -> list[InboundEvent]:
         rows = await self._rows(
@@ -592,18 +700,7 @@ class SQLiteStorage:
     async def _enqueue(
         self, db: aiosqlite.Connection, order_id: int | None, message: NewOutbox, stamp: str
     ) -> bool:
-        cursor = await db.execute(
-            "INSERT INTO outbox (order_id, kind, chat_id, payload, next_attempt_at, created_at) "
-            "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-            (
-                order_id,
-                message.kind,
-                message.chat_id,
-                json.dumps(dict(message.payload)),
-                stamp,
-                stamp,
-            ),
-        )
+        cursor = await db.execute(ENQUEUE, outbox_row(order_id, message, stamp))
         return cursor.rowcount == 1
 
     async def enqueue(self, order_id: int | None, message: NewOutbox) -> bool:
@@ -619,36 +716,36 @@ class SQLiteStorage:
         return [to_outbox(r, parse_ts) for r in rows]
 
     async def claim_outbox(self, message_id: int, now: datetime, until: datetime) -> bool:
-        async with self._tx() as db:
-            cursor = await db.execute(
+        return (
+            await self._write(
                 "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND sent_at IS NULL "
                 "AND failed_at IS NULL AND next_attempt_at <= ?",
                 (ts(until), message_id, ts(now)),
             )
-            return cursor.rowcount == 1
+            == 1
+        )
 
     async def mark_sent(self, message_id: int) -> None:
         # ahead of every queued write: Telegram took the message, and until this commits a
         # crash would send it again
-        async with self._tx(urgent=True) as db:
-            await db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (now_ts(), message_id))
+        await self._write(
+            "UPDATE outbox SET sent_at = ? WHERE id = ?", (now_ts(), message_id), urgent=True
+        )
 
     async def defer(
         self, message_id: int, until: datetime, error: str, *, attempt: bool = True
     ) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE outbox SET attempts = attempts + ?, next_attempt_at = ?, last_error = ? "
-                "WHERE id = ?",
-                (int(attempt), ts(until), error[:500], message_id),
-            )
+        await self._write(
+            "UPDATE outbox SET attempts = attempts + ?, next_attempt_at = ?, last_error = ? "
+            "WHERE id = ?",
+            (int(attempt), ts(until), error[:500], message_id),
+        )
 
     async def mark_failed(self, message_id: int, error: str) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE outbox SET failed_at = ?, last_error = ? WHERE id = ?",
-                (now_ts(), error[:500], message_id),
-            )
+        await self._write(
+            "UPDATE outbox SET failed_at = ?, last_error = ? WHERE id = ?",
+            (now_ts(), error[:500], message_id),
+        )
 
     # --- refunds ------------------------------------------------------------------------
 
@@ -683,11 +780,10 @@ class SQLiteStorage:
         return to_refund(rows[0], parse_ts), created
 
     async def finish_refund(self, refund_id: int, state: str, provider_code: str = "") -> Refund:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE refunds SET state = ?, provider_code = ?, updated_at = ? WHERE id = ?",
-                (state, provider_code, now_ts(), refund_id),
-            )
+        await self._write(
+            "UPDATE refunds SET state = ?, provider_code = ?, updated_at = ? WHERE id = ?",
+            (state, provider_code, now_ts(), refund_id),
+        )
         return to_refund(
             (await self._rows("SELECT * FROM refunds WHERE id = ?", (refund_id,)))[0], parse_ts
         )
@@ -708,13 +804,14 @@ class SQLiteStorage:
         return [to_refund(r, parse_ts) for r in rows]
 
     async def claim_refund(self, refund_id: int, before: datetime, now: datetime) -> bool:
-        async with self._tx() as db:
-            cursor = await db.execute(
+        return (
+            await self._write(
                 "UPDATE refunds SET updated_at = ? WHERE id = ? AND state = 'pending' "
                 "AND updated_at < ?",
                 (ts(now), refund_id, ts(before)),
             )
-            return cursor.rowcount == 1
+            == 1
+        )
 
     # --- payments we did not expect --------------------------------------------------------
 
@@ -771,39 +868,35 @@ class SQLiteStorage:
         return [to_unexpected(row, parse_ts) for row in rows]
 
     async def move_unexpected(self, payment_row_id: int, expected: str, target: str) -> bool:
-        async with self._tx() as db:
-            cursor = await db.execute(
+        return (
+            await self._write(
                 "UPDATE unexpected_payments SET state = ?, updated_at = ? "
                 "WHERE id = ? AND state = ?",
                 (target, now_ts(), payment_row_id, expected),
             )
-            return cursor.rowcount == 1
+            == 1
+        )
 
     async def set_order_message(self, order_id: int, message_id: int) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE orders SET message_id = ? WHERE id = ?", (message_id, order_id)
-            )
+        await self._write("UPDATE orders SET message_id = ? WHERE id = ?", (message_id, order_id))
 
     async def set_merchant_message(self, order_id: int, message_id: int) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE orders SET merchant_message_id = ? WHERE id = ?", (message_id, order_id)
-            )
+        await self._write(
+            "UPDATE orders SET merchant_message_id = ? WHERE id = ?", (message_id, order_id)
+        )
 
     # --- saved cards and preferences ----------------------------------------------------
 
     async def save_card(
         self, user_id: int, provider: str, card_id: str, card_name: str
     ) -> SavedCard:
-        async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO saved_cards (user_id, provider, card_id, card_name, created_at) "
-                "VALUES (?,?,?,?,?) "
-                "ON CONFLICT (user_id, provider, card_id) "
-                "DO UPDATE SET card_name = excluded.card_name",
-                (user_id, provider, card_id, card_name, now_ts()),
-            )
+        await self._write(
+            "INSERT INTO saved_cards (user_id, provider, card_id, card_name, created_at) "
+            "VALUES (?,?,?,?,?) "
+            "ON CONFLICT (user_id, provider, card_id) "
+            "DO UPDATE SET card_name = excluded.card_name",
+            (user_id, provider, card_id, card_name, now_ts()),
+        )
         rows = await self._rows(
             "SELECT * FROM saved_cards WHERE user_id = ? AND provider = ? AND card_id = ?",
             (user_id, provider, card_id),
@@ -823,23 +916,23 @@ class SQLiteStorage:
         return [to_card(r, parse_ts) for r in rows]
 
     async def forget_card(self, user_id: int, saved_card_id: int) -> bool:
-        async with self._tx() as db:
-            cursor = await db.execute(
+        return (
+            await self._write(
                 "DELETE FROM saved_cards WHERE id = ? AND user_id = ?", (saved_card_id, user_id)
             )
-            return cursor.rowcount == 1
+            == 1
+        )
 
     async def get_user_locale(self, user_id: int) -> str | None:
-        rows = await self._rows("SELECT locale FROM user_prefs WHERE user_id = ?", (user_id,))
+        rows = await self._point("SELECT locale FROM user_prefs WHERE user_id = ?", (user_id,))
         return rows[0][0] if rows else None
 
     async def set_user_locale(self, user_id: int, locale: str) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO user_prefs (user_id, locale) VALUES (?, ?) "
-                "ON CONFLICT (user_id) DO UPDATE SET locale = excluded.locale",
-                (user_id, locale),
-            )
+        await self._write(
+            "INSERT INTO user_prefs (user_id, locale) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET locale = excluded.locale",
+            (user_id, locale),
+        )
 
     # --- figures ------------------------------------------------------------------------
 

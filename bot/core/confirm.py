@@ -157,15 +157,25 @@ class Confirming(CoreContext):
             order = await self._unexpected(order, provider, claimed, status, actor, why)
         return Confirmation(order, answered=True)
 
+    @staticmethod
+    def nothing_to_confirm(order: Order, inbound: Inbound | None) -> bool:
+        """An order past awaiting payment, and nothing naming another payment than its own:
+        there is nothing to ask anyone (a late or repeated notification)."""
+        claimed = inbound.ref if inbound else None
+        return order.state not in CONFIRMABLE and (
+            claimed is None or claimed.payment_id == order.provider_payment_id
+        )
+
     async def _settled(
         self, order: Order, provider: Provider, inbound: Inbound | None, actor: str
     ) -> Confirmation:
         """An order past awaiting payment is not asked about again, unless a return or a
         callback names another payment: paid, that is a payment we did not expect (the
         customer paid the same Pay link twice), never dropped."""
-        claimed = inbound.ref if inbound else None
-        if claimed is None or claimed.payment_id == order.provider_payment_id:
+        if self.nothing_to_confirm(order, inbound):
             return Confirmation(order, answered=True)
+        claimed = inbound.ref if inbound else None
+        assert claimed is not None
         if await self._owned_elsewhere(order, provider, claimed):
             return Confirmation(order, answered=True)
         status = await self._status_of(provider, claimed, inbound)

@@ -7,6 +7,7 @@ loses nothing), and then handed to the one `confirm`. None of them marks anythin
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
@@ -52,6 +53,13 @@ def order_ref(value: str | None) -> int | None:
     if not value or len(value) > ORDER_REF_DIGITS or not value.isascii() or not value.isdigit():
         return None
     return int(value)
+
+
+@functools.cache
+def _sets_own_url(kind: type[Provider]) -> bool:
+    """Whether this kind of adapter keeps one callback URL per merchant, asked once per kind:
+    a check against a Protocol is slow, and this one is on every callback."""
+    return issubclass(kind, CallbackSetup)
 
 
 def _sane(text: str) -> bool:
@@ -155,8 +163,11 @@ class Receiving(Confirming):
             raise BadCallback("no such order", provider=provider.name, http_status=404)
         if Capability.STATUS_IN_CALLBACK in provider.capabilities:
             await self._about_this_order(order, provider, inbound)
-        event_id = await self._store_event("callback", provider, order, inbound, request)
-        if event_id is None:
+        done = self.nothing_to_confirm(order, inbound)  # a late or repeated notification
+        event_id = await self._store_event(
+            "callback", provider, order, inbound, request, processed=done
+        )
+        if event_id is None or done:
             return provider.ack(True), None
         return provider.ack(True), self._follow_up(order.id, event_id, "callback", inbound)
 
@@ -236,8 +247,8 @@ class Receiving(Confirming):
         key = request.query.get("k")
         if key is None:
             # the callback is the truth, or it comes to a URL we set ourselves: ours has a key
-            if Capability.STATUS_IN_CALLBACK in provider.capabilities or isinstance(
-                provider, CallbackSetup
+            if Capability.STATUS_IN_CALLBACK in provider.capabilities or _sets_own_url(
+                type(provider)
             ):
                 raise BadCallback("callback without a key", provider=provider.name, http_status=401)
             return None
@@ -462,11 +473,13 @@ class Receiving(Confirming):
         order: Order,
         inbound: Inbound,
         request: InboundRequest,
+        *,
+        processed: bool = False,
     ) -> int | None:
         payment_id = inbound.ref.payment_id if inbound.ref else order.token
         key = inbound.event_key or f"{kind}:{payment_id}"
         return await self.storage.record_inbound(
-            provider.name, key, order.id, dump_request(kind, request)
+            provider.name, key, order.id, dump_request(kind, request), processed=processed
         )
 
     async def replay_inbound(self, limit: int = 100, now: datetime | None = None) -> int:

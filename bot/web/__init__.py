@@ -42,8 +42,8 @@ def create_web_app(services: WebServices) -> web.Application:
     quiet_malformed_requests()
     app = web.Application(client_max_size=MAX_BODY)
     app[SERVICES_KEY] = services
+    app.add_routes(callbacks.routes)  # first: the router tries routes in order, and these are hot
     app.add_routes(returns.routes)
-    app.add_routes(callbacks.routes)
     app.add_routes(health.routes)
     app.add_routes(cards.routes)
     app.add_routes(pay.routes)
