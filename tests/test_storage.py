@@ -181,6 +181,15 @@ async def test_outbox_defer_send_and_dedupe(storage: Storage) -> None:
     assert (await storage.figures()).undelivered_messages == 1
 
 
+async def test_due_messages_leave_out_the_busy_chats(storage: Storage) -> None:
+    for chat in (-100, -100, 7, 8, -100):
+        assert await storage.enqueue(None, NewOutbox("note", chat))
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    assert [m.chat_id for m in await storage.due_outbox(now, 2, busy=[-100])] == [7, 8]
+    assert [m.chat_id for m in await storage.due_outbox(now, busy=[-100, 7])] == [8]
+    assert [m.chat_id for m in await storage.due_outbox(now, busy=[])] == [-100, -100, 7, 8, -100]
+
+
 async def test_a_message_is_claimed_by_one_sender(storage: Storage) -> None:
     assert await storage.enqueue(None, NewOutbox("note", 7))
     now = datetime.now(UTC) + timedelta(seconds=1)
