@@ -19,7 +19,7 @@ Beside each: the callback's own answer time (intake), and a baseline measured in
 on the same bot: a customer's /start typed in the chat (from the emulator queueing the update
 to the bot's reply), the bot's shortest path to a message, at the same rate.
 
-Run: `python -m bench.latency [--seconds 10] [--rounds 3]`.
+Run: `python -m bench.latency [--seconds 10] [--rounds 3] [--cases 123]`.
 """
 
 from __future__ import annotations
@@ -173,8 +173,8 @@ async def chat_baseline(
     return summary([1000 * (got[c] - t) for c, t in sent.items() if c in got])
 
 
-async def measure(seconds: float, rounds: int) -> list[Result]:
-    per_round = [int(case.rate * seconds) for case in CASES]
+async def measure(seconds: float, rounds: int, cases: tuple[Case, ...] = CASES) -> list[Result]:
+    per_round = [int(case.rate * seconds) for case in cases]
     out: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         async with emulators() as servers, aiohttp.ClientSession() as http:
@@ -188,7 +188,7 @@ async def measure(seconds: float, rounds: int) -> list[Result]:
             orders = iter(shop.orders)
             chats = iter(range(FIRST_CHAT, FIRST_CHAT + 10**6, 1000))
             for n in range(rounds):
-                for case, count in zip(CASES, per_round, strict=True):
+                for case, count in zip(cases, per_round, strict=True):
                     batch = [next(orders) for _ in range(count)]
                     bot = Bot(shop, **case.env)
                     await bot.start(http)
@@ -216,11 +216,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="of callbacks per case")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cases", default="123", help="which of the three cases, e.g. 12")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(HEADER, flush=True)
+    cases = tuple(CASES[int(n) - 1] for n in args.cases)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(measure(args.seconds, args.rounds))
+        asyncio.run(measure(args.seconds, args.rounds, cases))
 
 
 if __name__ == "__main__":
