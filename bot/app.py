@@ -233,6 +233,7 @@ class BotApp:
             claim_for=timedelta(seconds=s.outbox_claim_seconds),
             per_chat_gap=s.notify_chat_gap,
             per_group_gap=s.notify_group_gap,
+            per_second=s.notify_per_second,
         )
         notifier_ref.append(notifier)
         reconciler = Reconciler(

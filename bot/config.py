@@ -153,6 +153,8 @@ class Settings(_Sources):
     # ~1/s per chat, 20/min per group); a local Bot API server or the sandbox may allow less
     notify_chat_gap: float = Field(1.0, ge=0)
     notify_group_gap: float = Field(3.0, ge=0)
+    # messages a second in all (Telegram: 30; more for a bot with paid broadcasts enabled)
+    notify_per_second: int = Field(30, ge=1)
     # how often, and how far back, an in-chat provider's own ledger (Stars) is compared with
     # what we stored
     ledger_every: float = Field(600.0, gt=0)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,7 @@ OUTAGE_LIMIT = timedelta(days=1)  # Telegram down (5xx, no answer): a message wa
 RECEIPT_WITHIN = 5.0  # seconds a receipt fetch may hold up the outbox pass
 MAX_RENDER_ATTEMPTS = 3  # a row that cannot be rendered will not render better later
 CLAIM_FOR = timedelta(seconds=60)
+BATCH = 50  # due rows read at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +127,8 @@ class Notifier:
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_to_chat: dict[int, float] = {}
-        self._busy_for = idle_poll  # the soonest a row put back for its busy chat is due
-        self._window: list[float] = []
+        self._busy_for = idle_poll  # until the soonest busy chat is free
+        self._window: deque[float] = deque()  # the last second's sends
         self._paused_until = 0.0
 
     def wake(self) -> None:
@@ -149,40 +151,63 @@ class Notifier:
                     return
                 log.exception("outbox pass failed; retrying")
                 more = False
-            if not more:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
-                # that lands as the event fires, and the loop would never stop
-                with contextlib.suppress(TimeoutError):  # or until a put-back chat is free
-                    async with asyncio.timeout(min(self.idle_poll, self._busy_for)):
-                        await self._wake.wait()
-            else:
-                await asyncio.sleep(0.05)
+            # the next look: when the overall limit or a 429 lets a message out again; else on
+            # a wake, when a busy chat is free, or at the idle poll
+            wait = self._held_for() if more else min(self.idle_poll, self._busy_for)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+            # that lands as the event fires, and the loop would never stop
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
             self._wake.clear()
+
+    def _held_for(self) -> float:
+        """Seconds until the overall limit or a 429 pause lets the next message out (0: now)."""
+        now = time.monotonic()
+        while self._window and now - self._window[0] >= 1.0:
+            self._window.popleft()
+        full = len(self._window) >= self.per_second
+        return max(self._paused_until - now, self._window[0] + 1.0 - now if full else 0.0, 0.0)
+
+    def _busy_chats(self, now: float) -> list[int]:
+        """The chats still in their gap, the soonest free one setting the next look; chats
+        whose gap is over are forgotten (the map would otherwise grow with every chat)."""
+        busy = []
+        for chat_id, last in list(self._last_to_chat.items()):
+            free_in = last + (self.per_group_gap if chat_id < 0 else self.per_chat_gap) - now
+            if free_in > 0:
+                busy.append(chat_id)
+                self._busy_for = min(self._busy_for, free_in)
+            else:
+                del self._last_to_chat[chat_id]
+        return busy
 
     async def flush(self) -> bool:
         """Send what is due now within the limits. True when the overall limit or a 429 cut
-        the pass short. A row whose chat is not free yet is put back until it is, so a busy
-        chat (the merchant's, after a burst of sales) never holds up messages behind it."""
-        now = time.monotonic()
-        if now < self._paused_until:
-            return True
+        the pass short. Rows for a chat still in its gap are not read at all, so a busy chat
+        (the merchant's group, after a burst of sales) never fills the read ahead of the
+        messages behind it; a read that found as many rows as it asks for is followed by
+        another, so one pass reaches every chat that is free."""
         self._busy_for = self.idle_poll
-        for message in await self.storage.due_outbox(datetime.now(UTC)):
-            now = time.monotonic()
-            self._window = [t for t in self._window if now - t < 1.0]
-            if len(self._window) >= self.per_second or now < self._paused_until:
+        while True:
+            if self._held_for() > 0:
                 return True
-            gap = self.per_group_gap if message.chat_id < 0 else self.per_chat_gap
-            free_in = self._last_to_chat.get(message.chat_id, -1e9) + gap - now
-            if free_in > 0:  # put it back until the chat is free: a claim nobody sends under
-                until = datetime.now(UTC) + timedelta(seconds=free_in)
-                await self.storage.claim_outbox(message.id, datetime.now(UTC), until)
-                self._busy_for = min(self._busy_for, free_in)
-                continue
-            if await self._deliver(message):
-                self._last_to_chat[message.chat_id] = time.monotonic()
-                self._window.append(time.monotonic())
-        return False
+            due = await self.storage.due_outbox(
+                datetime.now(UTC), BATCH, self._busy_chats(time.monotonic())
+            )
+            for message in due:
+                if self._held_for() > 0:
+                    return True
+                gap = self.per_group_gap if message.chat_id < 0 else self.per_chat_gap
+                free_in = self._last_to_chat.get(message.chat_id, -1e9) + gap - time.monotonic()
+                if free_in > 0:  # a second row for a chat this read already sent to: it
+                    self._busy_for = min(self._busy_for, free_in)  # waits, due, unread
+                    continue
+                if await self._deliver(message):
+                    self._last_to_chat[message.chat_id] = time.monotonic()
+                    self._window.append(time.monotonic())
+            if len(due) < BATCH:
+                return False
 
     async def _deliver(self, message: OutboxMessage) -> bool:
         """Send one row; False when it was not ours to send (another replica claimed it)."""

@@ -9,7 +9,9 @@ identical edit is 400), errors as `{"ok": false, "error_code", "description"}` w
 HTTP status (429 adds `parameters.retry_after`), long-polling `getUpdates`, 409 while a webhook
 is set and 409 to the older of two long polls at once (the newer wins, as Telegram does when two
 processes poll with one token), `callback_data` over 64 bytes refused, a callback query answered
-once.
+once. Telegram's flood limits on new messages (one a second to a chat, 20 a minute to a group,
+30 a second in all), answered with 429 and `retry_after` as Telegram does, on request only
+(`enforce_flood_limits`), so a test that sends quickly is not refused.
 
 Telegram Stars payments as Telegram runs them: `sendInvoice`/`createInvoiceLink` check an XTR
 invoice (no provider token, one price line, payload 1-128 bytes); a user paying sends the bot a
@@ -23,9 +25,11 @@ chronological order.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
+import math
 import re
 import secrets
 import time
@@ -66,6 +70,13 @@ HTML_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a"}
     | {"tg-emoji", "code", "pre", "blockquote"}
 )
+
+
+# Telegram's flood limits (the Bot API FAQ): the calls that post a new message count
+SENDS = frozenset({"sendmessage", "sendphoto", "senddocument", "sendinvoice"})
+CHAT_GAP = 1.0  # seconds between two messages to one chat
+GROUP_PER_MINUTE = 20
+PER_SECOND = 30
 
 
 # Telegram Stars. The answer window is Telegram's; `pre_checkout_timeout` shortens it in tests.
@@ -259,6 +270,9 @@ class TelegramServer(FakeServer):
         self.charges: dict[str, Json] = {}  # by telegram_payment_charge_id
         self.star_transactions: list[Json] = []  # chronological, as getStarTransactions lists
         self.pre_checkout_timeout = PRE_CHECKOUT_TIMEOUT
+        self.flood_limits: tuple[float, int, int] | None = None  # (chat gap, group/min, /s)
+        self._sent_all: collections.deque[float] = collections.deque()  # the last second's
+        self._sent_to: dict[int, collections.deque[float]] = {}  # the last minute's, per chat
 
     # --- knobs --------------------------------------------------------------------------
 
@@ -297,6 +311,45 @@ class TelegramServer(FakeServer):
             error_code, description, retry_after if error_code == 429 else None
         )
 
+    def enforce_flood_limits(
+        self,
+        chat_gap: float = CHAT_GAP,
+        group_per_minute: int = GROUP_PER_MINUTE,
+        per_second: int = PER_SECOND,
+        *,
+        on: bool = True,
+    ) -> None:
+        """Refuse a new message beyond Telegram's limits with 429 and the whole seconds to
+        wait, as Telegram does; off again with `on=False` (and at a reset)."""
+        self.flood_limits = (chat_gap, group_per_minute, per_second) if on else None
+        self._sent_all.clear()
+        self._sent_to.clear()
+
+    def _flood_wait(self, chat_id: object, now: float) -> float:
+        """Seconds until a new message to `chat_id` is within the limits (0: now)."""
+        assert self.flood_limits is not None
+        chat_gap, group_per_minute, per_second = self.flood_limits
+        while self._sent_all and now - self._sent_all[0] >= 1.0:
+            self._sent_all.popleft()
+        waits = [self._sent_all[0] + 1.0 - now] if len(self._sent_all) >= per_second else []
+        try:
+            chat = int(str(chat_id))
+        except ValueError:
+            return max(waits, default=0.0)
+        sent = self._sent_to.get(chat, collections.deque())
+        while sent and now - sent[0] >= 60.0:
+            sent.popleft()
+        if sent and now - sent[-1] < chat_gap:
+            waits.append(sent[-1] + chat_gap - now)
+        if chat < 0 and len(sent) >= group_per_minute:
+            waits.append(sent[-group_per_minute] + 60.0 - now)
+        return max(waits, default=0.0)
+
+    def _flood_count(self, chat_id: object, now: float) -> None:
+        self._sent_all.append(now)
+        with contextlib.suppress(ValueError):
+            self._sent_to.setdefault(int(str(chat_id)), collections.deque()).append(now)
+
     # --- the Bot API --------------------------------------------------------------------
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -308,16 +361,21 @@ class TelegramServer(FakeServer):
             self.calls.append((method, params))
             failures = self._failures.get(method)
             refusal = failures.pop() if failures else self._refusing.get(method)
+            now, chat_id = time.monotonic(), params.get("chat_id")
+            flooded = self.flood_limits is not None and method in SENDS
+            if flooded and not refusal and (wait := self._flood_wait(chat_id, now)) > 0:
+                seconds = max(1, math.ceil(wait))
+                refusal = ApiError(429, f"Too Many Requests: retry after {seconds}", seconds)
             code, retry_after = (refusal.code, refusal.retry_after) if refusal else (0, None)
-            self.timeline.append(
-                (time.monotonic(), method, params.get("chat_id"), code, retry_after)
-            )
+            self.timeline.append((now, method, chat_id, code, retry_after))
             if refusal:
                 raise refusal
             handler = self._methods().get(method)
             if handler is None:
                 raise ApiError(404, "Not Found")
             result = await handler(params)
+            if flooded:
+                self._flood_count(chat_id, now)
         except ApiError as exc:
             return _error(exc)
         except (KeyError, ValueError, TypeError) as exc:

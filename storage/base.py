@@ -513,7 +513,11 @@ class Storage(Protocol):
         was queued before. Rows of no order (None) are not unique by kind, except the daily
         report's ('merchant_daily_report:<day>'), which is once per day."""
 
-    async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]: ...
+    async def due_outbox(
+        self, now: datetime, limit: int = 50, busy: Collection[int] = ()
+    ) -> list[OutboxMessage]:
+        """The oldest `limit` rows due at `now`, none to a chat in `busy` (still in its flood
+        gap): the rows of a busy group never fill the read ahead of free chats' rows."""
 
     async def claim_outbox(self, message_id: int, now: datetime, until: datetime) -> bool:
         """Take a due message for sending until `until`; False when another sender (a replica)

@@ -608,12 +608,15 @@ class PostgresStorage:
         async with self._db.acquire() as conn:
             return await _enqueue(conn, order_id, message, datetime.now(UTC))
 
-    async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]:
+    async def due_outbox(
+        self, now: datetime, limit: int = 50, busy: Collection[int] = ()
+    ) -> list[OutboxMessage]:
         rows = await self._db.fetch(
             "SELECT * FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL "
-            "AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+            "AND next_attempt_at <= $1 AND chat_id <> ALL($3::bigint[]) ORDER BY id LIMIT $2",
             aware(now),
             limit,
+            [int(c) for c in busy],
         )
         return [to_outbox(r, same) for r in rows]
 

@@ -707,11 +707,15 @@ class SQLiteStorage:
         async with self._tx() as db:
             return await self._enqueue(db, order_id, message, now_ts())
 
-    async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]:
+    async def due_outbox(
+        self, now: datetime, limit: int = 50, busy: Collection[int] = ()
+    ) -> list[OutboxMessage]:
+        chats = [int(c) for c in busy]  # ints only: they become placeholders' values
         rows = await self._rows(
             "SELECT * FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL "
-            "AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-            (ts(now), limit),
+            f"AND next_attempt_at <= ? AND chat_id NOT IN ({','.join('?' * len(chats))}) "
+            "ORDER BY id LIMIT ?",
+            (ts(now), *chats, limit),
         )
         return [to_outbox(r, parse_ts) for r in rows]
 

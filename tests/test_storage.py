@@ -4,6 +4,8 @@ table, compare-and-set, atomic outbox, exactly-once constraints, persistence acr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,7 @@ from storage.base import (
     RefundEnd,
     Storage,
 )
+from storage.sqlite import SQLiteStorage
 
 S = OrderState
 F = Fulfilment
@@ -179,6 +182,37 @@ async def test_outbox_defer_send_and_dedupe(storage: Storage) -> None:
     await storage.mark_failed(due[2].id, "TelegramForbiddenError: bot was blocked by the user")
     assert [m.id for m in await storage.due_outbox(now + timedelta(minutes=2))] == [due[0].id]
     assert (await storage.figures()).undelivered_messages == 1
+
+
+async def test_due_messages_leave_out_the_busy_chats(storage: Storage) -> None:
+    for chat in (-100, -100, 7, 8, -100):
+        assert await storage.enqueue(None, NewOutbox("note", chat))
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    assert [m.chat_id for m in await storage.due_outbox(now, 2, busy=[-100])] == [7, 8]
+    assert [m.chat_id for m in await storage.due_outbox(now, busy=[-100, 7])] == [8]
+    assert [m.chat_id for m in await storage.due_outbox(now, busy=[])] == [-100, -100, 7, 8, -100]
+
+
+async def test_due_messages_are_read_from_the_queued_ones_only(tmp_path: Path) -> None:
+    """With no statistics (a fresh SQLite file) the oldest due rows are still found through
+    the index of rows to send, never a walk over every message ever sent."""
+    store = SQLiteStorage(str(tmp_path / "plan.db"))
+    await store.open()
+    try:
+        for chat in range(200):
+            assert await store.enqueue(None, NewOutbox("note", chat))
+        for message in await store.due_outbox(datetime.now(UTC) + timedelta(seconds=1), 150):
+            await store.mark_sent(message.id)
+        seen: list[str] = []
+        await store._conn.set_trace_callback(seen.append)
+        due = await store.due_outbox(datetime.now(UTC) + timedelta(seconds=1), busy=[160])
+        assert len(due) == 49
+        (query,) = [sql for sql in seen if "FROM outbox" in sql]
+        with contextlib.closing(sqlite3.connect(tmp_path / "plan.db")) as db:
+            plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}")]
+    finally:
+        await store.close()
+    assert plan == ["SCAN outbox USING INDEX outbox_pending_order"]
 
 
 async def test_a_message_is_claimed_by_one_sender(storage: Storage) -> None:

@@ -18,7 +18,7 @@ import socket
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,8 +149,10 @@ async def flush_redis(url: str = REDIS_URL) -> None:
 # --- placing and paying ---------------------------------------------------------------------
 
 
-async def place(shop: Shop, n: int, http: aiohttp.ClientSession) -> None:
-    """N orders round the seven slots, each by its own customer."""
+async def place(
+    shop: Shop, n: int, http: aiohttp.ClientSession, slots: Sequence[str] = tuple(SLOTS)
+) -> None:
+    """N orders round the seven slots (or those named), each by its own customer."""
     settings = sandbox_settings(
         *shop.servers.values(),
         database_url=shop.database_url,
@@ -159,7 +161,7 @@ async def place(shop: Shop, n: int, http: aiohttp.ClientSession) -> None:
         sweep_every=3600,
         first_check_after=3600,
     )
-    names = list(SLOTS)
+    names = list(slots)
     gate = asyncio.Semaphore(16)
     async with BotApp(settings) as parts:
         checkout = parts.checkout
