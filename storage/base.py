@@ -551,7 +551,8 @@ class Storage(Protocol):
 
     async def unfinished_refunds(self, before: datetime, limit: int = 100) -> list[Refund]:
         """Refunds still pending that nobody touched since `before`: a crash or an outage
-        between asking the provider and writing its answer."""
+        between asking the provider and writing its answer. The longest untouched first (the
+        pending refunds' index is by that time)."""
 
     async def claim_refund(self, refund_id: int, before: datetime, now: datetime) -> bool:
         """Take an unfinished refund for one check (touching it at `now`); False when another

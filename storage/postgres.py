@@ -708,7 +708,7 @@ class PostgresStorage:
     async def unfinished_refunds(self, before: datetime, limit: int = 100) -> list[Refund]:
         rows = await self._db.fetch(
             "SELECT * FROM refunds WHERE state = 'pending' AND updated_at < $1 "
-            "ORDER BY id LIMIT $2",
+            "ORDER BY updated_at, id LIMIT $2",
             aware(before),
             limit,
         )

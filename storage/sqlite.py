@@ -802,7 +802,8 @@ class SQLiteStorage:
 
     async def unfinished_refunds(self, before: datetime, limit: int = 100) -> list[Refund]:
         rows = await self._rows(
-            "SELECT * FROM refunds WHERE state = 'pending' AND updated_at < ? ORDER BY id LIMIT ?",
+            "SELECT * FROM refunds WHERE state = 'pending' AND updated_at < ? "
+            "ORDER BY updated_at, id LIMIT ?",
             (ts(before), limit),
         )
         return [to_refund(r, parse_ts) for r in rows]
