@@ -245,7 +245,7 @@ async def profiled(bot: Bot, folder: str, name: str) -> AsyncIterator[None]:
 
 async def run(args: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        workdir = Path(tempfile.mkdtemp(prefix="intake-"))
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="intake-")))
         servers = await stack.enter_async_context(emulators())
         if args.database == "postgres":
             database = await stack.enter_async_context(postgres_schema(PG))
