@@ -264,7 +264,7 @@ async def run(args: argparse.Namespace) -> None:
         results: dict[str, list[float]] = {}
         lat: dict[str, list[float]] = {}
 
-        def keep(name: str, load: Load | float, p99: float | None = None) -> None:
+        def keep(name: str, load: Load | float) -> None:
             rate = load.rate if isinstance(load, Load) else load
             results.setdefault(name, []).append(rate)
             if isinstance(load, Load):
