@@ -378,7 +378,7 @@ class BotApp:
     @staticmethod
     async def _replay(checkout: CheckoutService) -> None:
         try:
-            await checkout.replay_inbound()
+            await checkout.replay_inbound(at_start=True)
         except Exception:
             log.exception("replaying stored events at start-up failed; the sweep retries")
 

@@ -4,6 +4,7 @@ nothing, and leaves no traceback in the log and no generic apology in the chat."
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -16,6 +17,7 @@ from bot.locale import build_i18n
 from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
+from storage.base import OrderState
 from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import order_product, pay
 
@@ -166,3 +168,36 @@ async def test_start_up_does_not_wait_for_a_provider_that_is_down(
         (event,) = await app.storage.inbound_for_order(order.id)
         assert event.processed_at is None
         redoya.verify_delay = 0
+
+
+async def test_a_return_stored_by_a_process_that_died_is_confirmed_at_start_up(
+    make_settings, user: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
+) -> None:
+    """Its order backs off after earlier checks; a sweep would leave the event to its next
+    check minutes away, but the start-up replay looks at every stored event once."""
+    settings = make_settings()
+    async with BotApp(settings) as app:
+        message = await order_product(user, "Coffee", "Cezve")
+        redirect = await pay(http, redoya.url, message, "paid")
+        redoya.verify_delay = 30  # hangs: the process dies before the follow-up answers
+        back = asyncio.create_task(http.get(redirect))
+        order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
+        for _ in range(100):
+            if await app.storage.inbound_for_order(order.id):
+                break
+            await asyncio.sleep(0.05)
+        later = app.checkout.clock() + timedelta(minutes=10)
+        await app.storage.schedule_check(order.id, later, attempts=4)
+    await asyncio.gather(back, return_exceptions=True)
+    redoya.verify_delay = 0
+
+    async with BotApp(settings) as app:
+        await user.wait_message("Payment received")
+        assert (await app.storage.get_order(order.id)).state is OrderState.PAID
+        (event,) = await app.storage.inbound_for_order(order.id)
+        for _ in range(100):  # the mark is written by the next batch
+            if event.processed_at is not None:
+                break
+            await asyncio.sleep(0.05)
+            (event,) = await app.storage.inbound_for_order(order.id)
+        assert event.processed_at is not None

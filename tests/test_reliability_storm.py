@@ -12,7 +12,10 @@ from bench.reliability.storm import Result, row, run
 
 def explain(result: Result) -> str:
     c = result.count
-    return f"{row(result)}\n5xx: {result.tally.five_xx[:5]}\nstates: {dict(c.states)}\n{c.wrong}"
+    states = dict(c.states)
+    return (
+        f"{row(result)}\n5xx: {result.tally.five_xx[:5]}\nstates: {states}\n{c.wrong}\n{c.waiting}"
+    )
 
 
 def assert_holds(result: Result) -> None:

@@ -324,6 +324,7 @@ class Count:
     stuck: int = 0  # orders left in created or refund_pending
     states: Counter[str] = field(default_factory=Counter)
     wrong: dict[int, list[tuple]] = field(default_factory=dict)  # audit trails of the misses
+    waiting: list[tuple] = field(default_factory=list)  # the unprocessed events, to explain
 
     def lost(self, shop: Shop) -> int:
         return sum(
@@ -336,6 +337,13 @@ class Count:
         return sum(
             max(self.customer[o.id] - 1, 0) + max(self.merchant[o.id] - 1, 0) for o in shop.orders
         )
+
+
+WAITING = (
+    "SELECT e.id, e.provider, e.event_key, e.received_at, o.id, o.state, o.check_attempts, "
+    "o.next_check_at FROM inbound_events e LEFT JOIN orders o ON o.id = e.order_id "
+    "WHERE e.processed_at IS NULL ORDER BY e.id"
+)
 
 
 async def rows(database_url: str, sql: str) -> list[tuple]:
@@ -378,6 +386,7 @@ async def count(shop: Shop) -> Count:
     ((c.events, c.unprocessed_events),) = await rows(
         url, "SELECT count(*), count(*) - count(processed_at) FROM inbound_events"
     )
+    c.waiting = await rows(url, WAITING)
     ((c.unsent_outbox,),) = await rows(url, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
     telegram = shop.telegram
     for order in shop.orders:

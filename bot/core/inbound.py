@@ -482,12 +482,17 @@ class Receiving(Confirming):
             provider.name, key, order.id, dump_request(kind, request), processed=processed
         )
 
-    async def replay_inbound(self, limit: int = 100, now: datetime | None = None) -> int:
+    async def replay_inbound(
+        self, limit: int = 100, now: datetime | None = None, *, at_start: bool = False
+    ) -> int:
         """Confirm stored returns and callbacks that were not processed (crash, outage)."""
         now = now or self.clock()
         done = 0
-        # an order backing off after a failed check waits for its next check, not the next sweep
-        for event in await self.storage.unprocessed_inbound(limit, due_at=now):
+        # an order backing off after a failed check waits for its next check, not the next
+        # sweep; but at start-up every event gets one look: the process that stored it may
+        # have died before its follow-up ran or before its mark was written
+        due_at = None if at_start else now
+        for event in await self.storage.unprocessed_inbound(limit, due_at=due_at):
             if await self._replay(event, now):
                 await self.storage.mark_inbound_processed(event.id)
                 done += 1
