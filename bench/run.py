@@ -1,40 +1,46 @@
 """Benchmarks, each reported as a ratio against a baseline measured in the same run (this
 machine is shared and noisy: absolute figures move 20-50% between runs).
 
-1. start-up: our bot (storage, providers, catalog, getMe, web server, polling) against an idle
-   aiogram + aiohttp app, both as fresh processes, wall time until they serve. Target <= 1.2x.
-2. memory: RSS of our bot with 100k orders in its database, after a sweep and reads, against
-   the idle app. Target <= idle + 40 MB.
+1. start-up: our bot (storage, all six providers, catalog, getMe, web server, polling) against
+   an idle aiogram + aiohttp app, both as fresh processes, wall time until they serve, on
+   SQLite and on PostgreSQL (each migrated beforehand). Target <= 1.2x.
+2. memory: RSS of our bot with 100k orders in its database (bench/sweep.py's bulk fill: every
+   provider, all awaiting payment, a hundred due), after a sweep, /orders-style reads, an
+   outbox pass and the figures, against the idle app. Target <= idle + 40 MB.
 3. provider calls: the same Redoya verify call through httpx's default transport, through
    httpx-aiohttp (what we use) and through a bare aiohttp session.
 
-Run: `python -m bench.run [--orders 100000] [--rounds 5]`; prints a Markdown report.
+Run: `python -m bench.run [--orders 100000] [--rounds 5] [--database sqlite|postgres|both]`;
+prints a Markdown report.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from bench.reliability.harness import postgres_schema
+from bench.sweep import fill, migrate, seed
 from bot.demo import DEMO_CATALOG
-from money import Money
 from sandbox import registry
+from sandbox.payture import PaytureServer
 from sandbox.redoya import RedoyaServer
-from storage import storage_from_url
-from storage.base import NewOrder, OrderItem, OrderState
 
 ROOT = Path(__file__).resolve().parent.parent
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+DUE = 100  # due orders in the filled database: the sweep of the RSS run checks them
 
 
 async def spawn_until(module: str, env: dict[str, str], marker: str) -> tuple[float, int, object]:
@@ -90,42 +96,6 @@ def env_for(sandbox: dict[str, str], database_url: str) -> dict[str, str]:
     )
 
 
-async def fill(database_url: str, orders: int) -> float:
-    storage = storage_from_url(database_url)
-    await storage.open()
-    started = time.perf_counter()
-    now = datetime.now(UTC)
-    for n in range(orders):
-        order = await storage.create_order(
-            NewOrder(
-                user_id=1 + n % 10_000,
-                chat_id=1 + n % 10_000,
-                provider="redoya",
-                total=Money(15000, "TRY"),
-                token=f"bench-{n}",
-                items=[OrderItem("turkish-coffee", "Turkish coffee 250 g", 1, 15000)],
-                description="Turkish coffee 250 g x1",
-            )
-        )
-        if n % 10:  # nine in ten paid, the rest awaiting with a check due later
-            await storage.set_checkout(
-                order.id,
-                pay_url="https://pay.example/x",
-                provider_payment_id=f"P{n:015d}",
-                expires_at=now + timedelta(days=1),
-                next_check_at=now + timedelta(hours=1),
-            )
-            await storage.transition(
-                order.id,
-                OrderState.AWAITING_PAYMENT,
-                OrderState.PAID,
-                actor="bench",
-                paid=Money(15000, "TRY"),
-            )
-    await storage.close()
-    return time.perf_counter() - started
-
-
 async def transports(redoya: RedoyaServer, calls: int, parallel: int) -> dict[str, float]:
     """Calls per second of one verify request through three HTTP stacks."""
     url = f"{redoya.url}/api/v1/order/verify/AAAAAAAAAAAAAAAA"
@@ -157,30 +127,53 @@ async def transports(redoya: RedoyaServer, calls: int, parallel: int) -> dict[st
     return results
 
 
-async def main(orders: int, rounds: int) -> None:
-    servers = await registry.start_all()
-    redoya = servers["redoya"]
-    assert isinstance(redoya, RedoyaServer)
-    sandbox = registry.env_of(servers)
-    with tempfile.TemporaryDirectory() as tmp:
-        empty_db = f"sqlite:///{tmp}/empty.db"
-        full_db = f"sqlite:///{tmp}/full.db"
-        base_env = env_for(sandbox, empty_db)
-        full_env = env_for(sandbox, full_db)
-        filled = await fill(full_db, orders)
+async def databases(
+    stack: contextlib.AsyncExitStack, names: list[str], tmp: str
+) -> dict[str, tuple[str, str]]:
+    """(an empty, migrated database; a filled one) for each backend."""
+    found = {}
+    for name in names:
+        if name == "sqlite":
+            empty, full = f"sqlite:///{tmp}/empty.db", f"sqlite:///{tmp}/full.db"
+        else:
+            empty = await stack.enter_async_context(postgres_schema(POSTGRES))
+            full = await stack.enter_async_context(postgres_schema(POSTGRES))
+        found[name] = empty, full
+    return found
 
-        idle_t, ours_t, idle_rss, ours_rss = [], [], [], []
+
+async def main(orders: int, rounds: int, backends: list[str]) -> None:
+    servers = await registry.start_all()
+    redoya, payture = servers["redoya"], servers["payture"]
+    assert isinstance(redoya, RedoyaServer)
+    assert isinstance(payture, PaytureServer)
+    sandbox = registry.env_of(servers)
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        urls = await databases(stack, backends, tmp)
+        filled = {}
+        for name, (empty, full) in urls.items():
+            await migrate(empty)  # start-up is timed without the first migration
+            filled[name] = await fill(full, orders, DUE, datetime.now(UTC))
+        seed(payture, filled[backends[0]])  # the same due payments in every filled database
+
+        idle_t: list[float] = []
+        idle_rss: list[int] = []
+        ours_t: dict[str, list[float]] = {name: [] for name in urls}
+        ours_rss: dict[str, list[int]] = {name: [] for name in urls}
         for _ in range(rounds):
-            t, rss, proc = await spawn_until("bench.idle_app", base_env, "ready")
+            t, rss, proc = await spawn_until("bench.idle_app", env_for(sandbox, ""), "ready")
             idle_t.append(t)
             idle_rss.append(rss)
             await finish(proc)
-            t, _, proc = await spawn_until("bench.our_app", base_env, "loaded")
-            ours_t.append(t)
-            await finish(proc)
-            _, rss, proc = await spawn_until("bench.our_app", full_env, "loaded")
-            ours_rss.append(rss)
-            await finish(proc)
+            for name, (empty, full) in urls.items():
+                t, _, proc = await spawn_until("bench.our_app", env_for(sandbox, empty), "loaded")
+                ours_t[name].append(t)
+                await finish(proc)
+                env = env_for(sandbox, full)
+                _, rss, proc = await spawn_until("bench.our_app", env, "loaded")
+                ours_rss[name].append(rss)
+                await finish(proc)
         speeds = await transports(redoya, 2000, 20)
     await registry.stop_all(servers)
 
@@ -188,16 +181,18 @@ async def main(orders: int, rounds: int) -> None:
     print(f"## Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({rounds} rounds, medians)\n")
     print("| measure | baseline (idle aiogram+aiohttp) | ours | ratio / diff | target |")
     print("|---|---|---|---|---|")
-    print(
-        f"| start-up to serving | {med(idle_t):.2f} s | {med(ours_t):.2f} s | "
-        f"{med(ours_t) / med(idle_t):.2f}x | <= 1.2x |"
-    )
-    print(
-        f"| RSS, ours with {orders:,} orders | {med(idle_rss) / 1024:.1f} MB | "
-        f"{med(ours_rss) / 1024:.1f} MB | +{(med(ours_rss) - med(idle_rss)) / 1024:.1f} MB | "
-        "<= +40 MB |"
-    )
-    print(f"\n(filling {orders:,} orders through the Storage API took {filled:.0f} s)\n")
+    for name in urls:
+        print(
+            f"| start-up to serving, {name} | {med(idle_t):.2f} s | {med(ours_t[name]):.2f} s | "
+            f"{med(ours_t[name]) / med(idle_t):.2f}x | <= 1.2x |"
+        )
+        print(
+            f"| RSS, ours with {orders:,} orders, {name} | {med(idle_rss) / 1024:.1f} MB | "
+            f"{med(ours_rss[name]) / 1024:.1f} MB | "
+            f"+{(med(ours_rss[name]) - med(idle_rss)) / 1024:.1f} MB | <= +40 MB |"
+        )
+    fills = ", ".join(f"{name} {f.seconds:.0f} s" for name, f in filled.items())
+    print(f"\n(filling {orders:,} orders by bulk SQL: {fills})\n")
     fastest = max(speeds.values())
     print("| HTTP stack for provider calls (2000 calls, 20 in flight) | calls/s | vs fastest |")
     print("|---|---|---|")
@@ -209,5 +204,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     args = parser.parse_args()
-    asyncio.run(main(args.orders, args.rounds))
+    backends = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    asyncio.run(main(args.orders, args.rounds, backends))

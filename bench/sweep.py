@@ -148,7 +148,7 @@ def _sqlite_values(table: list[tuple]) -> Iterator[tuple]:
         yield tuple(ts(v) if isinstance(v, datetime) else v for v in row)
 
 
-async def _migrated(database_url: str) -> None:
+async def migrate(database_url: str) -> None:
     """Open the real Storage once: its migrations make the schema the bulk insert fills."""
     storage = storage_from_url(database_url)
     await storage.open()
@@ -157,7 +157,7 @@ async def _migrated(database_url: str) -> None:
 
 async def fill(database_url: str, orders: int, due: int, now: datetime) -> Filled:
     """A fresh database of `orders` orders awaiting payment, `due` of them due at `now`."""
-    await _migrated(database_url)
+    await migrate(database_url)
     started = time.perf_counter()
     filled, tables = rows(orders, due, now)
     if database_url.startswith("sqlite"):
