@@ -4,18 +4,24 @@ a reconcile sweep, /orders-style reads and an outbox pass. Waits for stdin to cl
 
 from __future__ import annotations
 
-import asyncio
-import sys
+import gc
 
-from bench.rss import rss_kib
-from bot.app import BotApp
-from bot.wiring import load_settings
+gc.disable()  # as `python -m bot run` starts (bot/__main__.py)
+
+import asyncio  # noqa: E402
+import sys  # noqa: E402
+
+from bench.rss import rss_kib  # noqa: E402
+from bot.__main__ import serving  # noqa: E402
+from bot.app import BotApp  # noqa: E402
+from bot.wiring import load_settings  # noqa: E402
 
 
 async def main() -> None:
     settings = load_settings()  # from the environment the runner sets
     async with BotApp(settings) as parts:
         print(f"ready {rss_kib()}", flush=True)
+        serving()  # after the server is up, as in `python -m bot run`
         await parts.reconciler.run_once()
         for user_id in range(1, 200):
             await parts.checkout.orders_of(user_id, limit=10)

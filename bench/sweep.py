@@ -7,8 +7,8 @@ PostgreSQL, then VACUUM ANALYZE there as autovacuum would; SQLite is left withou
 bot leaves it), never through the Storage API, which would take minutes for 100,000 orders. All N
 orders await payment; `due` of them (spread evenly through the table) have their check due,
 the rest are checked later (minutes to a day ahead, some after failed checks). Half of the
-others have a stored, processed return; a fixed few have one that is unprocessed while their
-order backs off. The due orders are real payments on the emulators: a Payture order charged,
+others have a stored, processed return (the start-up replay would take an unprocessed one
+before the pass). The due orders are real payments on the emulators: a Payture order charged,
 one still new, and a Redoya order whose customer never came back (no payment id yet, so its
 stored events are read).
 
@@ -59,7 +59,6 @@ GOODS = {
     "stars": ("XTR", 500, "coffee-club"),
 }
 PROVIDERS = list(GOODS)
-BACKING_OFF = 50  # unprocessed events of orders backing off: the inbox replay passes them by
 # the columns the fill gives values (the rest keep their defaults), table by table
 COLUMNS = {
     "orders": (
@@ -136,8 +135,7 @@ def rows(orders: int, due: int, now: datetime) -> tuple[Filled, dict[str, list[t
         tables["audit"].append((order_id, None, "created", "checkout", "", made))
         tables["audit"].append((order_id, "created", "awaiting_payment", "checkout", "", made))
         if next_check > now and n % 2:
-            backing_off = len(tables["inbound_events"]) < BACKING_OFF and attempts
-            processed = None if backing_off else made + timedelta(seconds=1)
+            processed = made + timedelta(seconds=1)
             key = f"return:{order_id}"
             tables["inbound_events"].append((provider, key, order_id, b"{}", made, processed))
     return filled, tables
