@@ -33,7 +33,8 @@ def assert_holds(result: Result) -> None:
         "nothing left in the outbox": c.unsent_outbox == 0,
         "no traceback in the bot's log": result.tracebacks == 0,
     }
-    assert all(held.values()), (sorted(k for k, v in held.items() if not v), explain(result))
+    failed = sorted(k for k, v in held.items() if not v)
+    assert not failed, f"{failed}\n{explain(result)}"
 
 
 async def test_the_storm_holds_with_the_bot_killed_half_way_and_restarted(tmp_path: Path) -> None:

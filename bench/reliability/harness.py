@@ -381,7 +381,7 @@ async def count(shop: Shop) -> Count:
             once = not to_paid
             c.forged_paid += not once
         if not once:
-            c.wrong[order.id] = trails[order.id]
+            c.wrong[order.id] = [(order.provider, order.payment_id), *trails[order.id]]
     c.stuck = sum(1 for s in states.values() if s in ("created", "refund_pending"))
     ((c.events, c.unprocessed_events),) = await rows(
         url, "SELECT count(*), count(*) - count(processed_at) FROM inbound_events"
