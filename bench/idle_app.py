@@ -28,10 +28,11 @@ async def main() -> None:
     runner = web.AppRunner(web.Application())
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    if LIKE_OURS:
+    print(f"ready {rss_kib()}", flush=True)
+    if LIKE_OURS:  # as bot/__main__.py's serving()
+        gc.collect()
         gc.freeze()
         gc.enable()
-    print(f"ready {rss_kib()}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await runner.cleanup()
     await bot.session.close()

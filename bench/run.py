@@ -128,16 +128,20 @@ async def transports(redoya: RedoyaServer, calls: int, parallel: int) -> dict[st
 
 
 async def databases(
-    stack: contextlib.AsyncExitStack, names: list[str], tmp: str
-) -> dict[str, tuple[str, str]]:
-    """(an empty, migrated database; a filled one) for each backend."""
+    stack: contextlib.AsyncExitStack, names: list[str], rounds: int, tmp: str
+) -> dict[str, tuple[str, list[str]]]:
+    """For each backend: an empty database, and a filled one for each round (a round's sweep
+    settles the due orders of the one it reads)."""
     found = {}
     for name in names:
         if name == "sqlite":
-            empty, full = f"sqlite:///{tmp}/empty.db", f"sqlite:///{tmp}/full.db"
+            empty = f"sqlite:///{tmp}/empty.db"
+            full = [f"sqlite:///{tmp}/full-{n}.db" for n in range(rounds)]
         else:
             empty = await stack.enter_async_context(postgres_schema(POSTGRES))
-            full = await stack.enter_async_context(postgres_schema(POSTGRES))
+            full = [
+                await stack.enter_async_context(postgres_schema(POSTGRES)) for _ in range(rounds)
+            ]
         found[name] = empty, full
     return found
 
@@ -150,11 +154,12 @@ async def main(orders: int, rounds: int, backends: list[str]) -> None:
     sandbox = registry.env_of(servers)
     async with contextlib.AsyncExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        urls = await databases(stack, backends, tmp)
+        urls = await databases(stack, backends, rounds, tmp)
         filled = {}
-        for name, (empty, full) in urls.items():
+        for name, (empty, fulls) in urls.items():
             await migrate(empty)  # start-up is timed without the first migration
-            filled[name] = await fill(full, orders, DUE, datetime.now(UTC))
+            for full in fulls:
+                filled[name] = await fill(full, orders, DUE, datetime.now(UTC))
         seed(payture, filled[backends[0]])  # the same due payments in every filled database
 
         idle_t: list[float] = []
@@ -172,12 +177,12 @@ async def main(orders: int, rounds: int, backends: list[str]) -> None:
             t, _, proc = await spawn_until("bench.idle_app", env, "ready")
             idle_like_t.append(t)
             await finish(proc)
-            for name, (empty, full) in urls.items():
+            for name, (empty, fulls) in urls.items():
                 t, rss, proc = await spawn_until("bench.our_app", env_for(sandbox, empty), "loaded")
                 ours_t[name].append(t)
                 ours_empty_rss[name].append(rss)
                 await finish(proc)
-                env = env_for(sandbox, full)
+                env = env_for(sandbox, fulls[len(ours_rss[name])])
                 _, rss, proc = await spawn_until("bench.our_app", env, "loaded")
                 ours_rss[name].append(rss)
                 await finish(proc)
@@ -209,7 +214,7 @@ async def main(orders: int, rounds: int, backends: list[str]) -> None:
             f"+{(med(ours_empty_rss[name]) - med(idle_rss)) / 1024:.1f} MB | |"
         )
     fills = ", ".join(f"{name} {f.seconds:.0f} s" for name, f in filled.items())
-    print(f"\n(filling {orders:,} orders by bulk SQL: {fills})\n")
+    print(f"\n(filling {orders:,} orders by bulk SQL, a database a round: {fills})\n")
     fastest = max(speeds.values())
     print("| HTTP stack for provider calls (2000 calls, 20 in flight) | calls/s | vs fastest |")
     print("|---|---|---|")

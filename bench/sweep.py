@@ -7,10 +7,11 @@ PostgreSQL, then VACUUM ANALYZE there as autovacuum would; SQLite is left withou
 bot leaves it), never through the Storage API, which would take minutes for 100,000 orders. All N
 orders await payment; `due` of them (spread evenly through the table) have their check due,
 the rest are checked later (minutes to a day ahead, some after failed checks). Half of the
-others have a stored, processed return (the start-up replay would take an unprocessed one
-before the pass). The due orders are real payments on the emulators: a Payture order charged,
-one still new, and a Redoya order whose customer never came back (no payment id yet, so its
-stored events are read).
+others have a stored, processed return (none is left unprocessed: the start-up replay looks at
+those once, off the timed pass, so the timed replay would find none of them).
+The due orders are real payments on the emulators: a Payture order charged, one still
+new, and a Redoya order whose customer never came back (no payment id yet, so its stored events
+are read).
 
 The pass is the real one: `BotApp` against every emulator (all six providers enabled), its
 `Reconciler.run_once` until nothing is due, timed. Sizes are interleaved round by round;

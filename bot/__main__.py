@@ -12,6 +12,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bot.config import Settings
 
 
@@ -56,10 +58,12 @@ async def run() -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    return await serve(settings, stop)
+    return await serve(settings, stop, on_serving=serving)
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> int:
+async def serve(
+    settings: Settings, stop: asyncio.Event, on_serving: Callable[[], None] = lambda: None
+) -> int:
     """Run until `stop` is set (0), or until the bot can no longer serve: another process took
     its updates (1); a start that cannot happen says why (2)."""
     from bot.app import BotApp, StartupError
@@ -67,7 +71,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> int:
     app = BotApp(settings)
     try:
         async with app:
-            serving()
+            on_serving()
             ended = [asyncio.ensure_future(event.wait()) for event in (stop, app.failed)]
             await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
             for waiter in ended:

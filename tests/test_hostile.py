@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from bot.app import BotApp, Parts
+from bot.core.context import utc_now
 from bot.core.serial import load_request
 from bot.handlers import numbers
 from bot.handlers.staff_filter import parse
@@ -17,6 +18,7 @@ from bot.locale import build_i18n
 from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
+from storage import storage_from_url
 from storage.base import OrderState
 from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import order_product, pay
@@ -186,10 +188,14 @@ async def test_a_return_stored_by_a_process_that_died_is_confirmed_at_start_up(
             if await app.storage.inbound_for_order(order.id):
                 break
             await asyncio.sleep(0.05)
-        later = app.checkout.clock() + timedelta(minutes=10)
-        await app.storage.schedule_check(order.id, later, attempts=4)
+        else:
+            raise AssertionError("the return was not stored")
     await asyncio.gather(back, return_exceptions=True)
     redoya.verify_delay = 0
+    storage = storage_from_url(settings.database_url)  # the backoff of earlier failed checks
+    await storage.open()
+    await storage.schedule_check(order.id, utc_now() + timedelta(minutes=10), attempts=4)
+    await storage.close()
 
     async with BotApp(settings) as app:
         await user.wait_message("Payment received")

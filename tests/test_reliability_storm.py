@@ -12,9 +12,14 @@ from bench.reliability.storm import Result, row, run
 
 def explain(result: Result) -> str:
     c = result.count
-    states = dict(c.states)
-    return (
-        f"{row(result)}\n5xx: {result.tally.five_xx[:5]}\nstates: {states}\n{c.wrong}\n{c.waiting}"
+    return "\n".join(
+        (
+            row(result),
+            f"5xx: {result.tally.five_xx[:5]}",
+            f"states: {dict(c.states)}",
+            f"wrong: {c.wrong}",
+            f"unprocessed: {c.waiting[:10]}",
+        )
     )
 
 

@@ -485,7 +485,8 @@ class Receiving(Confirming):
     async def replay_inbound(
         self, limit: int = 100, now: datetime | None = None, *, at_start: bool = False
     ) -> int:
-        """Confirm stored returns and callbacks that were not processed (crash, outage)."""
+        """Confirm stored returns and callbacks that were not processed (crash, outage);
+        `at_start`: the start-up's one look, at orders backing off too."""
         now = now or self.clock()
         done = 0
         # an order backing off after a failed check waits for its next check, not the next
