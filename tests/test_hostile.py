@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from bot.app import BotApp, Parts
+from bot.config import Settings
 from bot.core.context import utc_now
 from bot.core.serial import load_request
 from bot.handlers import numbers
@@ -19,7 +20,7 @@ from sandbox.botuser import BotUser
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from storage import storage_from_url
-from storage.base import OrderState
+from storage.base import Order, OrderState
 from tests.conftest import ADMIN, CUSTOMER, both_databases
 from tests.flows import order_product, pay
 
@@ -148,21 +149,32 @@ async def test_a_language_chosen_through_another_replica_holds(app: Parts, user:
     await user.wait_message("ürünlere göz at")
 
 
-async def test_start_up_does_not_wait_for_a_provider_that_is_down(
-    make_settings, user: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
-) -> None:
-    settings = make_settings()
+async def a_return_left_on_a_hung_provider(
+    settings: Settings, user: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
+) -> Order:
+    """A paid customer's return, stored by a bot that stops while the provider hangs (from
+    here on, until the test sets `verify_delay` back): its follow-up never answered."""
     async with BotApp(settings) as app:
         message = await order_product(user, "Coffee", "Cezve")
         redirect = await pay(http, redoya.url, message, "paid")
-        redoya.verify_delay = 30  # the provider hangs from here on
+        redoya.verify_delay = 30
         back = asyncio.create_task(http.get(redirect))
         order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
         for _ in range(100):
             if await app.storage.inbound_for_order(order.id):
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the return was not stored")
     await asyncio.gather(back, return_exceptions=True)
+    return order
+
+
+async def test_start_up_does_not_wait_for_a_provider_that_is_down(
+    make_settings, user: BotUser, redoya: RedoyaServer, http: aiohttp.ClientSession
+) -> None:
+    settings = make_settings()
+    order = await a_return_left_on_a_hung_provider(settings, user, redoya, http)
 
     async with BotApp(settings) as app:  # the stored return waits on the hung provider...
         await user.send("/help")  # ...while the bot already answers
@@ -178,19 +190,7 @@ async def test_a_return_stored_by_a_process_that_died_is_confirmed_at_start_up(
     """Its order backs off after earlier checks; a sweep would leave the event to its next
     check minutes away, but the start-up replay looks at every stored event once."""
     settings = make_settings()
-    async with BotApp(settings) as app:
-        message = await order_product(user, "Coffee", "Cezve")
-        redirect = await pay(http, redoya.url, message, "paid")
-        redoya.verify_delay = 30  # hangs: the process dies before the follow-up answers
-        back = asyncio.create_task(http.get(redirect))
-        order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
-        for _ in range(100):
-            if await app.storage.inbound_for_order(order.id):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the return was not stored")
-    await asyncio.gather(back, return_exceptions=True)
+    order = await a_return_left_on_a_hung_provider(settings, user, redoya, http)
     redoya.verify_delay = 0
     storage = storage_from_url(settings.database_url)  # the backoff of earlier failed checks
     await storage.open()
