@@ -29,10 +29,10 @@ async def main() -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     print(f"ready {rss_kib()}", flush=True)
-    if LIKE_OURS:  # as bot/__main__.py's serving()
-        gc.collect()
-        gc.freeze()
-        gc.enable()
+    if LIKE_OURS:
+        from bot.__main__ import serving  # the standard library only: nothing of the bot's
+
+        serving()
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await runner.cleanup()
     await bot.session.close()

@@ -168,7 +168,7 @@ async def main(orders: int, rounds: int, backends: list[str]) -> None:
         ours_t: dict[str, list[float]] = {name: [] for name in urls}
         ours_rss: dict[str, list[int]] = {name: [] for name in urls}
         ours_empty_rss: dict[str, list[int]] = {name: [] for name in urls}
-        for _ in range(rounds):
+        for turn in range(rounds):
             t, rss, proc = await spawn_until("bench.idle_app", env_for(sandbox, ""), "ready")
             idle_t.append(t)
             idle_rss.append(rss)
@@ -182,7 +182,7 @@ async def main(orders: int, rounds: int, backends: list[str]) -> None:
                 ours_t[name].append(t)
                 ours_empty_rss[name].append(rss)
                 await finish(proc)
-                env = env_for(sandbox, fulls[len(ours_rss[name])])
+                env = env_for(sandbox, fulls[turn])
                 _, rss, proc = await spawn_until("bench.our_app", env, "loaded")
                 ours_rss[name].append(rss)
                 await finish(proc)

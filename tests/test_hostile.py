@@ -22,7 +22,7 @@ from sandbox.telegram import TelegramServer
 from storage import storage_from_url
 from storage.base import Order, OrderState
 from tests.conftest import ADMIN, CUSTOMER, both_databases
-from tests.flows import order_product, pay
+from tests.flows import eventually, order_product, pay
 
 APOLOGY = "Something went wrong on our side"
 
@@ -160,12 +160,7 @@ async def a_return_left_on_a_hung_provider(
         redoya.verify_delay = 30
         back = asyncio.create_task(http.get(redirect))
         order = (await app.checkout.orders_of(CUSTOMER, limit=1))[0]
-        for _ in range(100):
-            if await app.storage.inbound_for_order(order.id):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the return was not stored")
+        await eventually(lambda: app.storage.inbound_for_order(order.id))  # the return stored
     await asyncio.gather(back, return_exceptions=True)
     return order
 
@@ -200,10 +195,9 @@ async def test_a_return_stored_by_a_process_that_died_is_confirmed_at_start_up(
     async with BotApp(settings) as app:
         await user.wait_message("Payment received")
         assert (await app.storage.get_order(order.id)).state is OrderState.PAID
-        (event,) = await app.storage.inbound_for_order(order.id)
-        for _ in range(100):  # the mark is written by the next batch
-            if event.processed_at is not None:
-                break
-            await asyncio.sleep(0.05)
+
+        async def processed() -> bool:
             (event,) = await app.storage.inbound_for_order(order.id)
-        assert event.processed_at is not None
+            return event.processed_at is not None
+
+        await eventually(processed)  # the mark is written by the next batch

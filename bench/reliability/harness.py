@@ -383,10 +383,9 @@ async def count(shop: Shop) -> Count:
         if not once:
             c.wrong[order.id] = [(order.provider, order.payment_id), *trails[order.id]]
     c.stuck = sum(1 for s in states.values() if s in ("created", "refund_pending"))
-    ((c.events, c.unprocessed_events),) = await rows(
-        url, "SELECT count(*), count(*) - count(processed_at) FROM inbound_events"
-    )
+    ((c.events,),) = await rows(url, "SELECT count(*) FROM inbound_events")
     c.waiting = await rows(url, WAITING)
+    c.unprocessed_events = len(c.waiting)
     ((c.unsent_outbox,),) = await rows(url, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
     telegram = shop.telegram
     for order in shop.orders:
