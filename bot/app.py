@@ -39,6 +39,7 @@ from bot.core import CheckoutService, CheckSchedule
 from bot.core.cards import CardService
 from bot.handlers import get_routers
 from bot.handlers.fallback import on_error
+from bot.handlers.payments import CARRIES_MONEY, money_not_stored
 from bot.locale import SUPPORTED, LocaleMiddleware, build_i18n
 from bot.notify import Notifier, OutboxRenderer
 from bot.polling import PollConflict, conflict_reason, tell_admins
@@ -258,6 +259,7 @@ class BotApp:
         merchant_chat = (s.merchant_chat_id, merchant_locale) if s.merchant_chat_id else None
         LocaleMiddleware(i18n, storage, merchant_chat).setup(dp)
         dp.include_routers(*get_routers())
+        dp.errors.register(money_not_stored, CARRIES_MONEY)  # before the apology
         dp.errors.register(on_error)
 
         self._web_services = WebServices(

@@ -247,6 +247,7 @@ class TelegramServer(FakeServer):
         # of these base URLs (scheme://host:port) in turn, the next one again when it fails
         self.webhook_spread: list[str] = []
         self.webhook_taken: dict[str, int] = {}  # updates each webhook URL answered 2xx to
+        self.webhook_refused: list[tuple[int, int]] = []  # (update_id, status) of non-2xx
         self._spread_turn = itertools.count()
         self.files: dict[str, bytes] = {}
         self.queries: dict[str, Json] = {}
@@ -871,23 +872,28 @@ class TelegramServer(FakeServer):
             self._pusher.add_done_callback(self._pushers.discard)
 
     async def _push_webhook(self) -> None:
-        """Deliver pending updates to the webhook in order, each retried a few times."""
+        """Deliver pending updates to the webhook in order, each retried a few times. With
+        several replicas (a load balancer), one that fails passes the update to the next at
+        once; the pause comes after every replica has failed it."""
         async with aiohttp.ClientSession() as session:
             while self.webhook and self.updates:
                 update = self.updates[0]
                 headers = {}
                 if self.webhook.get("secret_token"):
                     headers["X-Telegram-Bot-Api-Secret-Token"] = str(self.webhook["secret_token"])
-                for attempt in range(5):
+                replicas = max(1, len(self.webhook_spread))
+                for attempt in range(5 * replicas):
                     target = self._webhook_target()
                     try:
                         async with session.post(target, json=update, headers=headers) as r:
                             if r.status < 300:
                                 self.webhook_taken[target] = self.webhook_taken.get(target, 0) + 1
                                 break
+                            self.webhook_refused.append((update["update_id"], r.status))
                     except aiohttp.ClientError:
                         pass
-                    await asyncio.sleep(0.2 * (attempt + 1))
+                    if (attempt + 1) % replicas == 0:
+                        await asyncio.sleep(0.2 * (attempt // replicas + 1))
                 if self.updates and self.updates[0] is update:
                     self.updates.pop(0)
 

@@ -5,6 +5,7 @@ the `refunded_payment` update, and reconciliation with the star ledger."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from sandbox.botuser import BotUser
 from sandbox.telegram import TelegramServer
 from storage.base import OrderState
 from tests.conftest import ADMIN, CUSTOMER, both_databases
+from tests.flows import eventually
 from tests.test_modes import free_port
 
 S = OrderState
@@ -160,6 +162,66 @@ async def test_webhook_mode_answers_the_pre_checkout_and_confirms(
         assert paid["ok"] is True, paid
         await user.wait_message("Payment received for order #1")
         assert (await order_of(parts)).state is S.PAID
+
+
+async def test_webhook_mode_answers_a_payment_only_once_it_is_stored(
+    stars_settings: Callable[..., Settings],
+    telegram: TelegramServer,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    """A `successful_payment` the bot cannot store (another process holds the SQLite file) is
+    answered 500, not 200 with the work left to the background: Telegram sends it again, and
+    once the file is free the order is paid. The payer is never asked to try again."""
+    port = free_port()
+    settings = stars_settings(
+        web_port=port,
+        webhook_url=f"http://127.0.0.1:{port}",
+        webhook_secret="hook-secret-123",
+        database_url=f"sqlite:///{tmp_path}/bot.db",
+    )
+    async with BotApp(settings) as parts:
+        user = BotUser(telegram.url, CUSTOMER, session=http)
+        await buy(user)
+        lock = sqlite3.connect(tmp_path / "bot.db", isolation_level=None, timeout=0)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            paid = await user.pay_invoice()
+            assert paid["ok"] is True, paid  # the pre-checkout only reads
+            await eventually(lambda: telegram.webhook_refused, timeout=15)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert {status for _, status in telegram.webhook_refused} == {500}
+        await user.wait_message("Payment received for order #1", timeout=10)
+        assert (await order_of(parts)).state is S.PAID
+        assert await count_messages(user, "Please try again") == 0
+
+
+async def test_a_polled_payment_that_cannot_be_stored_is_found_in_the_ledger(
+    stars_settings: Callable[..., Settings],
+    user: BotUser,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Polling has taken the update when its store fails: the payer is not asked to try again
+    (they would pay twice), and the ledger's reconciliation pays the order once the file is
+    free."""
+    settings = stars_settings(database_url=f"sqlite:///{tmp_path}/bot.db")
+    async with BotApp(settings) as parts:
+        await buy(user)
+        lock = sqlite3.connect(tmp_path / "bot.db", isolation_level=None, timeout=0)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            assert (await user.pay_invoice())["ok"] is True
+            await eventually(lambda: "was not stored" in caplog.text, timeout=15)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert (await order_of(parts)).state is S.AWAITING_PAYMENT
+        await parts.checkout.reconcile_ledgers()
+        await user.wait_message("Payment received for order #1")
+        assert await count_messages(user, "Please try again") == 0
 
 
 async def test_a_cancelled_orders_invoice_offers_pay_no_more(

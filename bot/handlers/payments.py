@@ -11,7 +11,8 @@ import asyncio
 import logging
 
 from aiogram import F, Router
-from aiogram.types import Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.types import ErrorEvent, Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment
 from aiogram.utils.i18n import gettext as _
 
 from bot.core import ChatPayment, CheckoutService
@@ -78,6 +79,23 @@ async def refunded_payment(message: Message, checkout: CheckoutService) -> None:
     provider = checkout.in_chat_provider(payment.currency)
     if provider is not None:
         await checkout.refunded_in_chat(provider, payment)
+
+
+CARRIES_MONEY = F.update.message.successful_payment | F.update.message.refunded_payment
+
+
+async def money_not_stored(event: ErrorEvent) -> object:
+    """A payment or refund that could not be stored: no apology asking the payer to try again
+    (they would pay twice), and the error goes on to the webhook, which answers 500 so that
+    Telegram sends the update again. A polled update is gone: the ledger's reconciliation
+    finds the charge."""
+    log.error(
+        "the payment in update %s was not stored: %s",
+        event.update.update_id,
+        type(event.exception).__name__,
+        exc_info=event.exception,
+    )
+    return UNHANDLED
 
 
 def create_router() -> Router:

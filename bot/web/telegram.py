@@ -3,6 +3,10 @@
 aiogram parses the body after answering 200 (in the background, the traceback in the log) or,
 for JSON nested past the parser or a body it cannot decode, answers 500. Here the body is read
 and validated first: anything that is not an Update is a 400 and reaches no handler.
+
+An update is handled after the answer, in the background, except a payment or its refund:
+Telegram reports those once, so it is answered 200 only once its handler has stored it, and
+500 otherwise, so that Telegram sends it again (to this replica or another).
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ def fits_int64(value: object) -> bool:
     return True
 
 
+def carries_money(update: Update) -> bool:
+    """A payment made in the chat, or its refund."""
+    message = update.message
+    return message is not None and bool(message.successful_payment or message.refunded_payment)
+
+
 class TelegramWebhook(SimpleRequestHandler):
     async def _handle_request_background(self, bot: Bot, request: web.Request) -> web.Response:
         try:
@@ -48,6 +58,12 @@ class TelegramWebhook(SimpleRequestHandler):
             # pydantic's ValidationError and json's errors are ValueErrors
             log.warning("webhook body refused: %s", type(exc).__name__)
             return web.json_response({"error": "not an update"}, status=400)
+        if carries_money(update):
+            try:
+                await self._feed(bot, update)
+            except Exception:  # logged by the payments' error handler, with its traceback
+                return web.json_response({"error": "not stored"}, status=500)
+            return web.json_response({}, dumps=bot.session.json_dumps)
         task = asyncio.create_task(self._feed(bot, update))
         self._background_feed_update_tasks.add(task)
         task.add_done_callback(self._background_feed_update_tasks.discard)
