@@ -5,9 +5,10 @@ the `refunded_payment` update, and reconciliation with the star ledger."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,19 @@ async def test_webhook_mode_answers_the_pre_checkout_and_confirms(
         assert (await order_of(parts)).state is S.PAID
 
 
+@contextlib.contextmanager
+def held_by_another_process(path: Path) -> Iterator[None]:
+    """The SQLite file locked for writing (BEGIN EXCLUSIVE) for the block: the bot's stores fail
+    after their busy timeout, its reads go on."""
+    lock = sqlite3.connect(path, isolation_level=None, timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+
 async def test_webhook_mode_answers_a_payment_only_once_it_is_stored(
     stars_settings: Callable[..., Settings],
     telegram: TelegramServer,
@@ -183,15 +197,10 @@ async def test_webhook_mode_answers_a_payment_only_once_it_is_stored(
     async with BotApp(settings) as parts:
         user = BotUser(telegram.url, CUSTOMER, session=http)
         await buy(user)
-        lock = sqlite3.connect(tmp_path / "bot.db", isolation_level=None, timeout=0)
-        lock.execute("BEGIN EXCLUSIVE")
-        try:
+        with held_by_another_process(tmp_path / "bot.db"):
             paid = await user.pay_invoice()
             assert paid["ok"] is True, paid  # the pre-checkout only reads
             await eventually(lambda: telegram.webhook_refused, timeout=15)
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
         assert {status for _, status in telegram.webhook_refused} == {500}
         await user.wait_message("Payment received for order #1", timeout=10)
         assert (await order_of(parts)).state is S.PAID
@@ -210,14 +219,9 @@ async def test_a_polled_payment_that_cannot_be_stored_is_found_in_the_ledger(
     settings = stars_settings(database_url=f"sqlite:///{tmp_path}/bot.db")
     async with BotApp(settings) as parts:
         await buy(user)
-        lock = sqlite3.connect(tmp_path / "bot.db", isolation_level=None, timeout=0)
-        lock.execute("BEGIN EXCLUSIVE")
-        try:
+        with held_by_another_process(tmp_path / "bot.db"):
             assert (await user.pay_invoice())["ok"] is True
             await eventually(lambda: "was not stored" in caplog.text, timeout=15)
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
         assert (await order_of(parts)).state is S.AWAITING_PAYMENT
         await parts.checkout.reconcile_ledgers()
         await user.wait_message("Payment received for order #1")
