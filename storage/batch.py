@@ -40,9 +40,10 @@ class Batcher(Generic[Item, Result]):
         self._pending.append((item, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._drain())
-        # a caller that gives up (its request cancelled) leaves its item in the batch: it is
-        # written all the same, and the provider's retry finds it stored
-        return await asyncio.shield(future)
+        # a caller that gives up (its request cancelled) cancels its own future only: its item
+        # stays in the batch and is written all the same (the writer passes over a future that
+        # is done), and the provider's retry finds it stored
+        return await future
 
     async def _drain(self) -> None:
         batch: list[tuple[Item, asyncio.Future[Result]]] = []

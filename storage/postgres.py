@@ -30,6 +30,7 @@ from storage.base import (
     NewOrder,
     NewOutbox,
     Order,
+    OrderHead,
     OrderItem,
     OrderQuery,
     OrderState,
@@ -46,6 +47,7 @@ from storage.batch import Batcher, InboundRow, new_event_ids
 from storage.errors import StorageUnavailable
 from storage.migrations import migrations
 from storage.rows import (
+    HEAD_COLUMNS,
     ITEMS_POSTGRES,
     ORDER_COLUMNS,
     delivery_values,
@@ -57,6 +59,7 @@ from storage.rows import (
     to_audit,
     to_card,
     to_delivery,
+    to_head,
     to_inbound,
     to_item,
     to_order,
@@ -254,6 +257,21 @@ class PostgresStorage:
         return await self._one(
             "WHERE provider = $1 AND provider_payment_id = $2", provider, provider_payment_id
         )
+
+    async def get_order_head(self, order_id: int) -> OrderHead | None:
+        return await self._head("WHERE id = $1", order_id)
+
+    async def get_order_head_by_payment(
+        self, provider: str, provider_payment_id: str
+    ) -> OrderHead | None:
+        return await self._head(
+            "WHERE provider = $1 AND provider_payment_id = $2", provider, provider_payment_id
+        )
+
+    async def _head(self, where: str, *params: Any) -> OrderHead | None:
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(f"SELECT {HEAD_COLUMNS} FROM orders {where}", *params)
+        return to_head(row) if row is not None else None
 
     async def orders_for_user(
         self, user_id: int, *, limit: int = 10, offset: int = 0

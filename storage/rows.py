@@ -19,6 +19,7 @@ from storage.base import (
     Fulfilment,
     InboundEvent,
     Order,
+    OrderHead,
     OrderItem,
     OrderQuery,
     OrderState,
@@ -97,6 +98,21 @@ def to_order(row: Row, items: tuple[OrderItem, ...], when: TimeReader) -> Order:
         fulfilment=Fulfilment(row["fulfilment"]),
         tracking=row["tracking"],
         merchant_message_id=row["merchant_message_id"],
+    )
+
+
+HEAD_COLUMNS = "id, provider, state, token, amount, currency, provider_payment_id, payment_data"
+
+
+def to_head(row: Row) -> OrderHead:
+    return OrderHead(
+        id=row["id"],
+        provider=row["provider"],
+        state=OrderState(row["state"]),
+        token=row["token"],
+        total=Money(row["amount"], row["currency"]),
+        provider_payment_id=row["provider_payment_id"],
+        payment_data=json.loads(row["payment_data"] or "{}"),
     )
 
 

@@ -23,6 +23,7 @@ from storage.base import (
     IllegalTransition,
     NewOrder,
     NewOutbox,
+    OrderHead,
     OrderItem,
     OrderQuery,
     OrderState,
@@ -98,6 +99,21 @@ async def test_set_checkout_and_attach_payment(storage: Storage) -> None:
         await storage.attach_payment(other, "P1", {})
     assert (await storage.get_order_by_payment("redoya", "P1")).id == order_id  # type: ignore[union-attr]
     assert order.payment_data == {"bank": "halk"}
+
+
+async def test_the_head_of_an_order_is_its_whole_order_in_short(storage: Storage) -> None:
+    """A callback reads only the head (id, state, payment); it says what the order says."""
+    order_id = await awaiting(storage)
+    await storage.attach_payment(order_id, "P1", {"bank": "halk"})
+    order = await storage.get_order(order_id)
+    assert order is not None
+    head = OrderHead(
+        order.id, order.provider, order.state, order.token, order.total, "P1", {"bank": "halk"}
+    )
+    assert await storage.get_order_head(order_id) == head
+    assert await storage.get_order_head_by_payment("redoya", "P1") == head
+    assert await storage.get_order_head(order_id + 1) is None
+    assert await storage.get_order_head_by_payment("payture", "P1") is None  # another provider's
 
 
 async def test_a_payment_reference_the_provider_renamed_is_stored(storage: Storage) -> None:
@@ -247,6 +263,22 @@ async def test_inbound_events_are_stored_once(storage: Storage) -> None:
     await storage.mark_inbound_processed(first)
     await storage.mark_inbound_processed(later)  # type: ignore[arg-type]
     assert await storage.unprocessed_inbound() == []
+
+
+async def test_a_store_whose_caller_gave_up_is_written_all_the_same(storage: Storage) -> None:
+    """A callback's request cancelled while its batch is written (the provider hung up): the
+    event is stored all the same, and the provider's retry finds it there."""
+    order_id = await awaiting(storage)
+    first = asyncio.ensure_future(storage.record_inbound("redoya", "callback:A", order_id, b"a"))
+    given_up = asyncio.ensure_future(storage.record_inbound("redoya", "callback:B", order_id, b"b"))
+    await asyncio.sleep(0)  # both in the batch
+    given_up.cancel()
+    assert await first is not None
+    with pytest.raises(asyncio.CancelledError):
+        await given_up
+    assert await storage.record_inbound("redoya", "callback:B", order_id, b"b") is None
+    stored = {e.event_key for e in await storage.inbound_for_order(order_id)}
+    assert stored == {"callback:A", "callback:B"}
 
 
 async def test_refunds_are_idempotent_by_key(storage: Storage) -> None:

@@ -31,7 +31,7 @@ from providers.base import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from storage.base import DuplicatePayment, NewOutbox, Order, OrderState
+from storage.base import DuplicatePayment, NewOutbox, Order, OrderHead, OrderState
 
 log = logging.getLogger("bot.core.confirm")
 
@@ -55,7 +55,7 @@ class Confirmation:
     answered: bool  # False: the provider could not be reached; a later check will retry
 
 
-def stored_ref(order: Order) -> PaymentRef | None:
+def stored_ref(order: Order | OrderHead) -> PaymentRef | None:
     if order.provider_payment_id is None:
         return None
     return PaymentRef(order.provider_payment_id, order.payment_data)
@@ -158,7 +158,7 @@ class Confirming(CoreContext):
         return Confirmation(order, answered=True)
 
     @staticmethod
-    def nothing_to_confirm(order: Order, inbound: Inbound | None) -> bool:
+    def nothing_to_confirm(order: Order | OrderHead, inbound: Inbound | None) -> bool:
         """An order past awaiting payment, and nothing naming another payment than its own:
         there is nothing to ask anyone (a late or repeated notification)."""
         claimed = inbound.ref if inbound else None

@@ -37,7 +37,7 @@ from providers.base import (
     ProviderUnavailable,
 )
 from providers.registry import UnknownProvider
-from storage.base import DuplicatePayment, InboundEvent, Order, OrderState
+from storage.base import DuplicatePayment, InboundEvent, Order, OrderHead, OrderState
 
 log = logging.getLogger("bot.core.inbound")
 
@@ -77,7 +77,9 @@ def identified(inbound: Inbound, provider: str) -> Inbound:
     return inbound
 
 
-def not_about_this_order(order: Order, provider: Provider, inbound: Inbound) -> str | None:
+def not_about_this_order(
+    order: Order | OrderHead, provider: Provider, inbound: Inbound
+) -> str | None:
     """Why a callback that is itself the truth (KTWidget) is not about this order's payment
     and its amount; None when it is."""
     if inbound.ref is None or inbound.status is None:
@@ -156,7 +158,9 @@ class Receiving(Confirming):
         order = await self._callback_order(provider, request)
         inbound = identified(await provider.parse_callback(request), provider.name)
         if order is None and inbound.ref is not None:
-            order = await self.storage.get_order_by_payment(provider.name, inbound.ref.payment_id)
+            order = await self.storage.get_order_head_by_payment(
+                provider.name, inbound.ref.payment_id
+            )
             if order is None and "k" in request.query:  # the provider's own, with our key
                 return await self._unknown_payment(provider, inbound, request)
         if order is None or order.provider != provider.name:
@@ -226,7 +230,9 @@ class Receiving(Confirming):
                 return ack
         return Ack(503, "text/plain", b"not stored, try again")
 
-    async def _about_this_order(self, order: Order, provider: Provider, inbound: Inbound) -> None:
+    async def _about_this_order(
+        self, order: OrderHead, provider: Provider, inbound: Inbound
+    ) -> None:
         """Refused before it is stored, and the order unchanged, unless it is about this
         order's payment and amount. One with the order's key and payment but another amount
         can only be the provider's own word: the admins hear of it, once per order."""
@@ -243,7 +249,9 @@ class Receiving(Confirming):
                 self._on_outbox()
         raise BadCallback(why, provider=provider.name, http_status=409)
 
-    async def _callback_order(self, provider: Provider, request: InboundRequest) -> Order | None:
+    async def _callback_order(
+        self, provider: Provider, request: InboundRequest
+    ) -> OrderHead | None:
         key = request.query.get("k")
         if key is None:
             # the callback is the truth, or it comes to a URL we set ourselves: ours has a key
@@ -263,7 +271,7 @@ class Receiving(Confirming):
             raise BadCallback(
                 "callback key does not match", provider=provider.name, http_status=403
             )
-        return await self.storage.get_order(order_id)
+        return await self.storage.get_order_head(order_id)
 
     def _follow_up(self, order_id: int, event_id: int, actor: str, inbound: Inbound) -> FollowUp:
         async def follow_up() -> None:
@@ -470,7 +478,7 @@ class Receiving(Confirming):
         self,
         kind: str,
         provider: Provider,
-        order: Order,
+        order: Order | OrderHead,
         inbound: Inbound,
         request: InboundRequest,
         *,
