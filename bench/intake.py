@@ -292,11 +292,10 @@ async def run(args: argparse.Namespace) -> None:
                     )
                 batch = batches[n]
                 begun = time.monotonic()
-                await send_once(bot.url, batch, amounts, tag)
-                keep(
-                    "ours confirm",
-                    len(batch) / await until_paid(database, [o.id for o in batch], begun),
-                )
+                async with profiled(bot, args.profile, "confirm"):
+                    await send_once(bot.url, batch, amounts, tag)
+                    took = await until_paid(database, [o.id for o in batch], begun)
+                keep("ours confirm", len(batch) / took)
             orders_file = workdir / "orders.tsv"
             orders_file.write_text(
                 "".join(f"{o.id}\t{o.payment_id}\t{amounts[o.payment_id]}\n" for o in batch)

@@ -119,6 +119,17 @@ def _cache_size(dsn: str) -> tuple[str, int]:
     return urlunsplit(parts._replace(query=rest)), int(sizes[-1])
 
 
+class _Connection(asyncpg.Connection):
+    """A pooled connection given back without asyncpg's reset query (advisory unlock, CLOSE
+    ALL, UNLISTEN, RESET ALL): a round trip to the server on every release, two on each
+    callback. This code leaves no session state for it to clear: its one advisory lock is a
+    transaction's, it opens no cursor, listens to nothing and sets nothing for the session.
+    A transaction left open is still rolled back (asyncpg does that apart from the query)."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresStorage:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn, self.statement_cache_size = _cache_size(dsn)
@@ -139,6 +150,7 @@ class PostgresStorage:
                 max_size=self.max_size,
                 command_timeout=30,
                 statement_cache_size=self.statement_cache_size,
+                connection_class=_Connection,
             )
         except (*CONNECTION_ERRORS, ValueError) as exc:
             reason = str(exc) or type(exc).__name__
@@ -156,6 +168,7 @@ class PostgresStorage:
                 max_size=1,
                 command_timeout=30,
                 statement_cache_size=self.statement_cache_size,
+                connection_class=_Connection,
             )
         except asyncpg.PostgresError as exc:
             await self.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.sweep import traced
 from money import Money
 from storage import StorageUnavailable, storage_from_url
 from storage.base import (
@@ -30,6 +31,7 @@ from storage.base import (
     RefundEnd,
     Storage,
 )
+from storage.postgres import PostgresStorage
 from storage.sqlite import SQLiteStorage
 
 S = OrderState
@@ -279,6 +281,24 @@ async def test_a_store_whose_caller_gave_up_is_written_all_the_same(storage: Sto
     assert await storage.record_inbound("redoya", "callback:B", order_id, b"b") is None
     stored = {e.event_key for e in await storage.inbound_for_order(order_id)}
     assert stored == {"callback:A", "callback:B"}
+
+
+async def test_a_pooled_connection_goes_back_without_a_reset_trip(postgres_url: str) -> None:
+    """Each use of PostgreSQL's pool sends its own statements only, not asyncpg's reset script
+    after them (a trip to the server on every release): this code leaves no session state."""
+    storage = PostgresStorage(postgres_url, min_size=2, max_size=2)
+    await storage.open()
+    try:
+        order_id = await awaiting(storage)
+        async with traced(storage) as seen:
+            await storage.get_order_head(order_id)
+            await storage.record_inbound("redoya", "callback:A", order_id, b"a")
+            await storage.get_order(order_id)
+        sent = [statement.sql for statement in seen]
+        assert sum("FROM orders WHERE id = $1" in sql for sql in sent) == 2  # the logger saw them
+        assert not any("RESET ALL" in sql for sql in sent)
+    finally:
+        await storage.close()
 
 
 async def test_refunds_are_idempotent_by_key(storage: Storage) -> None:
