@@ -199,38 +199,52 @@ _DEFAULT_MESSAGE: dict[type[ProviderError], str] = {
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret, raw or URL-encoded, replaced by '***', for logs.
+    """`text` with every secret, raw or URL-encoded, replaced by '***', for logs."""
+    return _blanked(text, secret_forms(secrets))
+
+
+def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Every way a secret may be written into a URL, in the order they are blanked.
 
     Encoded forms cover the ways httpx writes a secret into a URL: `params=` encodes a space
     as '+' (quote_plus); a literal URL escapes only what a query cannot hold (a space as '%20')
     and keeps the rest, '&' and '+' included.
     """
-    for secret in secrets:
-        if not secret:
-            continue
+    forms = (
+        form
+        for secret in secrets
+        if secret
         for form in (
             secret,
             quote(secret, safe=""),
             quote_plus(secret, safe=""),
             quote(secret, safe=URL_QUERY_SAFE),
-        ):
-            text = text.replace(form, "***")
+        )
+    )
+    return tuple(dict.fromkeys(forms))
+
+
+def _blanked(text: str, forms: Iterable[str]) -> str:
+    for form in forms:
+        text = text.replace(form, "***")
     return text
 
 
 def logging_hooks(secrets: Iterable[str]) -> dict[str, list[Callable[..., Awaitable[None]]]]:
     """httpx event hooks that log each provider call (method, redacted URL, status), never
-    bodies or headers. Pass to `httpx.AsyncClient(event_hooks=...)`."""
-    known = tuple(s for s in secrets if s)
+    bodies or headers. Pass to `httpx.AsyncClient(event_hooks=...)`. The secrets' encoded
+    forms are worked out once, and a URL is redacted only for a line that is written."""
+    forms = secret_forms(secrets)
 
     async def on_request(request: httpx.Request) -> None:
-        log.debug("-> %s %s", request.method, redact(str(request.url), known))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("-> %s %s", request.method, _blanked(str(request.url), forms))
 
     async def on_response(response: httpx.Response) -> None:
-        request = response.request
-        log.info(
-            "<- %s %s %s", request.method, redact(str(request.url), known), response.status_code
-        )
+        if log.isEnabledFor(logging.INFO):
+            request = response.request
+            url = _blanked(str(request.url), forms)
+            log.info("<- %s %s %s", request.method, url, response.status_code)
 
     return {"request": [on_request], "response": [on_response]}
 
