@@ -420,6 +420,7 @@ class PostgresStorage:
     ) -> Order | None:
         states = checked_states(expected, target)
         stamp = datetime.now(UTC)
+        # state and updated_at first: the statement reads them as $11 and $12
         changes: dict[str, Any] = {"state": target.value, "updated_at": stamp}
         if target is OrderState.PAID:
             changes["paid_at"] = stamp
@@ -429,29 +430,24 @@ class PostgresStorage:
             changes["refunded_amount"] = refunded.amount
         if target is not OrderState.AWAITING_PAYMENT:
             changes["next_check_at"] = None
-        sets = ", ".join(f"{column} = ${n}" for n, column in enumerate(changes, start=2))
-        async with self._tx() as conn:
-            current = await conn.fetchval(
-                "SELECT state FROM orders WHERE id = $1 FOR UPDATE", order_id
-            )
-            if current is None or OrderState(current) not in states:
-                return None
-            await conn.execute(
-                f"UPDATE orders SET {sets} WHERE id = $1", order_id, *changes.values()
-            )
-            await _audit(conn, order_id, OrderState(current), target, actor, detail, stamp)
-            for message in outbox:
-                await _enqueue(conn, order_id, message, stamp)
-            if refund is not None:
-                await conn.execute(
-                    "UPDATE refunds SET state = $1, provider_code = $2, updated_at = $3 "
-                    "WHERE id = $4 AND state = 'pending'",
-                    refund.state,
-                    refund.provider_code,
-                    stamp,
-                    refund.refund_id,
-                )
-            return await _must_get(conn, order_id)
+        sets = ", ".join(f"{column} = ${n}" for n, column in enumerate(changes, start=11))
+        # the compare-and-set, its audit row, its messages and the refund it ends: one
+        # statement, so one trip to the server and atomic without a transaction of its own
+        row = await self._db.fetchrow(
+            MOVE.format(sets=sets, columns=ORDER_COLUMNS, items=ITEMS_POSTGRES),
+            order_id,
+            [state.value for state in states],
+            actor,
+            detail,
+            [message.kind for message in outbox],
+            [message.chat_id for message in outbox],
+            [json.dumps(dict(message.payload)) for message in outbox],
+            refund.refund_id if refund else None,
+            refund.state if refund else None,
+            refund.provider_code if refund else None,
+            *changes.values(),
+        )
+        return to_order(row, items_of(row), same) if row is not None else None
 
     async def note(
         self, order_id: int, *, actor: str, detail: str, outbox: Sequence[NewOutbox] = ()
@@ -970,6 +966,38 @@ async def _with_items(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> l
     ):
         items[it["order_id"]].append(to_item(it))
     return [to_order(row, tuple(items[row["id"]]), same) for row in rows]
+
+
+# A transition as one statement. The row is locked and its state read (`old`: a transition
+# that waited for another's lock reads the state that one left), moved only from one of the
+# expected states, and only then are its audit row, its messages (in their order) and the end
+# of its refund written. $1 the order, $2 the expected states, $3 the actor, $4 the detail,
+# $5-$7 the messages' kinds, chats and payloads, $8-$10 the refund's id, state and code, $11
+# the new state, $12 the time, then the rest of the columns set.
+MOVE = """
+WITH old AS (SELECT id, state FROM orders WHERE id = $1 FOR UPDATE),
+moved AS (
+    UPDATE orders o SET {sets} FROM old WHERE o.id = old.id AND old.state = ANY($2::text[])
+    RETURNING o.*, old.state AS before
+),
+logged AS (
+    INSERT INTO audit (order_id, from_state, to_state, actor, detail, created_at)
+    SELECT id, before, $11, $3, $4, $12 FROM moved
+),
+queued AS (
+    INSERT INTO outbox (order_id, kind, chat_id, payload, next_attempt_at, created_at)
+    SELECT m.id, q.kind, q.chat_id, q.payload::jsonb, $12, $12
+    FROM moved m, unnest($5::text[], $6::bigint[], $7::text[]) WITH ORDINALITY
+        AS q(kind, chat_id, payload, n)
+    ORDER BY q.n
+    ON CONFLICT DO NOTHING
+),
+ended AS (
+    UPDATE refunds SET state = $9, provider_code = $10, updated_at = $12
+    WHERE id = $8 AND state = 'pending' AND EXISTS (SELECT FROM moved)
+)
+SELECT {columns}, {items} FROM moved AS orders
+"""
 
 
 async def _audit(

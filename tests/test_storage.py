@@ -140,18 +140,27 @@ async def test_transition_is_compare_and_set_with_audit_and_outbox(storage: Stor
         S.PAID,
         actor="return",
         detail="success",
-        outbox=[NewOutbox("paid", 7), NewOutbox("merchant_paid", -1)],
+        outbox=[NewOutbox("paid", 7, {"n": 1}), NewOutbox("merchant_paid", -1)],
         paid=Money(23500, "TRY"),
     )
     assert paid is not None
     assert paid.state is S.PAID
     assert paid.paid_at is not None
     assert paid.next_check_at is None
+    assert paid == await storage.get_order(order_id)  # the order as it now is, items and all
+    assert len(paid.items) == 2
     assert await storage.transition(order_id, S.AWAITING_PAYMENT, S.PAID, actor="x") is None
     trail = await storage.audit_trail(order_id)
-    assert [(e.from_state, e.to_state) for e in trail][-1] == (S.AWAITING_PAYMENT, S.PAID)
+    last = trail[-1]
+    assert (last.from_state, last.to_state, last.actor, last.detail) == (
+        S.AWAITING_PAYMENT,
+        S.PAID,
+        "return",
+        "success",
+    )
     due = await storage.due_outbox(datetime.now(UTC) + timedelta(seconds=1))
-    assert sorted(m.kind for m in due) == ["merchant_paid", "paid"]
+    assert [(m.kind, m.chat_id) for m in due] == [("paid", 7), ("merchant_paid", -1)]  # in order
+    assert dict(due[0].payload) == {"n": 1}
 
 
 async def test_illegal_transitions_are_refused(storage: Storage) -> None:
@@ -178,6 +187,31 @@ async def test_twenty_concurrent_transitions_have_one_winner(storage: Storage) -
     assert [e.to_state for e in await storage.audit_trail(order_id)].count(S.PAID) == 1
     outbox = await storage.due_outbox(datetime.now(UTC) + timedelta(seconds=1))
     assert len(outbox) == 1
+
+
+async def test_a_transition_that_waited_for_another_sees_the_state_it_left(
+    storage: Storage,
+) -> None:
+    """Paid and cancelled at once: one wins, and every other one, though it waited for the
+    winner's lock, finds the order no longer awaiting payment."""
+    order_id = await awaiting(storage)
+    results = await asyncio.gather(
+        *(
+            storage.transition(
+                order_id,
+                S.AWAITING_PAYMENT,
+                S.PAID if n % 2 else S.CANCELLED,
+                actor=f"r{n}",
+                outbox=[NewOutbox(f"m{n}", 7)],
+            )
+            for n in range(20)
+        )
+    )
+    (winner,) = [r for r in results if r is not None]
+    assert (await storage.get_order(order_id)).state is winner.state  # type: ignore[union-attr]
+    moves = [e for e in await storage.audit_trail(order_id) if e.from_state is S.AWAITING_PAYMENT]
+    assert [e.to_state for e in moves] == [winner.state]
+    assert len(await storage.due_outbox(datetime.now(UTC) + timedelta(seconds=1))) == 1
 
 
 async def test_outbox_defer_send_and_dedupe(storage: Storage) -> None:
