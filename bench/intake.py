@@ -223,14 +223,16 @@ async def until_paid(database: str, ids: list[int], started: float, limit: float
 
 @contextlib.asynccontextmanager
 async def profiled(bot: Bot, folder: str, name: str) -> AsyncIterator[None]:
-    """py-spy over the bot process while the block runs (`--profile DIR`): collapsed stacks."""
+    """py-spy over the bot process while the block runs (`--profile DIR`): raw stacks, for
+    `python -m bench.stacks`. It pauses the process for each sample (about 1% at this rate):
+    stacks read without pausing come out torn, cut from the event loop they ran in."""
     if not folder or bot.proc is None:
         yield
         return
     out = Path(folder) / f"{name}-{bot.proc.pid}.txt"
     spy = await asyncio.create_subprocess_exec(
         "py-spy", "record", "--pid", str(bot.proc.pid), "--format", "raw", "--rate", "200",
-        "--output", str(out), "--nonblocking", "--threads", "--idle",
+        "--output", str(out), "--threads",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
