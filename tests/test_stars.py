@@ -228,6 +228,21 @@ async def test_a_polled_payment_that_cannot_be_stored_is_found_in_the_ledger(
         assert await count_messages(user, "Please try again") == 0
 
 
+async def test_a_pre_checkout_answered_too_late_is_a_warning_and_nothing_more(
+    app: Parts, user: BotUser, telegram: TelegramServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The payer gave up (or Telegram's 10 s ran out) before the bot answered: Telegram refuses
+    the answer and charged nothing, so there is nobody to tell. A warning in the log, not a
+    traceback, and no apology in the chat."""
+    await buy(user)
+    assert (await user.pay_invoice(timeout=0))["timed_out"] is True
+    await eventually(lambda: "answered too late for Telegram" in caplog.text)
+    assert not [record for record in caplog.records if record.exc_info]
+    assert (await order_of(app)).state is S.AWAITING_PAYMENT
+    assert not telegram.charges
+    assert await count_messages(user, "Please try again") == 0
+
+
 async def test_a_cancelled_orders_invoice_offers_pay_no_more(
     app: Parts, user: BotUser, telegram: TelegramServer
 ) -> None:

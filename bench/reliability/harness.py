@@ -305,7 +305,14 @@ class Bot:
                 await self.kill()
 
     def tracebacks(self) -> int:
-        return self.log.read_text(errors="replace").count("Traceback") if self.log.exists() else 0
+        return self._count("Traceback")
+
+    def late_answers(self) -> int:
+        """Pre-checkouts answered past Telegram's deadline: payers who could not pay."""
+        return self._count("answered too late for Telegram")
+
+    def _count(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
 
 
 # --- the count ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import logging
 
 from aiogram import F, Router
 from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import ErrorEvent, Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment
 from aiogram.utils.i18n import gettext as _
 
@@ -43,10 +44,15 @@ async def pre_checkout(query: PreCheckoutQuery, checkout: CheckoutService) -> No
     except Exception:
         log.exception("pre-checkout of %s could not be decided", query.id)
         reason = "unknown"
-    if reason is None:
-        await query.answer(ok=True)
-    else:
-        await query.answer(ok=False, error_message=refusal(reason))
+    try:
+        if reason is None:
+            await query.answer(ok=True)
+        else:
+            await query.answer(ok=False, error_message=refusal(reason))
+    except TelegramBadRequest as exc:
+        # past Telegram's deadline, or the payer gave up first: Telegram has told them it
+        # failed and charged nothing, so there is nobody left to answer or apologise to
+        log.warning("pre-checkout %s answered too late for Telegram: %s", query.id, exc.message)
 
 
 def _chat_payment(message: Message, paid: SuccessfulPayment | RefundedPayment) -> ChatPayment:
