@@ -338,7 +338,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--orders", type=int, default=2000)
-    parser.add_argument("--profile", default="", help="a folder for py-spy's stacks of ours")
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="a folder for py-spy's stacks of ours (it slows ours: the figures of a profiled "
+        "run are not comparable)",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -124,7 +124,10 @@ class _Connection(asyncpg.Connection):
     ALL, UNLISTEN, RESET ALL): a round trip to the server on every release, two on each
     callback. This code leaves no session state for it to clear: its one advisory lock is a
     transaction's, it opens no cursor, listens to nothing and sets nothing for the session.
-    A transaction left open is still rolled back (asyncpg does that apart from the query)."""
+    A transaction left open is still rolled back (asyncpg does that apart from the query).
+    One thing the reset did undo: asyncpg turns `jit` off while it looks up a type new to the
+    connection and back on after, so a call cancelled in between leaves that connection with
+    the planner's JIT off, which short queries such as ours do not miss."""
 
     def get_reset_query(self) -> str:
         return ""

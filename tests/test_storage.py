@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bench.sweep import traced
@@ -302,19 +303,46 @@ async def test_inbound_events_are_stored_once(storage: Storage) -> None:
 
 
 async def test_a_store_whose_caller_gave_up_is_written_all_the_same(storage: Storage) -> None:
-    """A callback's request cancelled while its batch is written (the provider hung up): the
-    event is stored all the same, and the provider's retry finds it there."""
+    """A callback's request cancelled before its batch is written (the provider hung up): the
+    event is stored all the same, the provider's retry finds it there, and the others in the
+    batch get their answers (the writer passes over the given-up caller)."""
     order_id = await awaiting(storage)
-    first = asyncio.ensure_future(storage.record_inbound("redoya", "callback:A", order_id, b"a"))
-    given_up = asyncio.ensure_future(storage.record_inbound("redoya", "callback:B", order_id, b"b"))
+    given_up = asyncio.ensure_future(storage.record_inbound("redoya", "callback:A", order_id, b"a"))
+    kept = asyncio.ensure_future(storage.record_inbound("redoya", "callback:B", order_id, b"b"))
     await asyncio.sleep(0)  # both in the batch
     given_up.cancel()
-    assert await first is not None
+    assert await asyncio.wait_for(kept, 10) is not None
     with pytest.raises(asyncio.CancelledError):
         await given_up
-    assert await storage.record_inbound("redoya", "callback:B", order_id, b"b") is None
+    assert await storage.record_inbound("redoya", "callback:A", order_id, b"a") is None
     stored = {e.event_key for e in await storage.inbound_for_order(order_id)}
     assert stored == {"callback:A", "callback:B"}
+
+
+async def test_a_transition_that_waited_for_a_lock_reads_the_state_left(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL's one-statement transition locks the row before it reads the state: one that
+    waited for another transaction's lock sees what that one left, never its own snapshot."""
+    storage = PostgresStorage(postgres_url)
+    await storage.open()
+    side = await asyncpg.connect(postgres_url)  # its search_path from the URL, as the storage
+    try:
+        order_id = await awaiting(storage)
+        cancel = side.transaction()
+        await cancel.start()
+        await side.execute("UPDATE orders SET state = 'cancelled' WHERE id = $1", order_id)
+        paying = asyncio.ensure_future(
+            storage.transition(order_id, S.AWAITING_PAYMENT, S.PAID, actor="callback")
+        )
+        await asyncio.sleep(0.3)
+        assert not paying.done()  # waiting for the side's lock
+        await cancel.commit()
+        assert await asyncio.wait_for(paying, 10) is None
+        assert (await storage.get_order(order_id)).state is S.CANCELLED  # type: ignore[union-attr]
+    finally:
+        await side.close()
+        await storage.close()
 
 
 async def test_a_pooled_connection_goes_back_without_a_reset_trip(postgres_url: str) -> None:
