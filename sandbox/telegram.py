@@ -82,6 +82,7 @@ PER_SECOND = 30
 # Telegram Stars. The answer window is Telegram's; `pre_checkout_timeout` shortens it in tests.
 STARS = "XTR"
 PRE_CHECKOUT_TIMEOUT = 10.0
+WEBHOOK_CONNECTIONS = 40  # setWebhook's max_connections unless it says (1-100)
 TITLE_LIMIT = 32
 DESCRIPTION_LIMIT = 255
 PAYLOAD_LIMIT = 128  # bytes
@@ -183,6 +184,7 @@ class TelegramServer(FakeServer):
         self._generation = 0
         self._changed = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None  # the one delivering to the webhook
+        self._webhook_wake = asyncio.Event()  # a new update for it, or a new webhook
         self._pushers: set[asyncio.Task[None]] = set()  # it and any cancelled ones still ending
         self.reset()
         self.app.router.add_route("*", "/bot{token}/{method}", self._api)
@@ -455,7 +457,15 @@ class TelegramServer(FakeServer):
             return await self._delete_webhook(params)
         if not url.startswith(("http://", "https://")):
             raise ApiError(400, "Bad Request: bad webhook: HTTPS url must be provided for webhook")
-        self.webhook = {"url": url, "secret_token": params.get("secret_token")}
+        try:
+            connections = int(params.get("max_connections") or WEBHOOK_CONNECTIONS)
+        except ValueError:
+            raise ApiError(400, "Bad Request: max_connections must be a number") from None
+        self.webhook = {
+            "url": url,
+            "secret_token": params.get("secret_token"),
+            "max_connections": min(max(connections, 1), 100),
+        }
         if _flag(params.get("drop_pending_updates")):
             self.updates.clear()
         self._changed.set()
@@ -866,36 +876,71 @@ class TelegramServer(FakeServer):
         return update_id
 
     def _kick_pusher(self) -> None:
+        self._webhook_wake.set()
         if self.webhook and (self._pusher is None or self._pusher.done()):
             self._pusher = asyncio.create_task(self._push_webhook())
             self._pushers.add(self._pusher)
             self._pusher.add_done_callback(self._pushers.discard)
 
     async def _push_webhook(self) -> None:
-        """Deliver pending updates to the webhook in order, each retried a few times. With
-        several replicas (a load balancer), one that fails passes the update to the next at
-        once; the pause comes after every replica has failed it."""
+        """Deliver pending updates to the webhook as Telegram does: up to `max_connections`
+        (40 unless setWebhook said) at a time, each chat's one at a time and in order."""
+        sending: dict[int, asyncio.Task[None]] = {}  # update id -> its delivery
         async with aiohttp.ClientSession() as session:
-            while self.webhook and self.updates:
-                update = self.updates[0]
-                headers = {}
-                if self.webhook.get("secret_token"):
-                    headers["X-Telegram-Bot-Api-Secret-Token"] = str(self.webhook["secret_token"])
-                replicas = max(1, len(self.webhook_spread))
-                for attempt in range(5 * replicas):
-                    target = self._webhook_target()
-                    try:
-                        async with session.post(target, json=update, headers=headers) as r:
-                            if r.status < 300:
-                                self.webhook_taken[target] = self.webhook_taken.get(target, 0) + 1
-                                break
-                            self.webhook_refused.append((update["update_id"], r.status))
-                    except aiohttp.ClientError:
-                        pass
-                    if (attempt + 1) % replicas == 0:
-                        await asyncio.sleep(0.2 * (attempt // replicas + 1))
-                if self.updates and self.updates[0] is update:
-                    self.updates.pop(0)
+            try:
+                while self.webhook and self.updates:
+                    self._webhook_wake.clear()
+                    self._start_deliveries(session, sending)
+                    woken = asyncio.ensure_future(self._webhook_wake.wait())
+                    await asyncio.wait([*sending.values(), woken], return_when="FIRST_COMPLETED")
+                    woken.cancel()
+                    for update_id in [i for i, task in sending.items() if task.done()]:
+                        del sending[update_id]
+            finally:
+                for task in sending.values():
+                    task.cancel()
+                await asyncio.gather(*sending.values(), return_exceptions=True)
+
+    def _start_deliveries(
+        self, session: aiohttp.ClientSession, sending: dict[int, asyncio.Task[None]]
+    ) -> None:
+        assert self.webhook is not None
+        limit = int(self.webhook["max_connections"])
+        busy: set[int | str] = set()  # chats with an update on its way or waiting behind one
+        for update in self.updates:
+            chat = _chat_of(update)
+            if update["update_id"] not in sending:
+                if chat in busy:
+                    continue
+                if len(sending) >= limit:
+                    return
+                sending[update["update_id"]] = asyncio.create_task(self._deliver(session, update))
+            busy.add(chat)
+
+    async def _deliver(self, session: aiohttp.ClientSession, update: Json) -> None:
+        """One update, retried a few times. With several replicas (a load balancer), one that
+        fails passes it to the next at once; the pause comes after every replica failed it."""
+        assert self.webhook is not None
+        headers = {}
+        if self.webhook.get("secret_token"):
+            headers["X-Telegram-Bot-Api-Secret-Token"] = str(self.webhook["secret_token"])
+        replicas = max(1, len(self.webhook_spread))
+        try:
+            for attempt in range(5 * replicas):
+                target = self._webhook_target()
+                try:
+                    async with session.post(target, json=update, headers=headers) as r:
+                        if r.status < 300:
+                            self.webhook_taken[target] = self.webhook_taken.get(target, 0) + 1
+                            return
+                        self.webhook_refused.append((update["update_id"], r.status))
+                except aiohttp.ClientError:
+                    pass
+                if (attempt + 1) % replicas == 0:
+                    await asyncio.sleep(0.2 * (attempt // replicas + 1))
+        finally:
+            with contextlib.suppress(ValueError):
+                self.updates.remove(update)
 
     def _webhook_target(self) -> str:
         """The webhook URL, on the next replica's base when `webhook_spread` names several."""
@@ -1221,6 +1266,17 @@ def _markup(raw: object) -> Json | None:
                 )
     kinds = ("inline_keyboard", "keyboard", "remove_keyboard", "force_reply")
     return markup if any(markup.get(kind) for kind in kinds) else None
+
+
+def _chat_of(update: Json) -> int | str:
+    """The chat an update is about (a private chat's id is its user's): Telegram delivers a
+    chat's updates one at a time, in order; an update about no chat is a chat of its own."""
+    payload = next((v for k, v in update.items() if k != "update_id"), {})
+    chat = payload.get("chat") or (payload.get("message") or {}).get("chat")
+    if chat:
+        return int(chat["id"])
+    sender = payload.get("from")
+    return int(sender["id"]) if sender else f"update {update['update_id']}"
 
 
 def _flag(value: object) -> bool:

@@ -23,6 +23,7 @@ from sandbox.payture import PaytureOrder, PaytureServer
 from sandbox.redoya import RedoyaServer
 from sandbox.telegram import TelegramServer
 from tests.conftest import CUSTOMER
+from tests.flows import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,6 +153,36 @@ async def test_telegram_reset_stops_delivering_to_the_old_webhook(
         await asyncio.sleep(0.5)  # the old pusher's next retry would have come by now
     assert hits[0] == ("/old", "for the old bot")
     assert set(hits[1:]) == {("/new", "for the new bot")}  # the old update went with the reset
+
+
+async def test_telegram_delivers_to_the_webhook_in_parallel_each_chat_in_order(
+    telegram: TelegramServer, http: aiohttp.ClientSession
+) -> None:
+    """As Telegram: up to setWebhook's `max_connections` updates at a time, and a chat's
+    updates one at a time, in order."""
+    in_flight, most, seen = 0, 0, []
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        message = (await request.json())["message"]
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.1)
+        seen.append((message["chat"]["id"], message["text"]))
+        in_flight -= 1
+        return web.Response()
+
+    async with receiver(slow) as hook:
+        api = f"{telegram.url}/bot{telegram.token}"
+        await http.post(f"{api}/setWebhook", json={"url": f"{hook}/hook", "max_connections": 3})
+        for chat in (1, 2, 3, 4, 5):
+            telegram.push("message", {"chat": {"id": chat}, "text": "first"})
+        for n in range(3):
+            telegram.push("message", {"chat": {"id": 1}, "text": f"then {n}"})
+        await eventually(lambda: not telegram.updates, timeout=10)
+    assert most == 3
+    assert [text for chat, text in seen if chat == 1] == ["first", "then 0", "then 1", "then 2"]
+    assert sorted(chat for chat, text in seen if text == "first") == [1, 2, 3, 4, 5]
 
 
 async def test_redoya_reset_forgets_orders_calls_and_knobs(
