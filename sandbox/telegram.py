@@ -883,8 +883,9 @@ class TelegramServer(FakeServer):
             self._pusher.add_done_callback(self._pushers.discard)
 
     async def _push_webhook(self) -> None:
-        """Deliver pending updates to the webhook as Telegram does: up to `max_connections`
-        (40 unless setWebhook said) at a time, each chat's one at a time and in order."""
+        """Deliver pending updates to the webhook: up to `max_connections` (40 unless
+        setWebhook said) at a time, as Telegram does, and each chat's one at a time and in
+        order (Telegram's documents do not say how it orders them; tests need one order)."""
         sending: dict[int, asyncio.Task[None]] = {}  # update id -> its delivery
         async with aiohttp.ClientSession() as session:
             try:
@@ -1269,8 +1270,8 @@ def _markup(raw: object) -> Json | None:
 
 
 def _chat_of(update: Json) -> int | str:
-    """The chat an update is about (a private chat's id is its user's): Telegram delivers a
-    chat's updates one at a time, in order; an update about no chat is a chat of its own."""
+    """The chat an update is about (a private chat's id is its user's), whose updates the
+    emulator delivers one at a time, in order; an update about no chat is a chat of its own."""
     payload = next((v for k, v in update.items() if k != "update_id"), {})
     chat = payload.get("chat") or (payload.get("message") or {}).get("chat")
     if chat:

@@ -158,8 +158,8 @@ async def test_telegram_reset_stops_delivering_to_the_old_webhook(
 async def test_telegram_delivers_to_the_webhook_in_parallel_each_chat_in_order(
     telegram: TelegramServer, http: aiohttp.ClientSession
 ) -> None:
-    """As Telegram: up to setWebhook's `max_connections` updates at a time, and a chat's
-    updates one at a time, in order."""
+    """Up to setWebhook's `max_connections` updates at a time, as Telegram, and a chat's
+    updates one at a time, in order (the emulator's choice)."""
     in_flight, most, seen = 0, 0, []
 
     async def slow(request: web.Request) -> web.Response:
