@@ -37,7 +37,7 @@ def assert_holds(result: Result) -> None:
         "nothing in created or refund_pending": c.stuck == 0,
         "nothing left in the outbox": c.unsent_outbox == 0,
         "no traceback in the bot's log": result.tracebacks == 0,
-        "every pre-checkout answered in time": result.late_answers == 0,
+        "every pre-checkout answered in time": result.refused_answers == 0,
     }
     failed = sorted(k for k, v in held.items() if not v)
     assert not failed, f"{failed}\n{explain(result)}"

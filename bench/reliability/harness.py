@@ -307,9 +307,9 @@ class Bot:
     def tracebacks(self) -> int:
         return self._count("Traceback")
 
-    def late_answers(self) -> int:
-        """Pre-checkouts answered past Telegram's deadline: payers who could not pay."""
-        return self._count("answered too late for Telegram")
+    def refused_answers(self) -> int:
+        """Pre-checkout answers Telegram refused (past its deadline): payers who could not pay."""
+        return self._count("Telegram refused the answer")
 
     def _count(self, text: str) -> int:
         return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0

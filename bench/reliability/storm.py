@@ -322,7 +322,7 @@ class Result:
     count: Count = field(default_factory=Count)
     stored_before_kill: int = 0
     tracebacks: int = 0
-    late_answers: int = 0  # pre-checkouts answered past Telegram's deadline
+    refused_answers: int = 0  # pre-checkout answers Telegram refused (past its deadline)
     lost: int = 0
     doubled: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # seconds each step took
@@ -407,7 +407,7 @@ async def run(
             result.seconds = time.monotonic() - began
             result.lost, result.doubled = result.count.lost(shop), result.count.doubled(shop)
             result.tracebacks = sum(b.tracebacks() for b in every)
-            result.late_answers = sum(b.late_answers() for b in every)
+            result.refused_answers = sum(b.refused_answers() for b in every)
             result.webhook_taken = sorted(shop.telegram.webhook_taken.values())
     return result
 

@@ -50,9 +50,13 @@ async def pre_checkout(query: PreCheckoutQuery, checkout: CheckoutService) -> No
         else:
             await query.answer(ok=False, error_message=refusal(reason))
     except TelegramBadRequest as exc:
-        # past Telegram's deadline, or the payer gave up first: Telegram has told them it
-        # failed and charged nothing, so there is nobody left to answer or apologise to
-        log.warning("pre-checkout %s answered too late for Telegram: %s", query.id, exc.message)
+        # mostly past Telegram's deadline, or the payer gave up first: Telegram has told them
+        # it failed and charged nothing, so there is nobody left to answer or apologise to
+        log.warning(
+            "pre-checkout %s: Telegram refused the answer, nothing was charged: %s",
+            query.id,
+            exc.message,
+        )
 
 
 def _chat_payment(message: Message, paid: SuccessfulPayment | RefundedPayment) -> ChatPayment:
