@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.core import CheckoutService
+from bot.core import SWEEP, CheckoutService
 
 log = logging.getLogger("bot.reconcile")
 
@@ -95,7 +95,7 @@ class Reconciler:
             async with self._parallel:
                 if not await self.checkout.storage.claim_check(order_id, now, now + CLAIM_FOR):
                     return False  # another replica's sweep has it
-                await self.checkout.confirm(order_id, actor="sweep", now=now)
+                await self.checkout.confirm(order_id, actor=SWEEP, now=now)
                 return True
 
         results = await asyncio.gather(*(check(o.id) for o in due), return_exceptions=True)

@@ -93,6 +93,30 @@ async def test_forged_callbacks_change_nothing(app: Parts, user, http) -> None:
     assert (await latest(app)).state is S.AWAITING_PAYMENT
 
 
+async def test_callbacks_about_a_pending_payment_leave_the_sweeps_schedule_alone(
+    app: Parts, user, http
+) -> None:
+    """Each notification about an order whose payment is still pending is checked with
+    GetState, but only the sweep's own checks back off: a burst of them (Payture's retries, or a
+    forger's) never pushes the order's next background check away."""
+    await order_product(user, "Tea", "Ivan-chai")
+    before = await latest(app)
+    url = f"{app.web_url}/callbacks/payture"
+    for n in range(5):
+        body = f"Notification=EnginePaySuccess&OrderId={before.provider_payment_id}"
+        async with http.post(url, data=f"{body}&TransactionDate={n}".encode()) as answer:
+            assert answer.status == 200
+    await asyncio.sleep(0.5)  # their follow-ups: GetState, still pending
+    after = await latest(app)
+    assert after.state is S.AWAITING_PAYMENT
+    assert (after.check_attempts, after.next_check_at) == (
+        before.check_attempts,
+        before.next_check_at,
+    )
+    await app.reconciler.run_once(now=before.next_check_at)  # the sweep's check backs off
+    assert (await latest(app)).check_attempts == before.check_attempts + 1
+
+
 @both_databases
 async def test_partial_then_full_refund_by_an_admin(
     app: Parts, user, payture, telegram: TelegramServer, http

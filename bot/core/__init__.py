@@ -18,7 +18,7 @@ providers: the records they show are re-exported below.
 from __future__ import annotations
 
 from bot.core.checkout import AmountLimit, CartLine, Ordering, PaymentChoice, amount_limit
-from bot.core.confirm import Confirmation
+from bot.core.confirm import SWEEP, Confirmation
 from bot.core.context import CheckoutError, CheckSchedule, ReceiptError, RefundError
 from bot.core.fulfilment import FULFILLABLE, Fulfilling, FulfilmentError
 from bot.core.ledger import LedgerReport, Reconciling
@@ -58,6 +58,7 @@ __all__ = [
     "FULFILLABLE",
     "PAYABLE",
     "REFUNDED_ALREADY",
+    "SWEEP",
     "Ack",
     "AmountLimit",
     "AmountNotRepresentable",

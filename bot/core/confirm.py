@@ -36,6 +36,7 @@ from storage.base import DuplicatePayment, NewOutbox, Order, OrderHead, OrderSta
 log = logging.getLogger("bot.core.confirm")
 
 S = OrderState
+SWEEP = "sweep"  # the actor of the background check, whose schedule backs off
 # States in which a provider's answer still matters: awaiting, or closed while the customer may
 # still have paid on an open provider page (a retry after a declined card, a cancel in the chat):
 # a payment then is one we did not expect, and goes to review.
@@ -357,6 +358,10 @@ class Confirming(CoreContext):
                 f"{detail}; past the payment deadline",
                 [self._to_customer(order, "expired")],
             )
+            return
+        if actor != SWEEP:
+            # a callback, a return or a button found it still pending: the sweep's schedule
+            # stands, so a burst of them (a provider's retries, a forger) never postpones it
             return
         delay = self.schedule.after(order.check_attempts)
         await self.storage.schedule_check(order.id, now + delay, order.check_attempts + 1)
