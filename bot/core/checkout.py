@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.core import details
-from bot.core.confirm import stored_ref
+from bot.core.confirm import SWEEP, stored_ref
 from bot.core.context import CheckoutError, ReceiptError
 from bot.core.inbound import Receiving
 from money import AmountNotRepresentable, Money
@@ -303,7 +303,7 @@ class Ordering(Receiving):
         closed = 0
         for order in await self.storage.stale_created(now - STALE_CREATED):
             moved = await self.storage.transition(
-                order.id, S.CREATED, S.FAILED, actor="sweep", detail="checkout did not finish"
+                order.id, S.CREATED, S.FAILED, actor=SWEEP, detail="checkout did not finish"
             )
             closed += moved is not None
         return closed

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.core.confirm import Confirming, paid_of, stored_ref
+from bot.core.confirm import SWEEP, Confirming, paid_of, stored_ref
 from bot.core.context import RefundError
 from bot.core.outbox import OutboxKind, message
 from money import Money
@@ -417,7 +417,7 @@ class Refunding(Confirming):
                 log.warning("refund %s: %s cannot say (%s)", refund.id, provider.name, exc)
         if found is None:  # a provider that answers but cannot say: a person must look
             await self.storage.finish_refund(refund.id, "unknown", "UNKNOWN")
-            await self._review(order, "sweep", f"refund of {refund.amount} has an unknown outcome")
+            await self._review(order, SWEEP, f"refund of {refund.amount} has an unknown outcome")
             return True
         if found.outcome is RefundOutcome.DONE:
             await self._finish(order, refund, left, found.provider_code, "checked after a cut-off")
