@@ -161,7 +161,7 @@ class PaytureProvider:
 
     async def parse_callback(self, request: InboundRequest) -> Inbound:
         try:
-            fields = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
+            fields = form_fields(request.body.decode("utf-8"))
         except UnicodeDecodeError:
             raise BadCallback("notification is not UTF-8 form data", provider=NAME) from None
         notification, order_id = fields.get("Notification", ""), fields.get("OrderId", "")
@@ -331,6 +331,17 @@ class PaytureProvider:
 
 def _attrs(element: Element) -> dict[str, str]:
     return {k.lower(): v for k, v in element.attrib.items()}
+
+
+def form_fields(text: str) -> dict[str, str]:
+    """A form body's fields, as `parse_qsl` with blank values kept (the last of a repeated
+    name wins). A notification with nothing escaped is split as it is: parse_qsl unquotes
+    every name and value, three times the cost, on every callback."""
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    return {
+        name: value for name, _, value in (part.partition("=") for part in text.split("&") if part)
+    }
 
 
 def _data(fields: dict[str, str]) -> str:

@@ -8,6 +8,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from money import MINOR_UNITS, AmountNotRepresentable, Money
-from providers.payture import PaytureProvider
+from providers.payture import PaytureProvider, form_fields
 from providers.redoya import RedoyaProvider
 from storage import storage_from_url
 from storage.base import (
@@ -62,6 +63,16 @@ async def adapters() -> AsyncIterator[tuple[RedoyaProvider, PaytureProvider]]:
             ),
             PaytureProvider(client, base_url="http://127.0.0.1", key="k", password="p"),
         )
+
+
+# form bodies built mostly of the characters that have a meaning in one, and any text
+form_signs = st.sampled_from("&=%+ab;?#\x00é2F")
+form_text = st.text(alphabet=form_signs, max_size=40) | st.text(max_size=40)
+
+
+@given(text=form_text)
+def test_payture_reads_a_form_as_parse_qsl_does(text: str) -> None:
+    assert form_fields(text) == dict(parse_qsl(text, keep_blank_values=True))
 
 
 @given(amount=st.integers(min_value=-(10**7), max_value=10**7))
