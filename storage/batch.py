@@ -4,7 +4,7 @@ that whole batch is one statement in one transaction.
 Under a burst of provider callbacks each one's own transaction queued behind the others' (one
 writer at a time on SQLite, a pooled connection each on PostgreSQL); now a burst costs one
 commit per batch, and a lone write still goes at once (no timer: it waits only for the batch in
-flight).
+flight). PostgreSQL reads the burst's order heads the same way: one round trip, not one each.
 """
 
 from __future__ import annotations

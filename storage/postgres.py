@@ -74,6 +74,7 @@ MIGRATION_LOCK = 0x0C4EC0_0001
 # The open ends of a figures window.
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
+JOINED_HEAD = ", ".join(f"o.{name.strip()}" for name in HEAD_COLUMNS.split(","))  # of `orders o`
 
 # What a broken connection or server raises; `ping` answers False on these.
 # InternalClientError: a pooled connection the server closed under a query in flight
@@ -142,6 +143,10 @@ class PostgresStorage:
         self._marks: asyncpg.Pool | None = None  # one connection of its own for mark_sent
         self._inbox = Batcher(self._insert_inbound)
         self._processed = Batcher(self._mark_processed)
+        # the heads callbacks read, by id or by payment: read together as the inbox is
+        # written, one statement for the callbacks that arrive while one is read
+        self._heads_by_id = Batcher(self._read_heads_by_id)
+        self._heads_by_payment = Batcher(self._read_heads_by_payment)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -196,8 +201,8 @@ class PostgresStorage:
                 )
 
     async def close(self) -> None:
-        await self._inbox.close()
-        await self._processed.close()
+        for batcher in (self._inbox, self._processed, self._heads_by_id, self._heads_by_payment):
+            await batcher.close()
         for name in ("_marks", "_pool"):
             pool = getattr(self, name)
             if pool is None:
@@ -275,19 +280,34 @@ class PostgresStorage:
         )
 
     async def get_order_head(self, order_id: int) -> OrderHead | None:
-        return await self._head("WHERE id = $1", order_id)
+        return await self._heads_by_id.submit(order_id)
 
     async def get_order_head_by_payment(
         self, provider: str, provider_payment_id: str
     ) -> OrderHead | None:
-        return await self._head(
-            "WHERE provider = $1 AND provider_payment_id = $2", provider, provider_payment_id
+        return await self._heads_by_payment.submit((provider, provider_payment_id))
+
+    async def _read_heads_by_id(self, ids: Sequence[int]) -> list[OrderHead | None]:
+        return await self._heads(
+            "unnest($1::bigint[]) WITH ORDINALITY AS k(i, n) JOIN orders o ON o.id = k.i", ids
         )
 
-    async def _head(self, where: str, *params: Any) -> OrderHead | None:
-        async with self._db.acquire() as conn:
-            row = await conn.fetchrow(f"SELECT {HEAD_COLUMNS} FROM orders {where}", *params)
-        return to_head(row) if row is not None else None
+    async def _read_heads_by_payment(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> list[OrderHead | None]:
+        return await self._heads(
+            "unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(p, i, n) "
+            "JOIN orders o ON o.provider = k.p AND o.provider_payment_id = k.i",
+            *zip(*keys, strict=True),
+        )
+
+    async def _heads(self, joined: str, *arrays: Sequence[Any]) -> list[OrderHead | None]:
+        """Each key's head, in the order of the keys (None for a key no order has): one round
+        trip for a burst of callbacks, which would otherwise take one each."""
+        found: list[OrderHead | None] = [None] * len(arrays[0])
+        for row in await self._db.fetch(f"SELECT k.n, {JOINED_HEAD} FROM {joined}", *arrays):
+            found[row["n"] - 1] = to_head(row)
+        return found
 
     async def orders_for_user(
         self, user_id: int, *, limit: int = 10, offset: int = 0
