@@ -355,7 +355,8 @@ WAITING = (
 
 async def rows(database_url: str, sql: str) -> list[tuple]:
     if database_url.startswith("sqlite"):
-        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as db:
+        path = database_url.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(path)) as db, db:  # a write is committed
             return db.execute(sql).fetchall()
     base, _, schema = database_url.partition("?search_path=")
     for attempt in range(60):  # the machine's PostgreSQL may be restarting (another bench's)
