@@ -220,6 +220,7 @@ class BotApp:
                 first=timedelta(seconds=s.first_check_after),
                 longest=timedelta(seconds=s.max_check_interval),
             ),
+            inbox_keep=s.inbox_keep,
             on_outbox=lambda: notifier_ref[0].wake() if notifier_ref else None,
         )
         cards = None

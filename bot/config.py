@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -159,6 +159,8 @@ class Settings(_Sources):
     # what we stored
     ledger_every: float = Field(600.0, gt=0)
     ledger_window_hours: int = Field(48, ge=1, le=24 * 90)
+    # days a processed inbox event (a callback, a return, as it arrived) is kept; 0: for ever
+    inbox_keep_days: int = Field(180, ge=0)
 
     # the enabled providers' settings by name (bot/wiring.py loads them)
     providers: dict[str, Any] = Field(default_factory=dict)
@@ -245,6 +247,19 @@ class Settings(_Sources):
         if self.webhook_url and not self.webhook_secret:
             raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET (Telegram signs webhook calls)")
         return self
+
+    @model_validator(mode="after")
+    def _inbox_outlives_the_ledger(self) -> Settings:
+        if self.inbox_keep_days and self.inbox_keep_days * 24 <= self.ledger_window_hours:
+            raise ValueError(
+                "INBOX_KEEP_DAYS must be longer than LEDGER_WINDOW_HOURS: the ledger check looks "
+                "for the payments it lists among the stored events"
+            )
+        return self
+
+    @property
+    def inbox_keep(self) -> timedelta | None:
+        return timedelta(days=self.inbox_keep_days) if self.inbox_keep_days else None
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, the providers' included, for scrubbing logs."""

@@ -1,7 +1,7 @@
 """The reconcile sweep: re-asks providers about orders still awaiting payment, replays stored
-events, finishes refunds cut off by a crash, closes checkouts that never finished, queues the
-daily report to the merchant chat once its time has come and, less often, compares in-chat
-providers' own ledgers (Stars) with what we stored.
+events, forgets those processed long ago, finishes refunds cut off by a crash, closes checkouts
+that never finished, queues the daily report to the merchant chat once its time has come and,
+less often, compares in-chat providers' own ledgers (Stars) with what we stored.
 
 Covers every lost signal: a customer who never came back, a callback that never arrived, a
 provider that was down when the customer returned, a crash between "stored" and "confirmed".
@@ -82,7 +82,11 @@ class Reconciler:
         """One pass: replay stored events, then check every order that is due. Returns how
         many orders were checked."""
         now = now or self.checkout.clock()
-        for job in (self.checkout.replay_inbound, self.checkout.close_stale):
+        for job in (
+            self.checkout.replay_inbound,
+            self.checkout.close_stale,
+            self.checkout.prune_inbox,
+        ):
             await self._isolated(job, now)
         await self._isolated(self.checkout.finish_refunds, now)
         await self._isolated(self._daily_report, now)

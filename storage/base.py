@@ -523,6 +523,10 @@ class Storage(Protocol):
 
     async def mark_inbound_processed(self, event_id: int) -> None: ...
 
+    async def prune_inbound(self, before: datetime, limit: int = 500) -> int:
+        """Forget up to `limit` processed events received before `before`, oldest first; how
+        many were. An event not processed yet is never forgotten."""
+
     async def inbound_for_order(self, order_id: int) -> list[InboundEvent]:
         """Every stored event of an order, oldest first (a STATUS_IN_CALLBACK provider's
         stored callbacks are the truth about its payment)."""

@@ -646,6 +646,16 @@ class PostgresStorage:
         )
         return [None] * len(event_ids)
 
+    async def prune_inbound(self, before: datetime, limit: int = 500) -> int:
+        status = await self._db.execute(
+            "DELETE FROM inbound_events WHERE id IN (SELECT id FROM inbound_events "
+            "WHERE processed_at IS NOT NULL AND received_at < $1 ORDER BY received_at LIMIT $2 "
+            "FOR UPDATE SKIP LOCKED)",
+            before,
+            limit,
+        )
+        return int(status.rpartition(" ")[2])
+
     async def inbound_for_order(self, order_id: int) -> list[InboundEvent]:
         rows = await self._db.fetch(
             "SELECT * FROM inbound_events WHERE order_id = $1 ORDER BY id", order_id

@@ -706,6 +706,13 @@ class SQLiteStorage:
             )
         return [None] * len(event_ids)
 
+    async def prune_inbound(self, before: datetime, limit: int = 500) -> int:
+        return await self._write(
+            "DELETE FROM inbound_events WHERE id IN (SELECT id FROM inbound_events "
+            "WHERE processed_at IS NOT NULL AND received_at < ? ORDER BY received_at LIMIT ?)",
+            (ts(before), limit),
+        )
+
     async def inbound_for_order(self, order_id: int) -> list[InboundEvent]:
         rows = await self._rows(
             "SELECT * FROM inbound_events WHERE order_id = ? ORDER BY id", (order_id,)

@@ -128,6 +128,7 @@ def closed_port() -> tuple[socket.socket, int]:
         "token",
         "nobody_ships",
         "report_to_nobody",
+        "inbox_keep",
     ],
 )
 async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_path: Path) -> None:
@@ -187,6 +188,9 @@ async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_p
             "DAILY_REPORT_AT": "08:00",
         }
         expected = "DAILY_REPORT_AT: set, but MERCHANT_CHAT_ID is unset: no chat to send to"
+    elif case == "inbox_keep":
+        env = {"INBOX_KEEP_DAYS": "1", "LEDGER_WINDOW_HOURS": "48"}
+        expected = "INBOX_KEEP_DAYS must be longer than LEDGER_WINDOW_HOURS"
     else:
         env = {"BOT_TOKEN": "999:not-the-token"}
         expected = "Telegram refused BOT_TOKEN (401 Unauthorized)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import aiohttp
 
@@ -115,6 +116,31 @@ async def test_callbacks_about_a_pending_payment_leave_the_sweeps_schedule_alone
     )
     await app.reconciler.run_once(now=before.next_check_at)  # the sweep's check backs off
     assert (await latest(app)).check_attempts == before.check_attempts + 1
+
+
+@both_databases
+async def test_the_sweep_forgets_what_arrived_once_it_is_old(
+    app: Parts, user, payture, http
+) -> None:
+    """INBOX_KEEP_DAYS (180 by default) after it arrived, a processed return or callback is
+    forgotten by a sweep; the order and its audit trail stay as they were."""
+    await paid_order(app, user, payture, http)
+    order = await latest(app)
+    for _ in range(100):  # the callback's follow-up marks it processed off the request path
+        stored = await app.storage.inbound_for_order(order.id)
+        if all(event.processed_at for event in stored):
+            break
+        await asyncio.sleep(0.05)
+    assert stored  # the customer's return, at least
+    assert all(event.processed_at for event in stored)
+    trail = await app.storage.audit_trail(order.id)
+    assert order.paid_at is not None
+    await app.reconciler.run_once(now=order.paid_at + timedelta(days=179))
+    assert await app.storage.inbound_for_order(order.id) == stored
+    await app.reconciler.run_once(now=order.paid_at + timedelta(days=181))
+    assert await app.storage.inbound_for_order(order.id) == []
+    assert (await latest(app)).state is S.PAID
+    assert await app.storage.audit_trail(order.id) == trail
 
 
 @both_databases

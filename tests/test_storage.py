@@ -334,6 +334,28 @@ async def test_inbound_events_are_stored_once(storage: Storage) -> None:
     assert await storage.unprocessed_inbound() == []
 
 
+async def test_the_inbox_forgets_processed_events_oldest_first(storage: Storage) -> None:
+    """Only events processed and received before the cutoff go, oldest first, a batch at a
+    time; an event still to be confirmed stays however old it is."""
+    order_id = await awaiting(storage)
+    before = datetime.now(UTC)
+    old = [
+        await storage.record_inbound("redoya", f"callback:{n}", order_id, b"b", processed=True)
+        for n in range(3)
+    ]
+    pending = await storage.record_inbound("redoya", "callback:P", order_id, b"b")
+    cutoff = datetime.now(UTC) + timedelta(seconds=1)
+    assert await storage.prune_inbound(before, limit=10) == 0  # none arrived before
+    assert await storage.prune_inbound(cutoff, limit=2) == 2
+    kept = [e.id for e in await storage.inbound_for_order(order_id)]
+    assert kept == [old[2], pending]
+    assert await storage.prune_inbound(cutoff) == 1
+    assert [e.id for e in await storage.inbound_for_order(order_id)] == [pending]
+    assert await storage.record_inbound("redoya", "callback:0", order_id, b"b") is not None
+    await storage.mark_inbound_processed(pending)  # type: ignore[arg-type]
+    assert await storage.prune_inbound(cutoff) == 1  # processed now: it goes too
+
+
 async def test_a_store_whose_caller_gave_up_is_written_all_the_same(storage: Storage) -> None:
     """A callback's request cancelled before its batch is written (the provider hung up): the
     event is stored all the same, the provider's retry finds it there, and the others in the

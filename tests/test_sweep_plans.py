@@ -17,6 +17,7 @@ EXPECTED = (
     "SELECT * FROM inbound_events WHERE order_id = ?",  # confirm: a Redoya order's returns
     "UPDATE orders SET next_check_at = ? WHERE id = ?",  # claim_check
     "UPDATE orders SET next_check_at = ?, check_attempts = ? WHERE id = ?",  # schedule_check
+    "DELETE FROM inbound_events WHERE id IN",  # prune_inbox
 )
 WHERE_ORDERS = ("state = ? AND created_at < ?", "next_check_at <= ?", "provider = ? AND paid_at")
 

@@ -72,6 +72,7 @@ class CoreContext:
         merchant_chat_id: int | None = None,
         admin_ids: Sequence[int] = (),
         schedule: CheckSchedule | None = None,
+        inbox_keep: timedelta | None = None,
         clock: Callable[[], datetime] = utc_now,
         on_outbox: Callable[[], None] = lambda: None,
     ) -> None:
@@ -83,6 +84,7 @@ class CoreContext:
         self.merchant_chat_id = merchant_chat_id
         self.admin_ids = tuple(admin_ids)
         self.schedule = schedule or CheckSchedule()
+        self.inbox_keep = inbox_keep  # how long a processed event is kept; None: for ever
         self.clock = clock
         self._on_outbox = on_outbox
         self._callback_secret = callback_secret.encode()

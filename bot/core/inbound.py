@@ -507,6 +507,15 @@ class Receiving(Confirming):
                 done += 1
         return done
 
+    async def prune_inbox(self, now: datetime | None = None) -> int:
+        """Forget events processed more than `inbox_keep` ago, a batch a pass: the inbox holds
+        what arrived while an order was being settled, and grows with every callback; the
+        audit trail keeps what each one changed. A provider's late repeat of a forgotten one
+        is stored as new and finds its order settled: nothing moves twice."""
+        if self.inbox_keep is None:
+            return 0
+        return await self.storage.prune_inbound((now or self.clock()) - self.inbox_keep)
+
     async def _replay(self, event: InboundEvent, now: datetime) -> bool:
         if event.provider not in self.providers:
             return True
