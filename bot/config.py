@@ -159,8 +159,9 @@ class Settings(_Sources):
     # what we stored
     ledger_every: float = Field(600.0, gt=0)
     ledger_window_hours: int = Field(48, ge=1, le=24 * 90)
-    # days a processed inbox event (a callback, a return, as it arrived) is kept; 0: for ever
-    inbox_keep_days: int = Field(180, ge=0)
+    # days an inbox event (a callback, a return, as it arrived) is kept after it arrived, once
+    # processed; 0: for ever
+    inbox_keep_days: int = Field(180, ge=0, le=36_500)
 
     # the enabled providers' settings by name (bot/wiring.py loads them)
     providers: dict[str, Any] = Field(default_factory=dict)

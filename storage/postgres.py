@@ -651,7 +651,7 @@ class PostgresStorage:
             "DELETE FROM inbound_events WHERE id IN (SELECT id FROM inbound_events "
             "WHERE processed_at IS NOT NULL AND received_at < $1 ORDER BY received_at LIMIT $2 "
             "FOR UPDATE SKIP LOCKED)",
-            before,
+            aware(before),
             limit,
         )
         return int(status.rpartition(" ")[2])

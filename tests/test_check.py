@@ -10,7 +10,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +189,7 @@ async def test_each_problem_is_named(case: str, check: Callable[..., Any], tmp_p
         }
         expected = "DAILY_REPORT_AT: set, but MERCHANT_CHAT_ID is unset: no chat to send to"
     elif case == "inbox_keep":
-        env = {"INBOX_KEEP_DAYS": "1", "LEDGER_WINDOW_HOURS": "48"}
+        env = {"INBOX_KEEP_DAYS": "2", "LEDGER_WINDOW_HOURS": "48"}  # not longer: refused
         expected = "INBOX_KEEP_DAYS must be longer than LEDGER_WINDOW_HOURS"
     else:
         env = {"BOT_TOKEN": "999:not-the-token"}
@@ -450,6 +450,15 @@ def example_lines() -> dict[str, str]:
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
     pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and line[:1] != "#")
     return {name.strip(): value.strip() for name, value in pairs}
+
+
+def test_the_inbox_is_kept_for_the_days_said_or_for_ever() -> None:
+    from bot.wiring import load_settings
+
+    example = example_lines()
+    assert load_settings(example).inbox_keep == timedelta(days=180)
+    assert load_settings(example | {"INBOX_KEEP_DAYS": "3"}).inbox_keep == timedelta(days=3)
+    assert load_settings(example | {"INBOX_KEEP_DAYS": "0"}).inbox_keep is None
 
 
 async def test_env_example_as_is_says_nothing_about_its_empty_lines(

@@ -508,13 +508,19 @@ class Receiving(Confirming):
         return done
 
     async def prune_inbox(self, now: datetime | None = None) -> int:
-        """Forget events processed more than `inbox_keep` ago, a batch a pass: the inbox holds
-        what arrived while an order was being settled, and grows with every callback; the
-        audit trail keeps what each one changed. A provider's late repeat of a forgotten one
-        is stored as new and finds its order settled: nothing moves twice."""
+        """Forget processed events that arrived more than `inbox_keep` ago, a batch a pass:
+        the inbox holds what arrived while an order was being settled, and grows with every
+        callback; the audit trail keeps what each one changed. A provider's late repeat of a
+        forgotten one is stored as new: about an order, it finds the order settled (nothing
+        moves twice); about a payment no order has, the admins hear of it again."""
         if self.inbox_keep is None:
             return 0
-        return await self.storage.prune_inbound((now or self.clock()) - self.inbox_keep)
+        forgotten = await self.storage.prune_inbound((now or self.clock()) - self.inbox_keep)
+        if forgotten:
+            log.info(
+                "forgot %d inbox events processed and older than %s", forgotten, self.inbox_keep
+            )
+        return forgotten
 
     async def _replay(self, event: InboundEvent, now: datetime) -> bool:
         if event.provider not in self.providers:
