@@ -84,7 +84,7 @@ class CoreContext:
         self.merchant_chat_id = merchant_chat_id
         self.admin_ids = tuple(admin_ids)
         self.schedule = schedule or CheckSchedule()
-        self.inbox_keep = inbox_keep  # how long a processed event is kept; None: for ever
+        self.inbox_keep = inbox_keep  # how long after it arrived a processed event is kept
         self.clock = clock
         self._on_outbox = on_outbox
         self._callback_secret = callback_secret.encode()
