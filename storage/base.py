@@ -516,10 +516,11 @@ class Storage(Protocol):
         `processed`: stored as done (it leaves nothing to confirm), so nothing replays it."""
 
     async def unprocessed_inbound(
-        self, limit: int = 100, due_at: datetime | None = None
+        self, limit: int = 100, due_at: datetime | None = None, *, after: int = 0
     ) -> list[InboundEvent]:
-        """Stored events not processed yet, oldest first. With `due_at`, leave out those whose
-        order is backing off after a failed check (checked before, next check later)."""
+        """Stored events not processed yet, oldest first, from the one after event `after`.
+        With `due_at`, leave out those whose order is backing off after a failed check
+        (checked before, next check later)."""
 
     async def mark_inbound_processed(self, event_id: int) -> None: ...
 

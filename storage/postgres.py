@@ -623,15 +623,16 @@ class PostgresStorage:
         return new_event_ids(rows, {(r["provider"], r["event_key"]): r["id"] for r in stored})
 
     async def unprocessed_inbound(
-        self, limit: int = 100, due_at: datetime | None = None
+        self, limit: int = 100, due_at: datetime | None = None, *, after: int = 0
     ) -> list[InboundEvent]:
         rows = await self._db.fetch(
             "SELECT e.* FROM inbound_events e LEFT JOIN orders o ON o.id = e.order_id "
-            "WHERE e.processed_at IS NULL AND ($2::timestamptz IS NULL OR o.id IS NULL "
-            "OR o.check_attempts = 0 OR o.next_check_at IS NULL OR o.next_check_at <= $2) "
-            "ORDER BY e.id LIMIT $1",
+            "WHERE e.processed_at IS NULL AND e.id > $3 AND ($2::timestamptz IS NULL "
+            "OR o.id IS NULL OR o.check_attempts = 0 OR o.next_check_at IS NULL "
+            "OR o.next_check_at <= $2) ORDER BY e.id LIMIT $1",
             limit,
             aware(due_at),
+            after,
         )
         return [to_inbound(r, same) for r in rows]
 

@@ -683,14 +683,14 @@ class SQLiteStorage:
         return new_event_ids(rows, {(provider, key): id_ for id_, provider, key in stored})
 
     async def unprocessed_inbound(
-        self, limit: int = 100, due_at: datetime | None = None
+        self, limit: int = 100, due_at: datetime | None = None, *, after: int = 0
     ) -> list[InboundEvent]:
         rows = await self._rows(
             "SELECT e.* FROM inbound_events e LEFT JOIN orders o ON o.id = e.order_id "
-            "WHERE e.processed_at IS NULL AND (? IS NULL OR o.id IS NULL "
+            "WHERE e.processed_at IS NULL AND e.id > ? AND (? IS NULL OR o.id IS NULL "
             "OR o.check_attempts = 0 OR o.next_check_at IS NULL OR o.next_check_at <= ?) "
             "ORDER BY e.id LIMIT ?",
-            (ts(due_at), ts(due_at), limit),
+            (after, ts(due_at), ts(due_at), limit),
         )
         return [to_inbound(r, parse_ts) for r in rows]
 

@@ -201,3 +201,24 @@ async def test_a_return_stored_by_a_process_that_died_is_confirmed_at_start_up(
             return event.processed_at is not None
 
         await eventually(processed)  # the mark is written by the next batch
+
+
+@both_databases
+async def test_the_start_up_replay_looks_at_every_stored_event_a_page_at_a_time(
+    make_settings,
+) -> None:
+    """More events than one page (100) were left unprocessed by a process that died under a
+    burst: the start-up replay pages through every one of them, with no sweep running."""
+    settings = make_settings()
+    storage = storage_from_url(settings.database_url)
+    await storage.open()
+    for n in range(150):  # of a provider no longer enabled: one look marks each done
+        await storage.record_inbound("retired", f"callback:{n}", None, b"{}")
+    await storage.close()
+
+    async with BotApp(settings, background=False) as app:
+
+        async def none_left() -> bool:
+            return not await app.storage.unprocessed_inbound()
+
+        await eventually(none_left)

@@ -329,6 +329,7 @@ async def test_inbound_events_are_stored_once(storage: Storage) -> None:
     later = await storage.record_inbound("redoya", "callback:Y", None, b"body")  # no order
     due = [e.id for e in await storage.unprocessed_inbound(due_at=now + timedelta(minutes=1))]
     assert due == [first, later]
+    assert [e.id for e in await storage.unprocessed_inbound(after=first)] == [later]
     await storage.mark_inbound_processed(first)
     await storage.mark_inbound_processed(later)  # type: ignore[arg-type]
     assert await storage.unprocessed_inbound() == []

@@ -493,19 +493,24 @@ class Receiving(Confirming):
     async def replay_inbound(
         self, limit: int = 100, now: datetime | None = None, *, at_start: bool = False
     ) -> int:
-        """Confirm stored returns and callbacks that were not processed (crash, outage);
-        `at_start`: the start-up's one look, at orders backing off too."""
+        """Confirm stored returns and callbacks that were not processed (crash, outage), the
+        oldest `limit` of them; `at_start`: the start-up's one look at every one, `limit` at a
+        time, at orders backing off too."""
         now = now or self.clock()
-        done = 0
+        done, after = 0, 0
         # an order backing off after a failed check waits for its next check, not the next
         # sweep; but at start-up every event gets one look: the process that stored it may
         # have died before its follow-up ran or before its mark was written
         due_at = None if at_start else now
-        for event in await self.storage.unprocessed_inbound(limit, due_at=due_at):
-            if await self._replay(event, now):
-                await self.storage.mark_inbound_processed(event.id)
-                done += 1
-        return done
+        while True:
+            events = await self.storage.unprocessed_inbound(limit, due_at=due_at, after=after)
+            for event in events:
+                if await self._replay(event, now):
+                    await self.storage.mark_inbound_processed(event.id)
+                    done += 1
+            if not at_start or len(events) < limit:
+                return done
+            after = events[-1].id
 
     async def prune_inbox(self, now: datetime | None = None) -> int:
         """Forget processed events that arrived more than `inbox_keep` ago, a batch a pass:
