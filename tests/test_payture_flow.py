@@ -16,7 +16,7 @@ from sandbox.payture import PaytureServer
 from sandbox.telegram import TelegramServer
 from storage.base import OrderState
 from tests.conftest import ADMIN, CUSTOMER, both_databases
-from tests.flows import browse, order_product, pay
+from tests.flows import browse, eventually, order_product, pay
 
 S = OrderState
 
@@ -126,11 +126,12 @@ async def test_the_sweep_forgets_what_arrived_once_it_is_old(
     forgotten by a sweep; the order and its audit trail stay as they were."""
     await paid_order(app, user, payture, http)
     order = await latest(app)
-    for _ in range(100):  # the callback's follow-up marks it processed off the request path
-        stored = await app.storage.inbound_for_order(order.id)
-        if all(event.processed_at for event in stored):
-            break
-        await asyncio.sleep(0.05)
+
+    async def all_processed() -> bool:  # the callback's follow-up marks off the request path
+        return all(event.processed_at for event in await app.storage.inbound_for_order(order.id))
+
+    await eventually(all_processed)
+    stored = await app.storage.inbound_for_order(order.id)
     assert stored  # the customer's return, at least
     assert all(event.processed_at for event in stored)
     trail = await app.storage.audit_trail(order.id)
